@@ -1,0 +1,283 @@
+//! The embedded model and the preprocessing it was trained with.
+//!
+//! The model is nsfwjs's MobileNetV2 (see `models/README.md`), stored with upstream's own
+//! uint8 weights; tract folds them to f32 when the model is loaded. Preprocessing
+//! reproduces nsfwjs exactly: take the RGB channels (alpha is dropped, as
+//! `tf.browser.fromPixels` does), divide by 255, resize to 224×224 with TensorFlow's
+//! bilinear `align_corners = true` sampling (no crop, no mean/std), and run the model on
+//! an NHWC `f32[1, 224, 224, 3]` tensor. The output is a softmax over [`Class`].
+
+use anyhow::{ensure, Context, Result};
+use image::DynamicImage;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tract_onnx::prelude::*;
+
+/// The shipped int8-weight model; `models/README.md` is its card.
+pub const MODEL_ONNX: &[u8] = include_bytes!("../models/nsfw_mobilenet_v2_int8.onnx");
+
+/// Side of the square image the model reads.
+pub const INPUT_SIDE: usize = 224;
+
+/// The five classes, in the model's output order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Class {
+    Drawing,
+    Hentai,
+    Neutral,
+    Porn,
+    Sexy,
+}
+
+impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::Drawing,
+        Class::Hentai,
+        Class::Neutral,
+        Class::Porn,
+        Class::Sexy,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Drawing => "Drawing",
+            Class::Hentai => "Hentai",
+            Class::Neutral => "Neutral",
+            Class::Porn => "Porn",
+            Class::Sexy => "Sexy",
+        }
+    }
+}
+
+/// Class probabilities for one image; they sum to 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scores([f32; 5]);
+
+impl Scores {
+    pub fn new(probabilities: [f32; 5]) -> Self {
+        Scores(probabilities)
+    }
+
+    pub fn get(&self, class: Class) -> f32 {
+        self.0[class as usize]
+    }
+
+    /// The most probable class.
+    pub fn top(&self) -> Class {
+        let mut best = Class::Drawing;
+        for class in Class::ALL {
+            if self.get(class) > self.get(best) {
+                best = class;
+            }
+        }
+        best
+    }
+}
+
+/// `Drawing=0.0123,Hentai=…` — the form used in the `x-moderation-scores` header.
+impl fmt::Display for Scores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, class) in Class::ALL.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            write!(f, "{separator}{}={:.4}", class.name(), self.get(*class))?;
+        }
+        Ok(())
+    }
+}
+
+type Plan = std::sync::Arc<TypedSimplePlan>;
+
+/// The loaded, optimised model, ready to run.
+pub struct Classifier {
+    plan: Plan,
+}
+
+impl Classifier {
+    /// Loads and optimises the shipped model (hundreds of ms: do it once, ahead of requests).
+    pub fn load() -> Result<Self> {
+        Self::from_onnx(MODEL_ONNX)
+    }
+
+    pub fn from_onnx(mut onnx: &[u8]) -> Result<Self> {
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut onnx)
+            .context("parsing the ONNX model")?
+            .with_input_fact(0, f32::fact([1, INPUT_SIDE, INPUT_SIDE, 3]).into())?
+            .into_optimized()
+            .context("optimising the model")?
+            .into_runnable()?;
+        Ok(Classifier { plan })
+    }
+
+    /// Scores an image already preprocessed by [`preprocess`].
+    pub fn classify(&self, input: Tensor) -> Result<Scores> {
+        let outputs = self.plan.run(tvec!(input.into()))?;
+        let probabilities = outputs[0].to_plain_array_view::<f32>()?;
+        ensure!(
+            probabilities.len() == 5,
+            "model returned {} values",
+            probabilities.len()
+        );
+        let mut scores = [0.0; 5];
+        scores
+            .iter_mut()
+            .zip(probabilities.iter())
+            .for_each(|(s, p)| *s = *p);
+        Ok(Scores(scores))
+    }
+
+    pub fn classify_image(&self, image: &DynamicImage) -> Result<Scores> {
+        self.classify(preprocess(image))
+    }
+}
+
+/// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`.
+pub fn preprocess(image: &DynamicImage) -> Tensor {
+    let pixels = Pixels::of(image);
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let rows = axis_samples(height, INPUT_SIDE);
+    let cols = axis_samples(width, INPUT_SIDE);
+    let mut data = Vec::with_capacity(INPUT_SIDE * INPUT_SIDE * 3);
+    for row in &rows {
+        for col in &cols {
+            for channel in 0..3 {
+                let at = |y: usize, x: usize| pixels.get(y, x, channel) / 255.0;
+                let top_left = at(row.low, col.low);
+                let top_right = at(row.low, col.high);
+                let bottom_left = at(row.high, col.low);
+                let bottom_right = at(row.high, col.high);
+                let top = top_left + (top_right - top_left) * col.fraction;
+                let bottom = bottom_left + (bottom_right - bottom_left) * col.fraction;
+                data.push(top + (bottom - top) * row.fraction);
+            }
+        }
+    }
+    Tensor::from_shape(&[1, INPUT_SIDE, INPUT_SIDE, 3], &data).expect("shape matches data length")
+}
+
+/// Where one output row (or column) samples the input, as TensorFlow computes it for
+/// `resize_bilinear(align_corners = true, half_pixel_centers = false)`.
+struct Sample {
+    low: usize,
+    high: usize,
+    fraction: f32,
+}
+
+fn axis_samples(input: usize, output: usize) -> Vec<Sample> {
+    let ratio = if output > 1 {
+        (input - 1) as f32 / (output - 1) as f32
+    } else {
+        0.0
+    };
+    (0..output)
+        .map(|i| {
+            let source = ratio * i as f32;
+            let low = source.floor() as usize;
+            Sample {
+                low,
+                high: (source.ceil() as usize).min(input - 1),
+                fraction: source - low as f32,
+            }
+        })
+        .collect()
+}
+
+/// Read access to the RGB channels of a decoded image without converting it first.
+enum Pixels<'a> {
+    Interleaved {
+        data: &'a [u8],
+        width: usize,
+        channels: usize,
+    },
+    Converted(image::RgbImage),
+}
+
+impl<'a> Pixels<'a> {
+    fn of(image: &'a DynamicImage) -> Self {
+        let width = image.width() as usize;
+        match image {
+            DynamicImage::ImageRgb8(buffer) => Pixels::Interleaved {
+                data: buffer.as_raw(),
+                width,
+                channels: 3,
+            },
+            DynamicImage::ImageRgba8(buffer) => Pixels::Interleaved {
+                data: buffer.as_raw(),
+                width,
+                channels: 4,
+            },
+            DynamicImage::ImageLuma8(buffer) => Pixels::Interleaved {
+                data: buffer.as_raw(),
+                width,
+                channels: 1,
+            },
+            DynamicImage::ImageLumaA8(buffer) => Pixels::Interleaved {
+                data: buffer.as_raw(),
+                width,
+                channels: 2,
+            },
+            other => Pixels::Converted(other.to_rgb8()),
+        }
+    }
+
+    fn get(&self, y: usize, x: usize, channel: usize) -> f32 {
+        match self {
+            // Grey images repeat their one value in R, G and B, as fromPixels does.
+            Pixels::Interleaved {
+                data,
+                width,
+                channels,
+            } => {
+                let first = (y * width + x) * channels;
+                let offset = if *channels >= 3 { channel } else { 0 };
+                f32::from(data[first + offset])
+            }
+            Pixels::Converted(rgb) => f32::from(rgb.get_pixel(x as u32, y as u32).0[channel]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    #[test]
+    fn model_sized_input_is_only_normalised() {
+        let image = RgbImage::from_fn(224, 224, |x, y| Rgb([x as u8, y as u8, 7]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 10, 200, 0]], 200.0 / 255.0);
+        assert_eq!(view[[0, 10, 200, 1]], 10.0 / 255.0);
+        assert_eq!(view[[0, 10, 200, 2]], 7.0 / 255.0);
+    }
+
+    #[test]
+    fn align_corners_keeps_the_corner_pixels() {
+        let image = RgbImage::from_fn(1000, 30, |x, y| Rgb([(x % 256) as u8, y as u8, 0]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 0, 0, 0]], 0.0);
+        assert_eq!(view[[0, 223, 223, 0]], (999 % 256) as f32 / 255.0);
+        assert_eq!(view[[0, 223, 223, 1]], 29.0 / 255.0);
+    }
+
+    #[test]
+    fn upsamples_a_single_pixel_everywhere() {
+        let image = RgbImage::from_pixel(1, 1, Rgb([255, 0, 51]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 111, 37, 0]], 1.0);
+        assert_eq!(view[[0, 111, 37, 2]], 0.2);
+    }
+
+    #[test]
+    fn scores_report_top_class_and_header_form() {
+        let scores = Scores::new([0.1, 0.0, 0.7, 0.15, 0.05]);
+        assert_eq!(scores.top(), Class::Neutral);
+        assert_eq!(
+            scores.to_string(),
+            "Drawing=0.1000,Hentai=0.0000,Neutral=0.7000,Porn=0.1500,Sexy=0.0500"
+        );
+    }
+}

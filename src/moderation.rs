@@ -1,0 +1,125 @@
+//! One image body in, one verdict out: decode → preprocess → classify → decide → rewrite.
+//!
+//! This is the whole moderation of an image, independent of HTTP. Every failure has a
+//! defined outcome taken from the policy, so the caller never has to interpret errors.
+
+use crate::classifier::{preprocess, Classifier, Scores};
+use crate::decode::{decode, DecodeError};
+use crate::policy::{Policy, Verdict};
+use crate::rewrite::rewrite;
+use crate::sniff::ImageFormat;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// What was decided for an image, why, and what it cost.
+#[derive(Debug)]
+pub struct Moderation {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    pub scores: Option<Scores>,
+    /// The obscured image, present exactly when the verdict is `Rewrite`.
+    pub rewritten: Option<Vec<u8>>,
+    pub timings: Timings,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// Rule number `n` of the policy matched.
+    Rule(usize),
+    NoRuleMatched,
+    Oversize(String),
+    Undecodable(String),
+    /// The image was classified for rewrite but could not be re-encoded; it is blocked.
+    RewriteFailed(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Rule(index) => write!(f, "rule {index}"),
+            Reason::NoRuleMatched => write!(f, "no rule matched"),
+            Reason::Oversize(detail) => write!(f, "oversize: {detail}"),
+            Reason::Undecodable(detail) => write!(f, "undecodable: {detail}"),
+            Reason::RewriteFailed(detail) => write!(f, "rewrite failed: {detail}"),
+        }
+    }
+}
+
+/// Time spent in each stage (zero for stages that did not run).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub decode: Duration,
+    pub inference: Duration,
+    pub rewrite: Duration,
+}
+
+impl Moderation {
+    /// The policy's outcome for an image beyond its limits.
+    pub fn oversize(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_oversize.into(), Reason::Oversize(detail))
+    }
+
+    /// The policy's outcome for bytes that cannot be read as the image they claim to be.
+    pub fn undecodable(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_undecodable.into(), Reason::Undecodable(detail))
+    }
+
+    fn unclassified(verdict: Verdict, reason: Reason) -> Self {
+        Moderation {
+            verdict,
+            reason,
+            scores: None,
+            rewritten: None,
+            timings: Timings::default(),
+        }
+    }
+}
+
+pub fn moderate(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    classifier: &Classifier,
+) -> Moderation {
+    if bytes.len() > policy.limits.max_bytes {
+        return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
+    }
+    let started = Instant::now();
+    let image = match decode(bytes, format, policy.decode_limits()) {
+        Ok(image) => image,
+        Err(too_large @ DecodeError::TooLarge { .. }) => {
+            return Moderation::oversize(policy, too_large.to_string())
+        }
+        Err(DecodeError::Corrupt(why)) => return Moderation::undecodable(policy, why),
+    };
+    let input = preprocess(&image);
+    let decoded = Instant::now();
+    let scores = match classifier.classify(input) {
+        Ok(scores) => scores,
+        Err(e) => return Moderation::undecodable(policy, format!("classifier: {e}")),
+    };
+    let classified = Instant::now();
+    let decision = policy.decide(&scores);
+    let mut moderation = Moderation {
+        verdict: decision.verdict,
+        reason: decision.rule.map_or(Reason::NoRuleMatched, Reason::Rule),
+        scores: Some(scores),
+        rewritten: None,
+        timings: Timings {
+            decode: decoded - started,
+            inference: classified - decoded,
+            rewrite: Duration::ZERO,
+        },
+    };
+    if decision.verdict == Verdict::Rewrite {
+        match rewrite(&image, format, policy.rewrite) {
+            Ok(bytes) => moderation.rewritten = Some(bytes),
+            Err(e) => {
+                moderation.verdict = Verdict::Block;
+                moderation.reason = Reason::RewriteFailed(format!("{e:#}"));
+            }
+        }
+        moderation.timings.rewrite = classified.elapsed();
+    }
+    moderation
+}
