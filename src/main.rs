@@ -13,6 +13,10 @@
 mod edge;
 
 #[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: edge::snapshot::ZeroFreedWhilePreparing = edge::snapshot::ZeroFreedWhilePreparing;
+
+#[cfg(target_arch = "wasm32")]
 #[fastly::main]
 fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
     use edge::origin::{self, Inspected};

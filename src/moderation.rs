@@ -24,8 +24,11 @@ pub struct Moderation {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reason {
-    /// Rule number `n` of the policy matched.
-    Rule(usize),
+    /// Rule number `index` of the policy matched; `rule` is its description.
+    Rule {
+        index: usize,
+        rule: String,
+    },
     NoRuleMatched,
     Oversize(String),
     Undecodable(String),
@@ -36,7 +39,7 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::Rule(index) => write!(f, "rule {index}"),
+            Reason::Rule { index, rule } => write!(f, "rule {index}: {rule}"),
             Reason::NoRuleMatched => write!(f, "no rule matched"),
             Reason::Oversize(detail) => write!(f, "oversize: {detail}"),
             Reason::Undecodable(detail) => write!(f, "undecodable: {detail}"),
@@ -102,7 +105,12 @@ pub fn moderate(
     let decision = policy.decide(&scores);
     let mut moderation = Moderation {
         verdict: decision.verdict,
-        reason: decision.rule.map_or(Reason::NoRuleMatched, Reason::Rule),
+        reason: decision
+            .rule
+            .map_or(Reason::NoRuleMatched, |index| Reason::Rule {
+                index,
+                rule: policy.rules[index].to_string(),
+            }),
         scores: Some(scores),
         rewritten: None,
         timings: Timings {

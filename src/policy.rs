@@ -36,6 +36,19 @@ pub struct Rule {
     pub action: Action,
 }
 
+impl std::fmt::Display for Rule {
+    /// `Porn+Hentai>=0.60 -> block`, as reported in `x-moderation-reason`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let classes: Vec<&str> = self.classes.iter().map(|c| c.name()).collect();
+        let action = match self.action {
+            Action::Pass => "pass",
+            Action::Block => "block",
+            Action::Rewrite => "rewrite",
+        };
+        write!(f, "{}>={:.2} -> {action}", classes.join("+"), self.at_least)
+    }
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
@@ -285,6 +298,14 @@ mod tests {
                 verdict: Verdict::Pass,
                 rule: None
             }
+        );
+    }
+
+    #[test]
+    fn rules_describe_themselves() {
+        assert_eq!(
+            Policy::default().rules[0].to_string(),
+            "Porn+Hentai>=0.60 -> block"
         );
     }
 

@@ -35,5 +35,7 @@ pub extern "C" fn wizer_initialize() {
     // tract registers its kernels in static constructors, which a reactor-style call like
     // this one does not run by itself; without them the snapshot traps at inference.
     unsafe { __wasm_call_ctors() };
-    let _ = classifier();
+    super::snapshot::prepare(|| {
+        let _ = classifier();
+    });
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds the Compute module: release wasm32-wasip1 with SIMD, then a Wizer snapshot taken
+# after the model is loaded and optimised, written to bin/main.wasm (what Viceroy, the
+# Fastly CLI and the tests run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --target wasm32-wasip1 --bin edge-moderation
+mkdir -p bin
+node_modules/.bin/wizer --allow-wasi --wasm-bulk-memory true --wasm-simd true \
+  -o bin/main.wasm.tmp target/wasm32-wasip1/release/edge-moderation.wasm
+mv bin/main.wasm.tmp bin/main.wasm
+echo "bin/main.wasm: $(stat -c %s bin/main.wasm) bytes (pre-initialised)"
