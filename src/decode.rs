@@ -69,6 +69,29 @@ pub fn decode(
     })
 }
 
+/// Whether an end-of-image marker follows the image's first scan. The header segments
+/// are walked by their lengths (so an EXIF thumbnail, which has its own scan and end
+/// marker, is skipped); inside scan data every 0xFF is byte-stuffed, so FF D9 there can
+/// only be the real marker. Data appended after the image (camera trailers, motion
+/// photos) is allowed.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    const START_OF_SCAN: u8 = 0xDA;
+    const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+    let mut at = 2; // past the start-of-image marker
+    while let [0xFF, marker, high, low, ..] = bytes[at.min(bytes.len())..] {
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        let segment_end = at + 2 + usize::from(u16::from_be_bytes([high, low]));
+        if marker == START_OF_SCAN {
+            return bytes.get(segment_end..).is_some_and(|scan| scan.windows(2).any(|pair| pair == END_OF_IMAGE));
+        }
+        at = segment_end;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +139,13 @@ mod tests {
                 "{format:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn data_appended_after_a_complete_jpeg_is_accepted() {
+        let mut bytes = encoded(ImageFormat::Jpeg, 64, 64);
+        bytes.extend_from_slice(b"trailer appended by a camera \xFF\xDA\x00\x08");
+        assert!(decode(&bytes, ImageFormat::Jpeg, LIMITS).is_ok());
     }
 
     #[test]

@@ -1,0 +1,26 @@
+# The two commands a person needs:
+#   make serve   start the demo origin and the service under the Fastly CLI (Viceroy)
+#   make test    run every test (unit, model fidelity, Viceroy end to end)
+# Both install what they need first (scripts/setup.sh).
+
+SERVE_ADDR ?= 127.0.0.1:7676
+DEMO_ORIGIN_PORT ?= 7878
+FASTLY := node_modules/@fastly/cli-linux-x64/fastly
+
+.PHONY: setup build serve test model bench
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@bash scripts/build.sh
+
+serve: build
+	@bash scripts/serve.sh "$(SERVE_ADDR)" "$(DEMO_ORIGIN_PORT)"
+
+test: build
+	cargo test --release
+
+# Regenerates models/ from the npm nsfwjs package (needs Python 3.11 and Node).
+model:
+	bash models/pipeline/run.sh
