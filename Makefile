@@ -19,7 +19,7 @@ serve: build
 	@bash scripts/serve.sh "$(SERVE_ADDR)" "$(DEMO_ORIGIN_PORT)"
 
 test: build
-	cargo test --release
+	cargo test
 
 # Regenerates models/ from the npm nsfwjs package (needs Python 3.11 and Node).
 model:

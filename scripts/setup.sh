@@ -16,6 +16,8 @@ if ! command -v viceroy >/dev/null || [ "$(viceroy --version 2>/dev/null)" != "v
 fi
 
 if [ ! -x node_modules/.bin/wizer ] || ! cmp -s package-lock.json node_modules/.package-lock.stamp; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm ci` rejects this lock file (the wizer package lists platform binaries with empty
+  # versions); `npm install` with exact pins in package.json gives the same tree.
+  npm install --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.package-lock.stamp
 fi

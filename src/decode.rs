@@ -42,6 +42,13 @@ pub fn decode(
     format: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<DynamicImage, DecodeError> {
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills a missing tail with grey rather than failing; a cut-off
+        // file is still damaged goods, and gets the policy's outcome for those.
+        return Err(DecodeError::Corrupt(
+            "JPEG is truncated (no end-of-image marker after its scan)".into(),
+        ));
+    }
     let corrupt = |e: ImageError| DecodeError::Corrupt(e.to_string());
     let mut decoder = ImageReader::with_format(Cursor::new(bytes), format.codec())
         .into_decoder()
@@ -85,7 +92,9 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
         }
         let segment_end = at + 2 + usize::from(u16::from_be_bytes([high, low]));
         if marker == START_OF_SCAN {
-            return bytes.get(segment_end..).is_some_and(|scan| scan.windows(2).any(|pair| pair == END_OF_IMAGE));
+            return bytes
+                .get(segment_end..)
+                .is_some_and(|scan| scan.windows(2).any(|pair| pair == END_OF_IMAGE));
         }
         at = segment_end;
     }
@@ -139,6 +148,21 @@ mod tests {
                 "{format:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn truncated_photo_jpeg_is_corrupt_although_the_codec_would_accept_it() {
+        let photo = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/demo/site/astronaut.jpg"
+        ))
+        .unwrap();
+        assert!(decode(&photo, ImageFormat::Jpeg, LIMITS).is_ok());
+        let cut = &photo[..photo.len() * 3 / 4];
+        assert!(matches!(
+            decode(cut, ImageFormat::Jpeg, LIMITS),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]

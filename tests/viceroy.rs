@@ -47,7 +47,10 @@ fn fixtures() -> HashMap<&'static str, Resource> {
     let mut fixtures = HashMap::new();
     for (format, ext, mime) in FORMATS {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        fixtures.insert(leak(format!("/photo.{ext}")), Resource::bytes(mime, encode(&photo, format)));
+        fixtures.insert(
+            leak(format!("/photo.{ext}")),
+            Resource::bytes(mime, encode(&photo, format)),
+        );
         fixtures.insert(
             leak(format!("/rocket.{ext}")),
             Resource::bytes(mime, encode(&rocket, format))
@@ -55,31 +58,74 @@ fn fixtures() -> HashMap<&'static str, Resource> {
                 .with_header("Content-MD5", "bm90IHJlYWxseQ==")
                 .with_header("Cache-Control", "public, max-age=600"),
         );
-        fixtures.insert(leak(format!("/drawing.{ext}")), Resource::bytes(mime, encode(&drawing_like, format)));
+        fixtures.insert(
+            leak(format!("/drawing.{ext}")),
+            Resource::bytes(mime, encode(&drawing_like, format)),
+        );
     }
     let jpeg = encode(&photo, ImageFormat::Jpeg);
     let drawing_png = encode(&drawing_like, ImageFormat::Png);
-    fixtures.insert("/lying.txt", Resource::bytes("text/plain", drawing_png.clone()));
-    fixtures.insert("/untyped", Resource::bytes("application/octet-stream", jpeg.clone()));
-    fixtures.insert("/fake.jpg", Resource::bytes("image/jpeg", b"<html>not an image</html>".to_vec()));
-    fixtures.insert("/truncated.jpg", Resource::bytes("image/jpeg", jpeg[..jpeg.len() / 2].to_vec()));
+    fixtures.insert(
+        "/lying.txt",
+        Resource::bytes("text/plain", drawing_png.clone()),
+    );
+    fixtures.insert(
+        "/untyped",
+        Resource::bytes("application/octet-stream", jpeg.clone()),
+    );
+    fixtures.insert(
+        "/fake.jpg",
+        Resource::bytes("image/jpeg", b"<html>not an image</html>".to_vec()),
+    );
+    fixtures.insert(
+        "/truncated.jpg",
+        Resource::bytes("image/jpeg", jpeg[..jpeg.len() / 2].to_vec()),
+    );
     let mut corrupt = drawing_png.clone();
     corrupt[40..400].fill(0x5A);
     fixtures.insert("/corrupt.png", Resource::bytes("image/png", corrupt));
-    fixtures.insert("/icon.svg", Resource::bytes("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec()));
+    fixtures.insert(
+        "/icon.svg",
+        Resource::bytes(
+            "image/svg+xml",
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
+        ),
+    );
     let mut padded = encode(&drawing_like, ImageFormat::Jpeg);
     padded.resize(3_000_000, 0);
     fixtures.insert("/oversize.jpg", Resource::bytes("image/jpeg", padded));
     let bomb = image::DynamicImage::new_luma8(5000, 4000);
-    fixtures.insert("/bomb.png", Resource::bytes("image/png", encode(&bomb, ImageFormat::Png)));
-    fixtures.insert("/page.html", Resource::bytes("text/html", b"<!doctype html><p>hello</p>".to_vec()));
+    fixtures.insert(
+        "/bomb.png",
+        Resource::bytes("image/png", encode(&bomb, ImageFormat::Png)),
+    );
+    fixtures.insert(
+        "/page.html",
+        Resource::bytes("text/html", b"<!doctype html><p>hello</p>".to_vec()),
+    );
     fixtures.insert(
         "/big.bin",
-        Resource { status: 200, content_type: "application/octet-stream", body: Body::Pattern(BIG_STREAM), headers: vec![] },
+        Resource {
+            status: 200,
+            content_type: "application/octet-stream",
+            body: Body::Pattern(BIG_STREAM),
+            headers: vec![],
+        },
     );
-    fixtures.insert("/moved", Resource::bytes("text/plain", vec![]).with_status(302).with_header("Location", "/photo.jpg"));
-    fixtures.insert("/unchanged.jpg", Resource::bytes("image/jpeg", vec![]).with_status(304));
-    fixtures.insert("/broken.jpg", Resource::bytes("image/jpeg", b"origin exploded".to_vec()).with_status(500));
+    fixtures.insert(
+        "/moved",
+        Resource::bytes("text/plain", vec![])
+            .with_status(302)
+            .with_header("Location", "/photo.jpg"),
+    );
+    fixtures.insert(
+        "/unchanged.jpg",
+        Resource::bytes("image/jpeg", vec![]).with_status(304),
+    );
+    fixtures.insert(
+        "/broken.jpg",
+        Resource::bytes("image/jpeg", b"origin exploded".to_vec()).with_status(500),
+    );
     fixtures
 }
 
@@ -88,12 +134,19 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let fixtures = fixtures();
         let origin = Origin::start(fixtures.clone());
-        let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         // Viceroy compiles the module at start-up; start all four at once.
         let port = origin.port;
         let default_policy = std::thread::spawn(move || Service::start("default", port, None));
-        let test_policy = std::thread::spawn(move || Service::start("test", port, Some(TEST_POLICY)));
-        let invalid_policy = std::thread::spawn(move || Service::start("invalid", port, Some(r#"{"rules": "block everything"}"#)));
+        let test_policy =
+            std::thread::spawn(move || Service::start("test", port, Some(TEST_POLICY)));
+        let invalid_policy = std::thread::spawn(move || {
+            Service::start("invalid", port, Some(r#"{"rules": "block everything"}"#))
+        });
         let origin_down = std::thread::spawn(move || Service::start("down", closed_port, None));
         World {
             fixtures,
@@ -118,7 +171,10 @@ fn assert_scored(reply: &Reply) {
         assert!(scores.contains(class), "{scores}");
     }
     let timing = reply.header("server-timing").expect("server-timing header");
-    assert!(timing.contains("decode;dur=") && timing.contains("inference;dur="), "{timing}");
+    assert!(
+        timing.contains("decode;dur=") && timing.contains("inference;dur="),
+        "{timing}"
+    );
 }
 
 #[test]
@@ -144,10 +200,20 @@ fn block_returns_the_configured_status_and_no_image_bytes() {
         assert_eq!(reply.status, 451, "{ext}");
         assert_eq!(reply.verdict(), Some("block"));
         let reason = reply.header("x-moderation-reason").unwrap();
-        assert!(reason.starts_with("rule 0: Drawing>=0.93"), "{ext}: {reason}");
-        assert!(reply.header("content-type").unwrap().starts_with("text/plain"));
+        assert!(
+            reason.starts_with("rule 0: Drawing>=0.93"),
+            "{ext}: {reason}"
+        );
+        assert!(reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain"));
         assert!(edge_moderation::sniff::ImageFormat::sniff(&reply.body).is_none());
-        assert!(reply.body.len() < 200, "block body is {} bytes", reply.body.len());
+        assert!(
+            reply.body.len() < 200,
+            "block body is {} bytes",
+            reply.body.len()
+        );
         assert_scored(&reply);
     }
 }
@@ -159,17 +225,32 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
         let path = format!("/rocket.{ext}");
         let reply = service.get(&path);
         assert_eq!(reply.status, 200, "{path}");
-        assert_eq!(reply.verdict(), Some("rewrite"), "{path}: {:?}", reply.header("x-moderation-scores"));
+        assert_eq!(
+            reply.verdict(),
+            Some("rewrite"),
+            "{path}: {:?}",
+            reply.header("x-moderation-scores")
+        );
         assert_eq!(reply.header("content-type"), Some(mime));
-        assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string().as_str()));
+        assert_eq!(
+            reply.header("content-length"),
+            Some(reply.body.len().to_string().as_str())
+        );
         assert_eq!(reply.header("etag"), None);
         assert_eq!(reply.header("content-md5"), None);
         assert_eq!(reply.header("cache-control"), Some("public, max-age=600"));
         let original = image::load_from_memory_with_format(&origin_bytes(&path), format).unwrap();
-        let rewritten = image::load_from_memory_with_format(&reply.body, format).expect("decodable rewrite");
+        let rewritten =
+            image::load_from_memory_with_format(&reply.body, format).expect("decodable rewrite");
         assert_eq!(rewritten.dimensions(), original.dimensions());
-        assert_ne!(rewritten.to_rgb8().into_raw(), original.to_rgb8().into_raw());
-        assert!(reply.header("server-timing").unwrap().contains("rewrite;dur="));
+        assert_ne!(
+            rewritten.to_rgb8().into_raw(),
+            original.to_rgb8().into_raw()
+        );
+        assert!(reply
+            .header("server-timing")
+            .unwrap()
+            .contains("rewrite;dur="));
     }
 }
 
@@ -184,14 +265,24 @@ fn non_image_bodies_stream_through_byte_identical() {
     assert_eq!(big.status, 200);
     assert_eq!(big.verdict(), None);
     assert_eq!(big.body.len() as u64, BIG_STREAM);
-    assert!(big.body.iter().enumerate().all(|(i, b)| *b == pattern_byte(i as u64)), "50 MB stream altered");
+    assert!(
+        big.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == pattern_byte(i as u64)),
+        "50 MB stream altered"
+    );
 }
 
 #[test]
 fn content_type_does_not_decide_what_is_an_image() {
     let test = &world().test_policy;
     let lying = test.get("/lying.txt");
-    assert_eq!((lying.status, lying.verdict()), (451, Some("block")), "PNG bytes served as text/plain");
+    assert_eq!(
+        (lying.status, lying.verdict()),
+        (451, Some("block")),
+        "PNG bytes served as text/plain"
+    );
 
     let default = &world().default_policy;
     let untyped = default.get("/untyped");
@@ -199,11 +290,22 @@ fn content_type_does_not_decide_what_is_an_image() {
     assert_eq!(untyped.body, origin_bytes("/untyped"));
 
     let fake = default.get("/fake.jpg");
-    assert_eq!((fake.status, fake.verdict()), (403, Some("block")), "HTML served as image/jpeg");
-    assert!(fake.header("x-moderation-reason").unwrap().starts_with("undecodable"));
+    assert_eq!(
+        (fake.status, fake.verdict()),
+        (403, Some("block")),
+        "HTML served as image/jpeg"
+    );
+    assert!(fake
+        .header("x-moderation-reason")
+        .unwrap()
+        .starts_with("undecodable"));
 
     let svg = default.get("/icon.svg");
-    assert_eq!((svg.status, svg.verdict()), (200, None), "vector art is an unmoderated type by default");
+    assert_eq!(
+        (svg.status, svg.verdict()),
+        (200, None),
+        "vector art is an unmoderated type by default"
+    );
     assert_eq!(svg.body, origin_bytes("/icon.svg"));
 }
 
@@ -212,7 +314,11 @@ fn corrupt_and_truncated_images_get_the_undecodable_outcome() {
     let service = &world().default_policy;
     for path in ["/truncated.jpg", "/corrupt.png"] {
         let reply = service.get(path);
-        assert_eq!((reply.status, reply.verdict()), (403, Some("block")), "{path}");
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (403, Some("block")),
+            "{path}"
+        );
         let reason = reply.header("x-moderation-reason").unwrap();
         assert!(reason.starts_with("undecodable"), "{path}: {reason}");
         assert!(edge_moderation::sniff::ImageFormat::sniff(&reply.body).is_none());
@@ -224,12 +330,18 @@ fn oversize_images_get_the_oversize_outcome() {
     // Default policy: a 20-megapixel canvas (a few KB of PNG) is refused before decoding.
     let bomb = world().default_policy.get("/bomb.png");
     assert_eq!((bomb.status, bomb.verdict()), (403, Some("block")));
-    assert!(bomb.header("x-moderation-reason").unwrap().starts_with("oversize"));
+    assert!(bomb
+        .header("x-moderation-reason")
+        .unwrap()
+        .starts_with("oversize"));
 
     // Test policy: beyond max_bytes, and its on_oversize is pass: the whole body, intact.
     let big = world().test_policy.get("/oversize.jpg");
     assert_eq!((big.status, big.verdict()), (200, Some("pass")));
-    assert!(big.header("x-moderation-reason").unwrap().starts_with("oversize"));
+    assert!(big
+        .header("x-moderation-reason")
+        .unwrap()
+        .starts_with("oversize"));
     assert_eq!(big.body, origin_bytes("/oversize.jpg"));
 }
 
@@ -243,11 +355,17 @@ fn head_redirects_304_and_origin_errors_pass_as_sent() {
     assert_eq!(head.verdict(), None);
 
     let moved = service.get("/moved");
-    assert_eq!((moved.status, moved.header("location")), (302, Some("/photo.jpg")));
+    assert_eq!(
+        (moved.status, moved.header("location")),
+        (302, Some("/photo.jpg"))
+    );
     let unchanged = service.get("/unchanged.jpg");
     assert_eq!((unchanged.status, unchanged.verdict()), (304, None));
     let broken = service.get("/broken.jpg");
-    assert_eq!((broken.status, broken.body.as_slice()), (500, &b"origin exploded"[..]));
+    assert_eq!(
+        (broken.status, broken.body.as_slice()),
+        (500, &b"origin exploded"[..])
+    );
 }
 
 #[test]
@@ -255,23 +373,34 @@ fn range_requests_never_leak_unmoderated_image_bytes() {
     let default = &world().default_policy;
     for range in ["bytes=0-99", "bytes=1000-1999", "bytes=-500"] {
         let reply = default.request("GET", "/photo.png", &[("Range", range)]);
-        assert_eq!(reply.status, 200, "{range}: an image range is answered whole, after moderation");
+        assert_eq!(
+            reply.status, 200,
+            "{range}: an image range is answered whole, after moderation"
+        );
         assert_eq!(reply.verdict(), Some("pass"));
         assert_eq!(reply.body, origin_bytes("/photo.png"));
     }
-    let blocked = world().test_policy.request("GET", "/drawing.jpg", &[("Range", "bytes=500-")]);
+    let blocked = world()
+        .test_policy
+        .request("GET", "/drawing.jpg", &[("Range", "bytes=500-")]);
     assert_eq!((blocked.status, blocked.verdict()), (451, Some("block")));
 
     let slice = default.request("GET", "/big.bin", &[("Range", "bytes=100-199")]);
     assert_eq!(slice.status, 206, "non-image ranges are served as ranges");
-    assert_eq!(slice.body, (100..200).map(pattern_byte).collect::<Vec<u8>>());
+    assert_eq!(
+        slice.body,
+        (100..200).map(pattern_byte).collect::<Vec<u8>>()
+    );
 }
 
 #[test]
 fn origin_failures_are_502_with_a_reason() {
     let down = world().origin_down.get("/photo.jpg");
     assert_eq!(down.status, 502);
-    assert!(down.header("x-moderation-error").unwrap().contains("origin request failed"));
+    assert!(down
+        .header("x-moderation-error")
+        .unwrap()
+        .contains("origin request failed"));
 }
 
 #[test]
@@ -279,8 +408,14 @@ fn an_invalid_stored_policy_is_logged_and_replaced_by_the_defaults() {
     let service = &world().invalid_policy;
     let reply = service.get("/photo.jpg");
     assert_eq!((reply.status, reply.verdict()), (200, Some("pass")));
-    assert_eq!(reply.header("x-moderation-policy"), Some("default (stored policy invalid)"));
+    assert_eq!(
+        reply.header("x-moderation-policy"),
+        Some("default (stored policy invalid)")
+    );
     assert_eq!(reply.body, origin_bytes("/photo.jpg"));
     let output = service.output();
-    assert!(output.contains("invalid policy in config store"), "log was: {output}");
+    assert!(
+        output.contains("invalid policy in config store"),
+        "log was: {output}"
+    );
 }

@@ -52,7 +52,12 @@ pub fn pattern_byte(i: u64) -> u8 {
 
 impl Resource {
     pub fn bytes(content_type: &'static str, body: Vec<u8>) -> Self {
-        Resource { status: 200, content_type, body: Body::Bytes(Arc::new(body)), headers: vec![] }
+        Resource {
+            status: 200,
+            content_type,
+            body: Body::Bytes(Arc::new(body)),
+            headers: vec![],
+        }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -89,7 +94,8 @@ impl Origin {
 fn serve(request: tiny_http::Request, resources: &HashMap<&'static str, Resource>) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let Some(resource) = resources.get(path.as_str()).cloned() else {
-        let _ = request.respond(tiny_http::Response::from_string("not found").with_status_code(404));
+        let _ =
+            request.respond(tiny_http::Response::from_string("not found").with_status_code(404));
         return;
     };
     let total = match &resource.body {
@@ -110,7 +116,10 @@ fn serve(request: tiny_http::Request, resources: &HashMap<&'static str, Resource
         header("Accept-Ranges", "bytes"),
     ];
     if status == 206 {
-        headers.push(header("Content-Range", &format!("bytes {start}-{}/{total}", end - 1)));
+        headers.push(header(
+            "Content-Range",
+            &format!("bytes {start}-{}/{total}", end - 1),
+        ));
     }
     for (name, value) in &resource.headers {
         headers.push(header(name, value));
@@ -119,7 +128,13 @@ fn serve(request: tiny_http::Request, resources: &HashMap<&'static str, Resource
         Body::Bytes(bytes) => Box::new(Cursor::new(bytes[start as usize..end as usize].to_vec())),
         Body::Pattern(_) => Box::new(PatternReader { next: start, end }),
     };
-    let response = tiny_http::Response::new(status.into(), headers, reader, Some((end - start) as usize), None);
+    let response = tiny_http::Response::new(
+        status.into(),
+        headers,
+        reader,
+        Some((end - start) as usize),
+        None,
+    );
     let _ = request.respond(response);
 }
 
@@ -174,8 +189,14 @@ impl Service {
     /// Starts Viceroy; `policy` is the Config Store value (None: no store at all).
     pub fn start(name: &str, origin_port: u16, policy: Option<&str>) -> Service {
         let wasm = repo().join("bin/main.wasm");
-        assert!(wasm.exists(), "bin/main.wasm is missing: run `make test` (it builds the module first)");
-        let dir = std::env::temp_dir().join(format!("edge-moderation-test-{}-{name}", std::process::id()));
+        assert!(
+            wasm.exists(),
+            "bin/main.wasm is missing: run `make test` (it builds the module first)"
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "edge-moderation-test-{}-{name}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let mut manifest = format!(
             "manifest_version = 3\nname = \"edge-moderation\"\nlanguage = \"rust\"\n\
@@ -202,11 +223,18 @@ impl Service {
             .stderr(std::fs::File::create(dir.join("viceroy.stderr")).unwrap())
             .spawn()
             .expect("viceroy starts (is it installed? `make setup`)");
-        let service = Service { base: format!("http://127.0.0.1:{port}"), log, child };
+        let service = Service {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            child,
+        };
         // Viceroy compiles the module before it listens; that takes seconds.
         let deadline = Instant::now() + Duration::from_secs(300);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "viceroy did not listen within 300 s");
+            assert!(
+                Instant::now() < deadline,
+                "viceroy did not listen within 300 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         service
@@ -215,7 +243,8 @@ impl Service {
     /// Everything Viceroy printed, including the guest's stdout and stderr.
     pub fn output(&self) -> String {
         let stderr = self.log.with_file_name("viceroy.stderr");
-        std::fs::read_to_string(&self.log).unwrap_or_default() + &std::fs::read_to_string(stderr).unwrap_or_default()
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+            + &std::fs::read_to_string(stderr).unwrap_or_default()
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -223,7 +252,10 @@ impl Service {
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let agent = ureq::AgentBuilder::new().redirects(0).timeout(Duration::from_secs(120)).build();
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(120))
+            .build();
         let mut request = agent.request(method, &format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.set(name, value);
@@ -243,13 +275,25 @@ impl Service {
             })
             .collect();
         let mut body = Vec::new();
-        response.into_reader().take(u64::MAX).read_to_end(&mut body).expect("read body");
-        Reply { status, headers, body }
+        response
+            .into_reader()
+            .take(u64::MAX)
+            .read_to_end(&mut body)
+            .expect("read body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Reply {
