@@ -1,0 +1,156 @@
+//! Per-stage benchmark of the moderation pipeline, on deterministic inputs it generates
+//! itself. The same program runs natively and inside Wasm under Viceroy
+//! (`scripts/bench.sh` runs both and puts them side by side):
+//!     cargo run --release --example stages -- RUNS
+//!     viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/stages.wasm -- RUNS
+//! Prints one JSON object: milliseconds per stage per input (median, p90, min).
+
+use edge_moderation::classifier::{preprocess, Classifier};
+use edge_moderation::decode::decode;
+use edge_moderation::policy::Policy;
+use edge_moderation::rewrite::rewrite;
+use edge_moderation::sniff::ImageFormat;
+use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
+use std::io::Cursor;
+use std::time::Instant;
+
+/// A photo-like deterministic image: smooth gradients plus texture, so codecs work as on
+/// real photos (a 1024×768 JPEG comes out at roughly 150 KB).
+fn synthetic(width: u32, height: u32) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+        let texture = ((x.wrapping_mul(7919) ^ y.wrapping_mul(104729)) % 61) as f32;
+        let wave = ((fx * 23.0).sin() * (fy * 17.0).cos() * 60.0) as f32;
+        Rgb([
+            (fx * 180.0 + texture + wave).clamp(0.0, 255.0) as u8,
+            (fy * 200.0 + texture * 0.5).clamp(0.0, 255.0) as u8,
+            ((1.0 - fx) * 150.0 + wave + 40.0).clamp(0.0, 255.0) as u8,
+        ])
+    })
+}
+
+fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    if format == image::ImageFormat::Jpeg {
+        image
+            .write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+                &mut out, 70,
+            ))
+            .unwrap();
+    } else {
+        image.write_to(&mut out, format).unwrap();
+    }
+    out.into_inner()
+}
+
+pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let rgba = |w, h| {
+        let rgb = synthetic(w, h);
+        DynamicImage::ImageRgba8(RgbaImage::from_fn(w, h, |x, y| {
+            let p = rgb.get_pixel(x, y).0;
+            Rgba([p[0], p[1], p[2], ((x + y) % 256) as u8])
+        }))
+    };
+    vec![
+        (
+            "jpeg_320x240",
+            encode(
+                DynamicImage::ImageRgb8(synthetic(320, 240)),
+                image::ImageFormat::Jpeg,
+            ),
+        ),
+        (
+            "jpeg_1024x768",
+            encode(
+                DynamicImage::ImageRgb8(synthetic(1024, 768)),
+                image::ImageFormat::Jpeg,
+            ),
+        ),
+        (
+            "jpeg_4000x3000",
+            encode(
+                DynamicImage::ImageRgb8(synthetic(4000, 3000)),
+                image::ImageFormat::Jpeg,
+            ),
+        ),
+        (
+            "png_alpha_800x600",
+            encode(rgba(800, 600), image::ImageFormat::Png),
+        ),
+        (
+            "webp_800x600",
+            encode(
+                DynamicImage::ImageRgb8(synthetic(800, 600)),
+                image::ImageFormat::WebP,
+            ),
+        ),
+        (
+            "gif_400x300",
+            encode(
+                DynamicImage::ImageRgb8(synthetic(400, 300)),
+                image::ImageFormat::Gif,
+            ),
+        ),
+    ]
+}
+
+fn summary(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({"median": at(0.5), "p90": at(0.9), "min": ms[0]})
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let (classifier, load_ms) = time(|| Classifier::load().unwrap());
+    let policy = Policy::default();
+    let mut results = serde_json::Map::new();
+    for (name, bytes) in inputs() {
+        let format = ImageFormat::sniff(&bytes).unwrap();
+        let mut stages: [Vec<f64>; 6] = Default::default();
+        for _ in 0..runs {
+            let (_, sniff) = time(|| ImageFormat::sniff(&bytes));
+            let (image, decode_ms) =
+                time(|| decode(&bytes, format, policy.decode_limits()).unwrap());
+            let (input, preprocess_ms) = time(|| preprocess(&image));
+            let (scores, inference) = time(|| classifier.classify(input).unwrap());
+            let (_, decide) = time(|| policy.decide(&scores));
+            let (_, rewrite_ms) = time(|| rewrite(&image, format, policy.rewrite).unwrap());
+            for (stage, ms) in stages.iter_mut().zip([
+                sniff,
+                decode_ms,
+                preprocess_ms,
+                inference,
+                decide,
+                rewrite_ms,
+            ]) {
+                stage.push(ms);
+            }
+        }
+        let names = [
+            "sniff",
+            "decode",
+            "preprocess",
+            "inference",
+            "policy",
+            "rewrite",
+        ];
+        let mut entry = serde_json::Map::new();
+        entry.insert("bytes".into(), bytes.len().into());
+        for (stage, ms) in names.iter().zip(stages) {
+            entry.insert(stage.to_string(), summary(ms));
+        }
+        results.insert(name.into(), entry.into());
+    }
+    let report = serde_json::json!({"runs": runs, "model_load_ms": load_ms, "inputs": results});
+    println!("{report}");
+}
