@@ -24,3 +24,6 @@ test: build
 # Regenerates models/ from the npm nsfwjs package (needs Python 3.11 and Node).
 model:
 	bash models/pipeline/run.sh
+
+bench: build
+	bash scripts/bench.sh

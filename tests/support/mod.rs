@@ -217,7 +217,7 @@ impl Service {
             .args(["serve", "-C"])
             .arg(&config)
             .args(["--addr", &format!("127.0.0.1:{port}")])
-            .arg(&wasm)
+            .arg(wasm)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.join("viceroy.stderr")).unwrap())

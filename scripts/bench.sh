@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The benchmark (`make bench`): every measurement in one run, side by side, on inputs the
+# benchmark generates itself. Writes bench/results.json and bench/results.md.
+#   RUNS=15 make bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs="${RUNS:-15}"
+out=bench/out
+mkdir -p "$out/inputs"
+
+echo "== building: native and wasm32 stage benchmark, baseline proxy"
+cargo build --release --example stages --example requests
+cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy
+target/release/examples/stages 1 "$out/inputs"
+
+echo "== stages: native"
+target/release/examples/stages "$runs" > "$out/stages-native.json"
+echo "== stages: wasm32 + simd128 under viceroy run"
+viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/stages.wasm -- stages "$runs" \
+  | grep '^{' > "$out/stages-wasm.json"
+
+echo "== whole requests through viceroy serve"
+target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/release/examples/plain_proxy.wasm \
+  > "$out/requests.json"
+
+echo "== upstream nsfwjs on tfjs-backend-wasm (Node)"
+(cd bench/nsfwjs && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; })
+node bench/nsfwjs/run.cjs "$runs" "$out/inputs" > "$out/nsfwjs.json"
+
+python3 scripts/bench_report.py "$out" "$(stat -c %s bin/main.wasm)" "$runs"
+cat bench/results.md

@@ -1,0 +1,57 @@
+"""Puts the benchmark's measurements side by side: bench/results.json and bench/results.md."""
+
+import json
+import sys
+from pathlib import Path
+
+out, wasm_size, runs = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+native = json.loads((out / "stages-native.json").read_text())
+wasm = json.loads((out / "stages-wasm.json").read_text())
+requests = json.loads((out / "requests.json").read_text())
+nsfwjs = json.loads((out / "nsfwjs.json").read_text())
+
+md = [f"Medians (p90) in ms over {runs} runs, one machine, one run of `make bench`.", ""]
+md += ["### Stages: native vs Wasm (simd128, Viceroy)", ""]
+md += ["| input | bytes | decode | preprocess | inference | rewrite | classify total | Wasm/native inference | peak heap MB |",
+       "|---|---|---|---|---|---|---|---|---|"]
+def cell(stage):
+    return f"{stage['median']:.1f} ({stage['p90']:.1f})"
+for name, n in native["inputs"].items():
+    w = wasm["inputs"].get(name, n)
+    total_w = w["decode"]["median"] + w["preprocess"]["median"] + w["inference"]["median"]
+    total_n = n["decode"]["median"] + n["preprocess"]["median"] + n["inference"]["median"]
+    ratio = w["inference"]["median"] / n["inference"]["median"]
+    for label, r in ((("wasm", w),) if name in wasm["inputs"] else ()) + (("native", n),):
+        total = total_w if label == "wasm" else total_n
+        md.append(f"| {name} ({label}) | {r['bytes']} | {cell(r['decode'])} | {cell(r['preprocess'])} | "
+                  f"{cell(r['inference'])} | {cell(r['rewrite'])} | {total:.1f} | "
+                  f"{ratio:.2f} | {r['peak_heap_mb']:.1f} |")
+md += ["", f"Model load + optimise (what the Wizer snapshot saves per request): native "
+       f"{native['model_load_ms']:.0f} ms, Wasm {wasm['model_load_ms']:.0f} ms; model heap "
+       f"{wasm['model_heap_mb']:.1f} MB. Snapshotted module `bin/main.wasm`: {wasm_size / 1e6:.1f} MB.", ""]
+
+md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
+md += ["| scenario | median | p90 | min | Server-Timing (last request) |", "|---|---|---|---|---|"]
+for name, r in requests.items():
+    md.append(f"| {name} | {r['median']:.1f} | {r['p90']:.1f} | {r['min']:.1f} | {r['server_timing']} |")
+base = requests["plain proxy: 100 KB HTML"]["median"]
+filt = requests["filter: 100 KB HTML (non-image pass-through)"]["median"]
+md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms.", ""]
+
+md += ["### Against upstream nsfwjs on tfjs-backend-wasm (Node, 1 thread, SIMD)", ""]
+md += ["| input | nsfwjs inference | ours inference (Wasm) | ratio | nsfwjs decode+classify | ours decode+classify (Wasm) | ratio |",
+       "|---|---|---|---|---|---|---|"]
+for name, r in nsfwjs["inputs"].items():
+    key = name.rsplit(".", 1)[0]
+    if key not in wasm["inputs"]:
+        continue
+    w = wasm["inputs"][key]
+    ours_e2e = w["decode"]["median"] + w["preprocess"]["median"] + w["inference"]["median"]
+    md.append(f"| {name} | {r['inference']['median']:.1f} | {w['inference']['median']:.1f} | "
+              f"{r['inference']['median'] / w['inference']['median']:.2f}x | {r['end_to_end']['median']:.1f} | "
+              f"{ours_e2e:.1f} | {r['end_to_end']['median'] / ours_e2e:.2f}x |")
+
+Path("bench/results.md").write_text("\n".join(md) + "\n")
+Path("bench/results.json").write_text(json.dumps(
+    {"runs": int(runs), "wasm_size_bytes": wasm_size, "stages_native": native, "stages_wasm": wasm,
+     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs}, indent=1) + "\n")
