@@ -75,46 +75,21 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
             Rgba([p[0], p[1], p[2], ((x + y) % 256) as u8])
         }))
     };
+    let photo =
+        |width, height, format| encode(DynamicImage::ImageRgb8(synthetic(width, height)), format);
     vec![
-        (
-            "jpeg_320x240",
-            encode(
-                DynamicImage::ImageRgb8(synthetic(320, 240)),
-                image::ImageFormat::Jpeg,
-            ),
-        ),
-        (
-            "jpeg_1024x768",
-            encode(
-                DynamicImage::ImageRgb8(synthetic(1024, 768)),
-                image::ImageFormat::Jpeg,
-            ),
-        ),
+        ("jpeg_320x240", photo(320, 240, image::ImageFormat::Jpeg)),
+        ("jpeg_1024x768", photo(1024, 768, image::ImageFormat::Jpeg)),
         (
             "jpeg_4000x3000",
-            encode(
-                DynamicImage::ImageRgb8(synthetic(4000, 3000)),
-                image::ImageFormat::Jpeg,
-            ),
+            photo(4000, 3000, image::ImageFormat::Jpeg),
         ),
         (
             "png_alpha_800x600",
             encode(rgba(800, 600), image::ImageFormat::Png),
         ),
-        (
-            "webp_800x600",
-            encode(
-                DynamicImage::ImageRgb8(synthetic(800, 600)),
-                image::ImageFormat::WebP,
-            ),
-        ),
-        (
-            "gif_400x300",
-            encode(
-                DynamicImage::ImageRgb8(synthetic(400, 300)),
-                image::ImageFormat::Gif,
-            ),
-        ),
+        ("webp_800x600", photo(800, 600, image::ImageFormat::WebP)),
+        ("gif_400x300", photo(400, 300, image::ImageFormat::Gif)),
     ]
 }
 

@@ -193,6 +193,16 @@ impl Service {
             wasm.exists(),
             "bin/main.wasm is missing: run `make test` (it builds the module first)"
         );
+        Self::start_module(name, &wasm, origin_port, policy)
+    }
+
+    /// Starts Viceroy on any Compute module (the benchmark's baseline proxy, say).
+    pub fn start_module(
+        name: &str,
+        wasm: &Path,
+        origin_port: u16,
+        policy: Option<&str>,
+    ) -> Service {
         let dir = std::env::temp_dir().join(format!(
             "edge-moderation-test-{}-{name}",
             std::process::id()
