@@ -25,7 +25,7 @@ target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/rele
 
 echo "== upstream nsfwjs on tfjs-backend-wasm (Node)"
 (cd bench/nsfwjs && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; })
-node bench/nsfwjs/run.cjs "$runs" "$out/inputs" > "$out/nsfwjs.json"
+node bench/nsfwjs/run.cjs "$runs" "$out/inputs" | grep '^{' > "$out/nsfwjs.json"
 
 python3 scripts/bench_report.py "$out" "$(stat -c %s bin/main.wasm)" "$runs"
 cat bench/results.md
