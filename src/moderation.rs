@@ -78,6 +78,9 @@ impl Moderation {
     }
 }
 
+/// Largest decoded canvas (bytes) that is rewritten; larger images to rewrite are blocked.
+const REWRITE_CANVAS_BUDGET: usize = 8_000_000;
+
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
@@ -119,7 +122,14 @@ pub fn moderate(
             rewrite: Duration::ZERO,
         },
     };
-    if decision.verdict == Verdict::Rewrite {
+    if decision.verdict == Verdict::Rewrite && image.as_bytes().len() > REWRITE_CANVAS_BUDGET {
+        // Rewriting holds several full-size copies; beyond this it would not fit in a
+        // Compute instance's memory and abort it. The image is withheld instead.
+        moderation.verdict = Verdict::Block;
+        moderation.reason =
+            Reason::RewriteFailed("image too large to rewrite within memory".into());
+    }
+    if moderation.verdict == Verdict::Rewrite {
         match rewrite(&image, format, policy.rewrite) {
             Ok(bytes) => moderation.rewritten = Some(bytes),
             Err(e) => {
@@ -130,4 +140,46 @@ pub fn moderate(
         moderation.timings.rewrite = classified.elapsed();
     }
     moderation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{DynamicImage, ImageFormat as Codec};
+    use std::io::Cursor;
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(width, height)
+            .write_to(&mut out, Codec::Jpeg)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn rewrite_beyond_the_memory_budget_blocks_instead() {
+        let classifier = Classifier::load().unwrap();
+        let rewrite_all = Policy::from_json(
+            r#"{"rules": [{"classes": ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"],
+                "at_least": 0.0, "action": "rewrite"}]}"#,
+        )
+        .unwrap();
+        let small = moderate(
+            &jpeg(300, 200),
+            ImageFormat::Jpeg,
+            &rewrite_all,
+            &classifier,
+        );
+        assert_eq!(small.verdict, Verdict::Rewrite);
+        assert!(small.rewritten.is_some());
+        let large = moderate(
+            &jpeg(2000, 1500),
+            ImageFormat::Jpeg,
+            &rewrite_all,
+            &classifier,
+        );
+        assert_eq!(large.verdict, Verdict::Block);
+        assert!(matches!(large.reason, Reason::RewriteFailed(_)));
+        assert!(large.scores.is_some());
+    }
 }

@@ -7,7 +7,7 @@
 //! threshold decides. No matching rule means pass.
 
 use crate::classifier::{Class, Scores};
-use crate::decode::DecodeLimits;
+use crate::decode::{DecodeLimits, COMPUTE_CANVAS_BUDGET};
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -243,6 +243,7 @@ impl Policy {
         DecodeLimits {
             max_pixels: self.limits.max_pixels,
             max_dimension: self.limits.max_dimension,
+            max_canvas_bytes: COMPUTE_CANVAS_BUDGET,
         }
     }
 

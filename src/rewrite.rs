@@ -127,6 +127,7 @@ mod tests {
         let limits = DecodeLimits {
             max_pixels: 1 << 20,
             max_dimension: 1024,
+            max_canvas_bytes: 1 << 24,
         };
         for format in [
             ImageFormat::Jpeg,

@@ -94,6 +94,12 @@ fn fixtures() -> HashMap<&'static str, Resource> {
     let mut padded = encode(&drawing_like, ImageFormat::Jpeg);
     padded.resize(3_000_000, 0);
     fixtures.insert("/oversize.jpg", Resource::bytes("image/jpeg", padded));
+    // 16 megapixels (within the pixel limit) but a 48 MB canvas: beyond Compute's memory.
+    let wide_canvas = image::DynamicImage::new_rgb8(4000, 4000);
+    fixtures.insert(
+        "/canvas.png",
+        Resource::bytes("image/png", encode(&wide_canvas, ImageFormat::Png)),
+    );
     let bomb = image::DynamicImage::new_luma8(5000, 4000);
     fixtures.insert(
         "/bomb.png",
@@ -331,6 +337,16 @@ fn oversize_images_get_the_oversize_outcome() {
     let bomb = world().default_policy.get("/bomb.png");
     assert_eq!((bomb.status, bomb.verdict()), (403, Some("block")));
     assert!(bomb
+        .header("x-moderation-reason")
+        .unwrap()
+        .starts_with("oversize"));
+    let canvas = world().default_policy.get("/canvas.png");
+    assert_eq!(
+        (canvas.status, canvas.verdict()),
+        (403, Some("block")),
+        "not a 500 from running out of memory"
+    );
+    assert!(canvas
         .header("x-moderation-reason")
         .unwrap()
         .starts_with("oversize"));
