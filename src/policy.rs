@@ -40,11 +40,7 @@ impl std::fmt::Display for Rule {
     /// `Porn+Hentai>=0.60 -> block`, as reported in `x-moderation-reason`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let classes: Vec<&str> = self.classes.iter().map(|c| c.name()).collect();
-        let action = match self.action {
-            Action::Pass => "pass",
-            Action::Block => "block",
-            Action::Rewrite => "rewrite",
-        };
+        let action = Verdict::from(self.action).as_str();
         write!(f, "{}>={:.2} -> {action}", classes.join("+"), self.at_least)
     }
 }
@@ -176,6 +172,16 @@ impl Verdict {
     }
 }
 
+impl From<Action> for Verdict {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Pass => Verdict::Pass,
+            Action::Block => Verdict::Block,
+            Action::Rewrite => Verdict::Rewrite,
+        }
+    }
+}
+
 impl From<Fallback> for Verdict {
     fn from(fallback: Fallback) -> Self {
         match fallback {
@@ -222,11 +228,7 @@ impl Policy {
         for (index, rule) in self.rules.iter().enumerate() {
             let combined: f32 = rule.classes.iter().map(|c| scores.get(*c)).sum();
             if combined >= rule.at_least {
-                let verdict = match rule.action {
-                    Action::Pass => Verdict::Pass,
-                    Action::Block => Verdict::Block,
-                    Action::Rewrite => Verdict::Rewrite,
-                };
+                let verdict = Verdict::from(rule.action);
                 return Decision {
                     verdict,
                     rule: Some(index),
