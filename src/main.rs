@@ -14,7 +14,7 @@ mod edge;
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: edge::snapshot::ZeroFreedWhilePreparing = edge::snapshot::ZeroFreedWhilePreparing;
+static ALLOCATOR: edge::snapshot::SnapshotAllocator = edge::snapshot::SnapshotAllocator;
 
 #[cfg(target_arch = "wasm32")]
 #[fastly::main]

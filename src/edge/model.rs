@@ -5,6 +5,7 @@
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
+use super::snapshot;
 use edge_moderation::classifier::Classifier;
 use edge_moderation::moderation::{moderate as run, Moderation};
 use edge_moderation::policy::Policy;
@@ -13,8 +14,12 @@ use std::sync::OnceLock;
 
 static CLASSIFIER: OnceLock<Result<Classifier, String>> = OnceLock::new();
 
+fn load() -> Result<Classifier, String> {
+    Classifier::load().map_err(|e| format!("{e:#}"))
+}
+
 fn classifier() -> &'static Result<Classifier, String> {
-    CLASSIFIER.get_or_init(|| Classifier::load().map_err(|e| format!("{e:#}")))
+    CLASSIFIER.get_or_init(load)
 }
 
 /// Moderates one image with the shared classifier.
@@ -29,13 +34,42 @@ extern "C" {
     fn __wasm_call_ctors();
 }
 
+/// Where the build (`scripts/build.sh`) maps its snapshot directory for Wizer.
+const SNAPSHOT_DIR: &str = "/snapshot";
+/// The record file, written by the record run and read by the replay run.
+const SNAPSHOT_PLAN: &str = "/snapshot/plan";
+
 /// Wizer's build-time hook: load the model so the snapshot carries it ready to run.
+///
+/// The build runs it twice (see `snapshot`): with `EDGE_MODERATION_SNAPSHOT=record` it
+/// records which allocations the loaded model keeps and writes that plan (that instance
+/// is discarded); otherwise it replays the plan so the model lands in one dense arena.
 #[export_name = "wizer-initialize"]
 pub extern "C" fn wizer_initialize() {
     // tract registers its kernels in static constructors, which a reactor-style call like
     // this one does not run by itself; without them the snapshot traps at inference.
     unsafe { __wasm_call_ctors() };
-    super::snapshot::prepare(|| {
-        let _ = classifier();
-    });
+    if std::env::var_os("EDGE_MODERATION_SNAPSHOT").is_some_and(|mode| mode == "record") {
+        let (_, plan) = snapshot::record(load);
+        match std::fs::write(SNAPSHOT_PLAN, plan) {
+            Ok(()) => eprintln!("wizer-initialize: recorded the model's allocations"),
+            Err(e) => eprintln!("wizer-initialize: cannot write {SNAPSHOT_PLAN}: {e}"),
+        }
+        return;
+    }
+    let loaded = match std::fs::read(SNAPSHOT_PLAN) {
+        Ok(plan) => {
+            let (loaded, stats) = snapshot::replay(plan, load);
+            eprintln!("wizer-initialize: model loaded into the snapshot: {stats:?}");
+            loaded
+        }
+        Err(e) => {
+            eprintln!(
+                "wizer-initialize: no allocation plan in {SNAPSHOT_DIR} ({e}); \
+                 the snapshot will be sparse"
+            );
+            snapshot::without_plan(load)
+        }
+    };
+    let _ = CLASSIFIER.set(loaded);
 }

@@ -1,61 +1,612 @@
-//! Keeps the pre-initialised (Wizer) snapshot small.
+//! The module's allocator, which makes the pre-initialised (Wizer) snapshot small and
+//! dense so that a fresh instance starts in well under a millisecond.
 //!
-//! Wizer stores every non-zero byte of linear memory in the snapshot. Loading the model
-//! allocates and frees ~300 MB to keep 11 MB (the parsed protobuf, f64 dequantization
-//! intermediates, graphs between optimisation passes), and freed memory keeps its old
-//! bytes. So while the snapshot is prepared, freed blocks are zeroed. Small blocks are
-//! also kept out of the allocator's free lists: the allocator writes its bookkeeping into
-//! freed blocks, and for ~430k small frees that residue alone was 60 MB of snapshot.
-//! (Measured: 104 MB snapshot without this, 54 MB with it; the leak is ~23 MB of address
-//! space, zero-filled, which the snapshot does not store.) After preparation the
-//! allocator is exactly the system one.
+//! Wizer stores every non-zero byte of linear memory. Loading the model allocates and
+//! frees ~300 MB to keep ~11 MB; with an ordinary allocator the keepers end up scattered
+//! among freed blocks, and the allocator's own bookkeeping is left all over ~100 MB of
+//! heap. That is doubly expensive: the snapshot is large, and wasmtime maps a module's
+//! memory copy-on-write only when its initialised range is less than twice the data in
+//! it, so a sparse one is copied segment by segment into every instance (~35 ms per
+//! request, measured under Viceroy).
+//!
+//! So the build pre-initialises twice (`scripts/build.sh`), with identical code paths:
+//! 1. **record**: every allocation is named by its size, alignment and how many of that
+//!    shape came before it; the names of the blocks still alive when the load returns
+//!    (the model, and the lazy statics it filled) are written to a plan;
+//! 2. **replay**: a fresh instance reserves an *arena* at the bottom of its heap and
+//!    bump-allocates every allocation named in the plan into it. Everything else goes to
+//!    a separate *heap* (dlmalloc over pages of its own), zeroed when freed. When the
+//!    load returns the heap is empty: its pages are zeroed whole — bookkeeping included —
+//!    and a fresh heap starts over them, so the snapshot holds the arena and nothing
+//!    above it, and requests get all that memory back.
+//!
+//! Names rather than sequence numbers because tract iterates hash maps, whose seeds differ
+//! between runs, so allocations can come in a different order. A replayed allocation that
+//! does not match its recorded twin is only misplaced, never wrong: an arena block freed
+//! later is simply not reused, and a survivor left in the heap keeps the heap (the
+//! snapshot is then larger, and the build log says so).
 
+use dlmalloc::Dlmalloc;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-static PREPARING: AtomicBool = AtomicBool::new(false);
+/// Where allocations go.
+/// Before pre-initialisation, and in the record run: the system allocator (wasi-libc).
+const SYSTEM: u8 = 0;
+/// The record run's load: system allocator, with a name header on every block.
+const RECORD: u8 = 1;
+/// The replay run's load: plan survivors to the arena, the rest to the heap.
+const REPLAY: u8 = 2;
+/// After a clean replay, and so in every request: the (fresh) heap.
+const HEAP: u8 = 3;
 
-/// Freed blocks up to this size are zeroed and not returned while preparing.
-const SMALL_BLOCK: usize = 1024;
+static PHASE: AtomicU8 = AtomicU8::new(SYSTEM);
 
-pub struct ZeroFreedWhilePreparing;
+const WASM_PAGE: usize = 64 << 10;
+/// Record-run blocks carry their name in a header this large (and this aligned).
+const HEADER: usize = 16;
+/// The record run tracks allocations in memory below this address.
+const TRACKED_MEMORY: usize = 256 << 20;
+/// Capacity of the name tables (distinct allocation shapes; survivors).
+const TABLE_SLOTS: usize = 1 << 17;
+/// Blocks up to this size are kept in the arena when within `NEARBY` allocations of a
+/// survivor of their shape (see [`State::is_survivor`]).
+const NEARBY_MAX_SIZE: usize = 256;
+const NEARBY: u64 = 24;
+const OCCURRENCE_SHIFT: u32 = 38;
+const OCCURRENCE_MASK: u64 = (1 << 25) - 1;
 
-unsafe impl GlobalAlloc for ZeroFreedWhilePreparing {
+/// What the replay did, for the build log.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub survivors: usize,
+    pub arena_bytes: usize,
+    pub arena_used: usize,
+    pub arena_allocations: usize,
+    /// Arena blocks freed during the replay: garbage that took a survivor's name.
+    pub arena_freed: usize,
+    /// Heap blocks alive after the load: survivors that lost their name. With any, the
+    /// heap cannot be recycled and the snapshot stays sparse.
+    pub stragglers: usize,
+    pub recycled_bytes: usize,
+}
+
+/// Pages of linear memory that belong to the heap, grown with `memory.grow` (so that the
+/// system allocator's own top stays low), or handed back after the replay.
+struct Pages;
+
+/// The heap's pages: one bit per Wasm page of the 4 GiB address space.
+struct PageMap([u64; 1024]);
+
+unsafe impl dlmalloc::Allocator for Pages {
+    fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
+        unsafe {
+            let pages = pages();
+            if let Some((start, len)) = pages.recycled.take() {
+                if len >= size {
+                    return (start as *mut u8, len, 0);
+                }
+                pages.recycled = Some((start, len));
+            }
+            grow(size.div_ceil(WASM_PAGE))
+        }
+    }
+
+    fn remap(&self, _: *mut u8, _: usize, _: usize, _: bool) -> *mut u8 {
+        ptr::null_mut()
+    }
+
+    fn free_part(&self, _: *mut u8, _: usize, _: usize) -> bool {
+        false
+    }
+
+    fn free(&self, _: *mut u8, _: usize) -> bool {
+        false
+    }
+
+    fn can_release_part(&self, _: u32) -> bool {
+        false
+    }
+
+    fn allocates_zeros(&self) -> bool {
+        true
+    }
+
+    fn page_size(&self) -> usize {
+        WASM_PAGE
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+unsafe fn grow(count: usize) -> (*mut u8, usize, u32) {
+    let previous = core::arch::wasm32::memory_grow(0, count);
+    if previous == usize::MAX {
+        return (ptr::null_mut(), 0, 0);
+    }
+    let map = &mut pages().map;
+    for page in previous..previous + count {
+        map.0[page / 64] |= 1 << (page % 64);
+    }
+    ((previous * WASM_PAGE) as *mut u8, count * WASM_PAGE, 0)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+unsafe fn grow(_: usize) -> (*mut u8, usize, u32) {
+    (ptr::null_mut(), 0, 0)
+}
+
+impl PageMap {
+    fn contains(&self, address: usize) -> bool {
+        let page = address / WASM_PAGE;
+        page < 1024 * 64 && self.0[page / 64] & (1 << (page % 64)) != 0
+    }
+
+    /// The heap's pages as one range, if they are contiguous.
+    fn single_range(&self) -> Option<(usize, usize)> {
+        let mut pages = (0..1024 * 64).filter(|&page| self.0[page / 64] & (1 << (page % 64)) != 0);
+        let first = pages.next()?;
+        let mut last = first;
+        for page in pages {
+            if page != last + 1 {
+                return None;
+            }
+            last = page;
+        }
+        Some((first * WASM_PAGE, (last + 1 - first) * WASM_PAGE))
+    }
+}
+
+/// Set of addresses, one bit per `HEADER` bytes (record run only).
+struct Bitset {
+    words: *mut u64,
+    bits: usize,
+}
+
+/// Fixed-capacity map from non-zero u64 keys to counters (open addressing), in the heap.
+struct Table {
+    slots: *mut (u64, u32),
+}
+
+/// What [`Pages`] owns; apart from [`State`], which holds the heap that calls it.
+struct PagesState {
+    map: PageMap,
+    /// Zeroed heap pages waiting to be handed to the fresh heap.
+    recycled: Option<(usize, usize)>,
+}
+
+struct State {
+    heap: Dlmalloc<Pages>,
+    heap_live: isize,
+    /// How many allocations of each shape this run has made.
+    seen: Table,
+    /// Record run: by address / HEADER, which blocks carry a header.
+    headed: Bitset,
+    recorded_bytes: isize,
+    /// Names of the blocks the record run kept.
+    survivors: Table,
+    arena: usize,
+    arena_size: usize,
+    arena_next: usize,
+    stats: Stats,
+}
+
+/// The allocator runs on Compute's single thread; the cells are never shared across
+/// threads.
+struct Shared<T>(UnsafeCell<T>);
+unsafe impl<T> Sync for Shared<T> {}
+
+static PAGES: Shared<PagesState> = Shared(UnsafeCell::new(PagesState {
+    map: PageMap([0; 1024]),
+    recycled: None,
+}));
+
+static STATE: Shared<State> = Shared(UnsafeCell::new(State {
+    heap: Dlmalloc::new_with_allocator(Pages),
+    heap_live: 0,
+    seen: Table {
+        slots: ptr::null_mut(),
+    },
+    headed: Bitset {
+        words: ptr::null_mut(),
+        bits: 0,
+    },
+    recorded_bytes: 0,
+    survivors: Table {
+        slots: ptr::null_mut(),
+    },
+    arena: 0,
+    arena_size: 0,
+    arena_next: 0,
+    stats: Stats {
+        survivors: 0,
+        arena_bytes: 0,
+        arena_used: 0,
+        arena_allocations: 0,
+        arena_freed: 0,
+        stragglers: 0,
+        recycled_bytes: 0,
+    },
+}));
+
+#[allow(clippy::mut_from_ref)]
+unsafe fn state() -> &'static mut State {
+    &mut *STATE.0.get()
+}
+
+#[allow(clippy::mut_from_ref)]
+unsafe fn pages() -> &'static mut PagesState {
+    &mut *PAGES.0.get()
+}
+
+fn in_heap(block: *mut u8) -> bool {
+    unsafe { pages().map.contains(block as usize) }
+}
+
+/// Bookkeeping memory: from the heap in the replay (so it is recycled with it), from the
+/// system allocator in the record run (whose instance is thrown away).
+unsafe fn bookkeeping(layout: Layout) -> *mut u8 {
+    let state = state();
+    if PHASE.load(Ordering::Relaxed) == REPLAY {
+        state.heap_live += 1;
+        state.heap.calloc(layout.size(), layout.align())
+    } else {
+        System.alloc_zeroed(layout)
+    }
+}
+
+unsafe fn release_bookkeeping(memory: *mut u8, layout: Layout) {
+    if memory.is_null() {
+        return;
+    }
+    ptr::write_bytes(memory, 0, layout.size());
+    let state = state();
+    if in_heap(memory) {
+        state.heap_live -= 1;
+        state.heap.free(memory, layout.size(), layout.align());
+    } else {
+        System.dealloc(memory, layout);
+    }
+}
+
+impl Bitset {
+    fn layout(bits: usize) -> Layout {
+        Layout::from_size_align(bits.div_ceil(64) * 8, 8).expect("bitset layout")
+    }
+
+    unsafe fn new(bits: usize) -> Bitset {
+        let words = bookkeeping(Self::layout(bits)) as *mut u64;
+        Bitset {
+            bits: if words.is_null() { 0 } else { bits },
+            words,
+        }
+    }
+
+    fn covers(&self, bit: usize) -> bool {
+        bit < self.bits
+    }
+
+    unsafe fn get(&self, bit: usize) -> bool {
+        self.covers(bit) && *self.words.add(bit / 64) & (1 << (bit % 64)) != 0
+    }
+
+    unsafe fn set(&mut self, bit: usize, value: bool) {
+        if self.covers(bit) {
+            let word = &mut *self.words.add(bit / 64);
+            if value {
+                *word |= 1 << (bit % 64);
+            } else {
+                *word &= !(1 << (bit % 64));
+            }
+        }
+    }
+
+    /// The set bits, in order.
+    unsafe fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.bits.div_ceil(64)).flat_map(move |w| {
+            let word = *self.words.add(w);
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
+impl Table {
+    fn layout() -> Layout {
+        Layout::array::<(u64, u32)>(TABLE_SLOTS).expect("table layout")
+    }
+
+    unsafe fn new() -> Table {
+        Table {
+            slots: bookkeeping(Self::layout()) as *mut (u64, u32),
+        }
+    }
+
+    unsafe fn release(&mut self) {
+        release_bookkeeping(self.slots as *mut u8, Self::layout());
+        self.slots = ptr::null_mut();
+    }
+
+    fn first_slot(key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % TABLE_SLOTS
+    }
+
+    /// The counter for `key`, created at 0; None when the table is missing or full.
+    unsafe fn entry(&mut self, key: u64) -> Option<&mut u32> {
+        if self.slots.is_null() {
+            return None;
+        }
+        let mut slot = Self::first_slot(key);
+        for _ in 0..TABLE_SLOTS {
+            let entry = &mut *self.slots.add(slot);
+            if entry.0 == key || entry.0 == 0 {
+                entry.0 = key;
+                return Some(&mut entry.1);
+            }
+            slot = (slot + 1) % TABLE_SLOTS;
+        }
+        None
+    }
+
+    unsafe fn contains(&self, key: u64) -> bool {
+        if self.slots.is_null() {
+            return false;
+        }
+        let mut slot = Self::first_slot(key);
+        for _ in 0..TABLE_SLOTS {
+            let entry = &*self.slots.add(slot);
+            if entry.0 == key {
+                return true;
+            }
+            if entry.0 == 0 {
+                return false;
+            }
+            slot = (slot + 1) % TABLE_SLOTS;
+        }
+        false
+    }
+}
+
+fn kept_bytes(layout: Layout) -> isize {
+    layout.size().next_multiple_of(layout.align()) as isize
+}
+
+impl State {
+    fn in_arena(&self, block: *mut u8) -> bool {
+        (self.arena..self.arena + self.arena_size).contains(&(block as usize))
+    }
+
+    /// The allocation's name in this run: size, alignment, and how many came before it.
+    unsafe fn name(&mut self, layout: Layout) -> Option<u64> {
+        let shape = layout.size() as u64 | (layout.align().trailing_zeros() as u64) << 32;
+        let seen = self.seen.entry(shape | 1 << 63)?;
+        let occurrence = *seen as u64 & OCCURRENCE_MASK;
+        *seen += 1;
+        Some(shape | occurrence << OCCURRENCE_SHIFT | 1 << 63)
+    }
+
+    unsafe fn record_alloc(&mut self, layout: Layout) -> *mut u8 {
+        let pad = layout.align().max(HEADER);
+        let outer = Layout::from_size_align_unchecked(layout.size() + pad, pad);
+        let base = System.alloc(outer);
+        if base.is_null() {
+            return base;
+        }
+        let block = base.add(pad);
+        let slot = block as usize / HEADER;
+        let Some(name) = self.name(layout).filter(|_| self.headed.covers(slot)) else {
+            System.dealloc(base, outer);
+            return System.alloc(layout);
+        };
+        (block as *mut u64).sub(1).write(name);
+        self.headed.set(slot, true);
+        self.recorded_bytes += kept_bytes(layout);
+        block
+    }
+
+    /// Frees `block` if it carries a record header; says whether it did.
+    unsafe fn record_dealloc(&mut self, block: *mut u8, layout: Layout) -> bool {
+        let slot = block as usize / HEADER;
+        if !self.headed.get(slot) {
+            return false;
+        }
+        self.headed.set(slot, false);
+        self.recorded_bytes -= kept_bytes(layout);
+        let pad = layout.align().max(HEADER);
+        System.dealloc(
+            block.sub(pad),
+            Layout::from_size_align_unchecked(layout.size() + pad, pad),
+        );
+        true
+    }
+
+    /// Whether the replay keeps the allocation `name` in the arena. Small blocks of one
+    /// shape can swap places between runs (hash-map order), so a small block near a
+    /// recorded survivor of its shape is kept too: a few KB of zeroed arena is cheaper
+    /// than a survivor stranded in the heap.
+    unsafe fn is_survivor(&self, name: u64, size: usize) -> bool {
+        if size > NEARBY_MAX_SIZE {
+            return self.survivors.contains(name);
+        }
+        let occurrence = name >> OCCURRENCE_SHIFT & OCCURRENCE_MASK;
+        let shape = name & !(OCCURRENCE_MASK << OCCURRENCE_SHIFT);
+        let first = occurrence.saturating_sub(NEARBY);
+        let last = (occurrence + NEARBY).min(OCCURRENCE_MASK);
+        (first..=last).any(|nearby| self.survivors.contains(shape | nearby << OCCURRENCE_SHIFT))
+    }
+
+    unsafe fn replay_alloc(&mut self, layout: Layout) -> *mut u8 {
+        if let Some(name) = self.name(layout) {
+            if self.is_survivor(name, layout.size()) {
+                let start = (self.arena + self.arena_next).next_multiple_of(layout.align());
+                let end = start + layout.size();
+                if end <= self.arena + self.arena_size {
+                    self.arena_next = end - self.arena;
+                    self.stats.arena_allocations += 1;
+                    return start as *mut u8;
+                }
+            }
+        }
+        self.heap_alloc(layout)
+    }
+
+    unsafe fn heap_alloc(&mut self, layout: Layout) -> *mut u8 {
+        let block = self.heap.malloc(layout.size(), layout.align());
+        if !block.is_null() {
+            self.heap_live += 1;
+        }
+        block
+    }
+}
+
+/// The global allocator of the Compute module (see the module doc).
+pub struct SnapshotAllocator;
+
+unsafe impl GlobalAlloc for SnapshotAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        System.alloc(layout)
+        match PHASE.load(Ordering::Relaxed) {
+            SYSTEM => System.alloc(layout),
+            RECORD => state().record_alloc(layout),
+            REPLAY => state().replay_alloc(layout),
+            _ => state().heap_alloc(layout),
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if PREPARING.load(Ordering::Relaxed) {
-            ptr.write_bytes(0, layout.size());
-            if layout.size() <= SMALL_BLOCK {
-                return;
+        match PHASE.load(Ordering::Relaxed) {
+            SYSTEM => System.alloc_zeroed(layout),
+            HEAP => {
+                let state = state();
+                state.heap_live += 1;
+                state.heap.calloc(layout.size(), layout.align())
+            }
+            // Arena blocks are never reused, so still zero; anything else is zeroed here.
+            _ => {
+                let block = self.alloc(layout);
+                if !block.is_null() && !state().in_arena(block) {
+                    ptr::write_bytes(block, 0, layout.size());
+                }
+                block
             }
         }
-        System.dealloc(ptr, layout)
     }
 
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !PREPARING.load(Ordering::Relaxed) {
-            return System.realloc(ptr, layout, new_size);
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        let phase = PHASE.load(Ordering::Relaxed);
+        let state = state();
+        if state.in_arena(block) {
+            if phase == REPLAY {
+                ptr::write_bytes(block, 0, layout.size());
+                state.stats.arena_freed += 1;
+            }
+        } else if in_heap(block) {
+            if phase == REPLAY {
+                ptr::write_bytes(block, 0, layout.size());
+            }
+            state.heap_live -= 1;
+            state.heap.free(block, layout.size(), layout.align());
+        } else if !state.record_dealloc(block, layout) {
+            System.dealloc(block, layout)
         }
-        // Move by hand so the old block goes through `dealloc` and is zeroed.
-        let new = System.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+    }
+
+    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let phase = PHASE.load(Ordering::Relaxed);
+        let state = state();
+        if phase == HEAP && in_heap(block) {
+            return state
+                .heap
+                .realloc(block, layout.size(), layout.align(), new_size);
+        }
+        if phase == SYSTEM && !state.in_arena(block) && !in_heap(block) {
+            return System.realloc(block, layout, new_size);
+        }
+        // By hand, so that the old block goes through `dealloc` (zeroed, named, or left in
+        // the arena) and each allocator only ever frees its own blocks.
+        let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
         if !new.is_null() {
-            std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-            self.dealloc(ptr, layout);
+            ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
+            self.dealloc(block, layout);
         }
         new
     }
 }
 
-/// Runs `prepare` with freed memory zeroed, for a snapshot that holds only live data.
-pub fn prepare(prepare: impl FnOnce()) {
-    PREPARING.store(true, Ordering::Relaxed);
-    prepare();
-    PREPARING.store(false, Ordering::Relaxed);
+/// The record run: loads once with every allocation named, and returns the plan for
+/// [`replay`]: the arena size, then the names of the blocks alive after the load.
+pub fn record<T>(load: impl FnOnce() -> T) -> (T, Vec<u8>) {
+    unsafe {
+        state().headed = Bitset::new(TRACKED_MEMORY / HEADER);
+        state().seen = Table::new();
+        PHASE.store(RECORD, Ordering::Relaxed);
+        let loaded = load();
+        PHASE.store(SYSTEM, Ordering::Relaxed);
+        let state = state();
+        let mut plan = (state.recorded_bytes.max(0) as u64).to_le_bytes().to_vec();
+        for slot in state.headed.ones() {
+            let name = ((slot * HEADER) as *const u64).sub(1).read();
+            plan.extend_from_slice(&name.to_le_bytes());
+        }
+        // Headed blocks are still recognised when freed; and this instance is not
+        // snapshotted, so its headers never outlive the build.
+        (loaded, plan)
+    }
+}
+
+/// The replay run: loads once with the allocations named in `plan` (from [`record`])
+/// packed into an arena at the bottom of the heap, then recycles the emptied heap.
+pub fn replay<T>(mut plan: Vec<u8>, load: impl FnOnce() -> T) -> (T, Stats) {
+    unsafe {
+        let (size, names) = plan.split_at(8.min(plan.len()));
+        let needed = u64::from_le_bytes(size.try_into().unwrap_or_default()) as usize;
+        let arena_size = (needed + needed / 16 + (1 << 20)).next_multiple_of(WASM_PAGE);
+        let arena = System.alloc_zeroed(Layout::from_size_align_unchecked(arena_size, 64));
+        if !arena.is_null() {
+            let state = state();
+            state.arena = arena as usize;
+            state.arena_size = arena_size;
+            state.stats.arena_bytes = arena_size;
+        }
+
+        PHASE.store(REPLAY, Ordering::Relaxed);
+        state().survivors = Table::new();
+        for name in names.chunks_exact(8) {
+            let name = u64::from_le_bytes(name.try_into().unwrap_or_default());
+            if let Some(count) = state().survivors.entry(name) {
+                *count = 1;
+                state().stats.survivors += 1;
+            }
+        }
+        // The plan sits low in the system allocator's memory: leave no trace of it.
+        plan.fill(0);
+        PHASE.store(SYSTEM, Ordering::Relaxed);
+        drop(plan);
+        PHASE.store(REPLAY, Ordering::Relaxed);
+        state().seen = Table::new();
+        let loaded = load();
+        state().seen.release();
+        state().survivors.release();
+
+        let state = state();
+        state.stats.arena_used = state.arena_next;
+        state.stats.stragglers = state.heap_live.max(0) as usize;
+        if state.heap_live == 0 {
+            if let Some((start, len)) = pages().map.single_range() {
+                // Everything in the heap is free: drop its bookkeeping and start afresh.
+                ptr::write_bytes(start as *mut u8, 0, len);
+                ptr::write(&mut state.heap, Dlmalloc::new_with_allocator(Pages));
+                pages().recycled = Some((start, len));
+                state.stats.recycled_bytes = len;
+            }
+        }
+        PHASE.store(HEAP, Ordering::Relaxed);
+        (loaded, state.stats)
+    }
+}
+
+/// Loads with the plain system allocator: the fallback when there is no plan to replay.
+pub fn without_plan<T>(load: impl FnOnce() -> T) -> T {
+    load()
 }
