@@ -4,7 +4,7 @@
 //! defined outcome taken from the policy, so the caller never has to interpret errors.
 
 use crate::classifier::{preprocess, Classifier, Scores};
-use crate::decode::{decode, DecodeError};
+use crate::decode::{decode_reduced, DecodeError};
 use crate::policy::{Policy, Verdict};
 use crate::rewrite::rewrite;
 use crate::sniff::ImageFormat;
@@ -78,7 +78,7 @@ impl Moderation {
     }
 }
 
-/// Largest decoded canvas (bytes) that is rewritten; larger images to rewrite are blocked.
+/// Largest output canvas (bytes) that is rewritten; larger images to rewrite are blocked.
 const REWRITE_CANVAS_BUDGET: usize = 8_000_000;
 
 pub fn moderate(
@@ -91,15 +91,15 @@ pub fn moderate(
         return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
     }
     let started = Instant::now();
-    let image = match decode(bytes, format, policy.decode_limits()) {
-        Ok(image) => image,
+    let decoded = match decode_reduced(bytes, format, policy.decode_limits()) {
+        Ok(decoded) => decoded,
         Err(too_large @ DecodeError::TooLarge { .. }) => {
             return Moderation::oversize(policy, too_large.to_string())
         }
         Err(DecodeError::Corrupt(why)) => return Moderation::undecodable(policy, why),
     };
-    let input = preprocess(&image);
-    let decoded = Instant::now();
+    let input = preprocess(&decoded.image);
+    let preprocessed = Instant::now();
     let scores = match classifier.classify(input) {
         Ok(scores) => scores,
         Err(e) => return Moderation::undecodable(policy, format!("classifier: {e}")),
@@ -117,12 +117,18 @@ pub fn moderate(
         scores: Some(scores),
         rewritten: None,
         timings: Timings {
-            decode: decoded - started,
-            inference: classified - decoded,
+            decode: preprocessed - started,
+            inference: classified - preprocessed,
             rewrite: Duration::ZERO,
         },
     };
-    if decision.verdict == Verdict::Rewrite && image.as_bytes().len() > REWRITE_CANVAS_BUDGET {
+    let channels = if decoded.image.color().has_alpha() {
+        4
+    } else {
+        3
+    };
+    let output_canvas = decoded.width as usize * decoded.height as usize * channels;
+    if decision.verdict == Verdict::Rewrite && output_canvas > REWRITE_CANVAS_BUDGET {
         // Rewriting holds several full-size copies; beyond this it would not fit in a
         // Compute instance's memory and abort it. The image is withheld instead.
         moderation.verdict = Verdict::Block;
@@ -130,7 +136,12 @@ pub fn moderate(
             Reason::RewriteFailed("image too large to rewrite within memory".into());
     }
     if moderation.verdict == Verdict::Rewrite {
-        match rewrite(&image, format, policy.rewrite) {
+        match rewrite(
+            &decoded.image,
+            (decoded.width, decoded.height),
+            format,
+            policy.rewrite,
+        ) {
             Ok(bytes) => moderation.rewritten = Some(bytes),
             Err(e) => {
                 moderation.verdict = Verdict::Block;

@@ -18,8 +18,13 @@ use std::io::Cursor;
 const BLUR_WORKING_SIGMA: f32 = 2.0;
 const JPEG_QUALITY: u8 = 85;
 
-pub fn obscure(image: &DynamicImage, style: RewriteStyle) -> DynamicImage {
-    let (width, height) = (image.width(), image.height());
+/// Obscures `image` into a `width` × `height` result; `image` may be a reduced copy of
+/// the original (the reduced decode), since only coarse structure survives anyway.
+pub fn obscure(
+    image: &DynamicImage,
+    (width, height): (u32, u32),
+    style: RewriteStyle,
+) -> DynamicImage {
     let shorter = width.min(height) as f32;
     match style.method {
         RewriteMethod::Blur => {
@@ -75,9 +80,14 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-/// Obscures and re-encodes: the body of a `rewrite` response.
-pub fn rewrite(image: &DynamicImage, format: ImageFormat, style: RewriteStyle) -> Result<Vec<u8>> {
-    encode(&obscure(image, style), format).context("re-encoding the rewritten image")
+/// Obscures and re-encodes at `size`: the body of a `rewrite` response.
+pub fn rewrite(
+    image: &DynamicImage,
+    size: (u32, u32),
+    format: ImageFormat,
+    style: RewriteStyle,
+) -> Result<Vec<u8>> {
+    encode(&obscure(image, size, style), format).context("re-encoding the rewritten image")
 }
 
 #[cfg(test)]
@@ -108,6 +118,7 @@ mod tests {
         for method in [RewriteMethod::Blur, RewriteMethod::Pixelate] {
             let out = obscure(
                 &original,
+                (160, 120),
                 RewriteStyle {
                     method,
                     strength: 0.2,
@@ -122,12 +133,28 @@ mod tests {
     }
 
     #[test]
+    fn a_reduced_source_is_obscured_at_the_original_size() {
+        let reduced = checkerboard(100, 75);
+        for method in [RewriteMethod::Blur, RewriteMethod::Pixelate] {
+            let style = RewriteStyle {
+                method,
+                strength: 0.05,
+            };
+            assert_eq!(
+                obscure(&reduced, (800, 600), style).dimensions(),
+                (800, 600)
+            );
+        }
+    }
+
+    #[test]
     fn rewrite_round_trips_in_every_format_with_alpha_where_possible() {
         let original = checkerboard(64, 48);
         let limits = DecodeLimits {
             max_pixels: 1 << 20,
             max_dimension: 1024,
             max_canvas_bytes: 1 << 24,
+            reduce_jpeg: false,
         };
         for format in [
             ImageFormat::Jpeg,
@@ -135,7 +162,7 @@ mod tests {
             ImageFormat::WebP,
             ImageFormat::Gif,
         ] {
-            let bytes = rewrite(&original, format, RewriteStyle::default()).unwrap();
+            let bytes = rewrite(&original, (64, 48), format, RewriteStyle::default()).unwrap();
             assert_eq!(ImageFormat::sniff(&bytes), Some(format));
             let decoded = decode(&bytes, format, limits).unwrap();
             assert_eq!(decoded.dimensions(), (64, 48));

@@ -54,3 +54,75 @@ fn matches_upstream_nsfwjs_on_the_fidelity_set() {
         worst.1
     );
 }
+
+/// The reduced JPEG decode (DCT scaling, `decode::decode_reduced`) must judge photos
+/// close to the full decode. Each fidelity image is enlarged 4× to photo size and saved as a
+/// JPEG; its scores from the reduced decode are compared with those from the full decode
+/// followed by nsfwjs's own resize.
+#[test]
+fn reduced_jpeg_decode_keeps_the_scores_of_the_full_decode() {
+    use edge_moderation::classifier::preprocess;
+    use edge_moderation::decode::{decode, decode_reduced, DecodeLimits};
+    use edge_moderation::sniff::ImageFormat;
+    use image::imageops::FilterType;
+
+    // Measured 0.24 (see `decode::REDUCED_MIN_SIDE`); this guards against it growing.
+    const REDUCED_TOLERANCE: f32 = 0.25;
+    let limits = DecodeLimits {
+        max_pixels: 50_000_000,
+        max_dimension: 16384,
+        max_canvas_bytes: u64::MAX,
+        reduce_jpeg: true,
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fidelity/images");
+    let classifier = Classifier::load().unwrap();
+    let (mut worst, mut reduced_count, mut top_agrees, mut total) = (0.0f32, 0, 0, 0);
+    let mut files: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let image = image::open(&path).unwrap();
+        let photo = image.resize_exact(image.width() * 4, image.height() * 4, FilterType::Triangle);
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        photo
+            .to_rgb8()
+            .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+            .unwrap();
+        let jpeg = jpeg.into_inner();
+
+        let full = decode(&jpeg, ImageFormat::Jpeg, limits).unwrap();
+        let reduced = decode_reduced(&jpeg, ImageFormat::Jpeg, limits).unwrap();
+        assert_eq!(
+            (reduced.width, reduced.height),
+            (full.width(), full.height())
+        );
+        if reduced.image.width() < full.width() {
+            reduced_count += 1;
+        }
+        let expected = classifier.classify(preprocess(&full)).unwrap();
+        let actual = classifier.classify(preprocess(&reduced.image)).unwrap();
+        let delta = Class::ALL
+            .iter()
+            .map(|&class| (actual.get(class) - expected.get(class)).abs())
+            .fold(0.0, f32::max);
+        worst = worst.max(delta);
+        top_agrees += usize::from(actual.top() == expected.top());
+        total += 1;
+    }
+    println!(
+        "reduced JPEG decode: {reduced_count}/{total} images reduced; max |Δp| = {worst:.4}; \
+         top-1 agrees on {top_agrees}/{total}"
+    );
+    assert!(
+        reduced_count >= total * 3 / 4,
+        "the reduced path was rarely taken"
+    );
+    assert!(worst <= REDUCED_TOLERANCE, "max |Δp| = {worst}");
+    assert!(
+        top_agrees + 1 >= total,
+        "top class changed on {} images",
+        total - top_agrees
+    );
+}
