@@ -75,6 +75,7 @@ pub fn decode(
     limits: DecodeLimits,
 ) -> Result<DynamicImage, DecodeError> {
     let decoder = checked_decoder(bytes, format, limits)?;
+    within_canvas_budget(decoder.as_ref(), limits)?;
     decode_full(decoder, limits)
 }
 
@@ -86,11 +87,7 @@ pub fn decode_reduced(
     format: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
-    let unbounded = DecodeLimits {
-        max_canvas_bytes: u64::MAX,
-        ..limits
-    };
-    let decoder = checked_decoder(bytes, format, unbounded)?;
+    let decoder = checked_decoder(bytes, format, limits)?;
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
     if format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg {
@@ -102,9 +99,7 @@ pub fn decode_reduced(
             });
         }
     }
-    if decoder.total_bytes() > limits.max_canvas_bytes {
-        return Err(DecodeError::TooLarge { width, height });
-    }
+    within_canvas_budget(decoder.as_ref(), limits)?;
     Ok(Decoded {
         image: decode_full(decoder, limits)?,
         width,
@@ -165,7 +160,8 @@ fn decode_jpeg_reduced(
         .ok_or_else(|| DecodeError::Corrupt("JPEG decoded to fewer pixels than declared".into()))
 }
 
-/// The format's decoder, after the checks that need only the header.
+/// The format's decoder, after the checks on the declared size (the memory budget is
+/// checked by the caller, against the canvas it will actually decode).
 fn checked_decoder(
     bytes: &[u8],
     format: ImageFormat,
@@ -190,10 +186,18 @@ fn checked_decoder(
     {
         return Err(DecodeError::TooLarge { width, height });
     }
+    Ok(Box::new(decoder))
+}
+
+fn within_canvas_budget(
+    decoder: &dyn ImageDecoder,
+    limits: DecodeLimits,
+) -> Result<(), DecodeError> {
     if decoder.total_bytes() > limits.max_canvas_bytes {
+        let (width, height) = decoder.dimensions();
         return Err(DecodeError::TooLarge { width, height });
     }
-    Ok(Box::new(decoder))
+    Ok(())
 }
 
 fn decode_full(

@@ -68,7 +68,7 @@ pub extern "C" fn wizer_initialize() {
                 "wizer-initialize: no allocation plan in {SNAPSHOT_DIR} ({e}); \
                  the snapshot will be sparse"
             );
-            snapshot::without_plan(load)
+            load()
         }
     };
     let _ = CLASSIFIER.set(loaded);

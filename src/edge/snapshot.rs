@@ -605,8 +605,3 @@ pub fn replay<T>(mut plan: Vec<u8>, load: impl FnOnce() -> T) -> (T, Stats) {
         (loaded, state.stats)
     }
 }
-
-/// Loads with the plain system allocator: the fallback when there is no plan to replay.
-pub fn without_plan<T>(load: impl FnOnce() -> T) -> T {
-    load()
-}
