@@ -129,6 +129,32 @@ impl Classifier {
     pub fn classify_image(&self, image: &DynamicImage) -> Result<Scores> {
         self.classify(preprocess(image))
     }
+
+    /// Runs the model once and reports how long each operator took, in plan order: the
+    /// benchmark's view of where inference time goes (`examples/operators.rs`).
+    pub fn profile(&self, input: Tensor) -> Result<Vec<OperatorTime>> {
+        let mut times = Vec::new();
+        let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)?;
+        state.run_plan_with_eval(tvec!(input.into()), |session, op_state, node, inputs| {
+            let start = std::time::Instant::now();
+            let outputs = tract_onnx::tract_core::plan::eval(session, op_state, node, inputs);
+            times.push(OperatorTime {
+                node: node.name.clone(),
+                operator: node.op.name().to_string(),
+                ms: start.elapsed().as_secs_f64() * 1e3,
+            });
+            outputs
+        })?;
+        Ok(times)
+    }
+}
+
+/// One operator's share of an inference, from [`Classifier::profile`].
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorTime {
+    pub node: String,
+    pub operator: String,
+    pub ms: f64,
 }
 
 /// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`.

@@ -4,7 +4,8 @@
 //! recognising an image ([`sniff`]), decoding it within limits ([`decode`]), scoring it with
 //! the embedded model ([`classifier`]), mapping scores to a verdict ([`policy`]) and
 //! producing the rewritten image ([`rewrite`]). [`moderation`] runs them in order for one
-//! response body. `main.rs` only connects this to Fastly Compute.
+//! response body. `main.rs` only connects this to Fastly Compute. Built for Wasm, the crate
+//! also carries the matrix-multiply kernel inference runs on there (`wasm_gemm`).
 
 pub mod classifier;
 pub mod decode;
@@ -12,3 +13,5 @@ pub mod moderation;
 pub mod policy;
 pub mod rewrite;
 pub mod sniff;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm_gemm;

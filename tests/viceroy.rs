@@ -7,6 +7,9 @@
 
 mod support;
 
+use edge_moderation::classifier::Classifier;
+use edge_moderation::moderation::moderate;
+use edge_moderation::policy::Policy;
 use image::{GenericImageView, ImageFormat};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -181,6 +184,45 @@ fn assert_scored(reply: &Reply) {
         timing.contains("decode;dur=") && timing.contains("inference;dur="),
         "{timing}"
     );
+}
+
+/// The five class probabilities of an `x-moderation-scores` value, in class order.
+fn probabilities(scores: &str) -> Vec<f32> {
+    scores
+        .split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .expect("class=value")
+                .1
+                .parse()
+                .expect("a number")
+        })
+        .collect()
+}
+
+/// Inside Wasm, inference runs on this crate's own matrix-multiply kernel (`src/wasm_gemm.rs`)
+/// and tract's Wasm kernels; natively, on tract's x86 kernels. Both must score alike.
+#[test]
+fn wasm_inference_scores_like_native_inference() {
+    let classifier = Classifier::load().expect("the shipped model loads");
+    let policy = Policy::default();
+    for path in ["/photo.jpg", "/rocket.png", "/rocket.webp", "/photo.gif"] {
+        let reply = world().default_policy.get(path);
+        let wasm = probabilities(reply.header("x-moderation-scores").expect("scores header"));
+        let bytes = origin_bytes(path);
+        let format = edge_moderation::sniff::ImageFormat::sniff(&bytes).expect("an image");
+        let native = moderate(&bytes, format, &policy, &classifier)
+            .scores
+            .expect("classified")
+            .to_string();
+        for (w, n) in wasm.iter().zip(probabilities(&native)) {
+            // The header has four decimals; summation order differs between the kernels.
+            assert!(
+                (w - n).abs() <= 2e-4,
+                "{path}: wasm {wasm:?} native {native}"
+            );
+        }
+    }
 }
 
 #[test]
