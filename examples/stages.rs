@@ -3,11 +3,12 @@
 //! (`scripts/bench.sh` runs both and puts them side by side):
 //!     cargo run --release --example stages -- RUNS
 //!     viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/stages.wasm -- RUNS
-//! Prints one JSON object: milliseconds per stage per input (median, p90, min), and each
-//! input's peak heap. `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
+//! Prints one JSON object: milliseconds per stage per input (median, p90, min), each input's
+//! peak heap over the stages, and the peak heap of one whole `moderate` call (the request). `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
 
 use edge_moderation::classifier::{preprocess, Classifier};
 use edge_moderation::decode::{decode, decode_reduced};
+use edge_moderation::moderation::moderate;
 use edge_moderation::policy::Policy;
 use edge_moderation::rewrite::rewrite;
 use edge_moderation::sniff::ImageFormat;
@@ -180,6 +181,16 @@ fn main() {
             entry.insert(stage.to_string(), summary(ms));
         }
         entry.insert("decode_full".into(), summary(decode_full));
+        // What one request holds at its peak above the loaded model: the service's own path,
+        // default policy (a large image that would need rewriting is blocked, not rewritten).
+        let baseline = LIVE.load(Relaxed);
+        PEAK.store(baseline, Relaxed);
+        let moderation = moderate(&bytes, format, &policy, &classifier);
+        entry.insert(
+            "request_peak_heap_mb".into(),
+            ((PEAK.load(Relaxed) - baseline) as f64 / 1048576.0).into(),
+        );
+        entry.insert("verdict".into(), format!("{:?}", moderation.verdict).into());
         results.insert(name.into(), entry.into());
     }
     let report = serde_json::json!({

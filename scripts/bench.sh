@@ -9,8 +9,8 @@ out=bench/out
 mkdir -p "$out/inputs"
 
 echo "== building: native and wasm32 stage benchmark, baseline proxy"
-cargo build --release --example stages --example requests
-cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy
+cargo build --release --example stages --example requests --example operators
+cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators
 target/release/examples/stages 1 "$out/inputs"
 
 echo "== stages: native"
@@ -18,6 +18,11 @@ target/release/examples/stages "$runs" > "$out/stages-native.json"
 echo "== stages: wasm32 + simd128 under viceroy run"
 viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/stages.wasm -- stages "$runs" \
   | grep '^{' > "$out/stages-wasm.json"
+
+echo "== inference operator by operator: native, then wasm32 + simd128 under viceroy run"
+target/release/examples/operators "$runs" > "$out/operators-native.json"
+viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/operators.wasm -- operators "$runs" \
+  | grep '^{' > "$out/operators-wasm.json"
 
 echo "== whole requests through viceroy serve"
 target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/release/examples/plain_proxy.wasm \

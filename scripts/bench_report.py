@@ -30,6 +30,30 @@ md += ["", f"Model load + optimise (what the Wizer snapshot saves per request): 
        f"{native['model_load_ms']:.0f} ms, Wasm {wasm['model_load_ms']:.0f} ms; model heap "
        f"{wasm['model_heap_mb']:.1f} MB. Snapshotted module `bin/main.wasm`: {wasm_size / 1e6:.1f} MB.", ""]
 
+operators = {side: json.loads((out / f"operators-{side}.json").read_text()) for side in ("native", "wasm")}
+md += ["### Where inference goes: per operator, native vs Wasm", ""]
+md += [f"Scores of the fixed input: native `{operators['native']['scores']}`, Wasm `{operators['wasm']['scores']}`.", ""]
+md += ["| operator | nodes | native ms | Wasm ms | Wasm/native |", "|---|---|---|---|---|"]
+by_kind = {}
+for n, w in zip(operators["native"]["nodes"], operators["wasm"]["nodes"]):
+    kind = by_kind.setdefault(n["operator"], [0, 0.0, 0.0])
+    kind[0] += 1
+    kind[1] += n["median_ms"]
+for w in operators["wasm"]["nodes"]:
+    by_kind.setdefault(w["operator"], [0, 0.0, 0.0])[2] += w["median_ms"]
+for kind, (count, n_ms, w_ms) in sorted(by_kind.items(), key=lambda kv: -kv[1][2]):
+    if max(n_ms, w_ms) >= 0.05:
+        ratio = f"{w_ms / n_ms:.2f}" if n_ms > 0 else "-"
+        md.append(f"| {kind} | {count} | {n_ms:.2f} | {w_ms:.2f} | {ratio} |")
+total_n = sum(v[1] for v in by_kind.values())
+total_w = sum(v[2] for v in by_kind.values())
+md += [f"| **total** | | {total_n:.2f} | {total_w:.2f} | {total_w / total_n:.2f} |", ""]
+md += ["Node counts are native's; the two plans fuse slightly differently (native fuses more "
+       "batch-norm into the matmuls).", ""]
+md += ["Peak heap of one whole request (`moderate`, default policy) above the loaded model, native: "
+       + ", ".join(f"{name} {r['request_peak_heap_mb']:.1f} MB ({r['verdict']})"
+                   for name, r in native["inputs"].items()) + ".", ""]
+
 md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
 md += ["| scenario | median | p90 | min | Server-Timing (last request) |", "|---|---|---|---|---|"]
 for name, r in requests.items():

@@ -14,7 +14,9 @@ use std::fmt;
 use tract_onnx::prelude::*;
 
 /// The shipped int8-weight model; `models/README.md` is its card.
-pub const MODEL_ONNX: &[u8] = include_bytes!("../models/nsfw_mobilenet_v2_int8.onnx");
+pub const MODEL_ONNX: &[u8; MODEL_ONNX_LEN] =
+    include_bytes!("../models/nsfw_mobilenet_v2_int8.onnx");
+const MODEL_ONNX_LEN: usize = include_bytes!("../models/nsfw_mobilenet_v2_int8.onnx").len();
 
 /// Side of the square image the model reads.
 pub const INPUT_SIDE: usize = 224;

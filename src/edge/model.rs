@@ -6,16 +6,26 @@
 //! lazily on first use when it is not.
 
 use super::snapshot;
-use edge_moderation::classifier::Classifier;
+use edge_moderation::classifier::{Classifier, MODEL_ONNX};
 use edge_moderation::moderation::{moderate as run, Moderation};
 use edge_moderation::policy::Policy;
 use edge_moderation::sniff::ImageFormat;
+use std::cell::UnsafeCell;
 use std::sync::OnceLock;
 
 static CLASSIFIER: OnceLock<Result<Classifier, String>> = OnceLock::new();
 
+/// The shipped ONNX model, in writable memory: once the snapshot holds the loaded model,
+/// the 2.8 MB it was parsed from are dead, and zeroed they drop out of the module (Wizer
+/// stores only non-zero data).
+struct ModelBytes(UnsafeCell<[u8; MODEL_ONNX.len()]>);
+// Written once, in `wizer_initialize`, before any request can read it.
+unsafe impl Sync for ModelBytes {}
+static MODEL: ModelBytes = ModelBytes(UnsafeCell::new(*MODEL_ONNX));
+
 fn load() -> Result<Classifier, String> {
-    Classifier::load().map_err(|e| format!("{e:#}"))
+    let onnx = unsafe { &*MODEL.0.get() };
+    Classifier::from_onnx(onnx).map_err(|e| format!("{e:#}"))
 }
 
 fn classifier() -> &'static Result<Classifier, String> {
@@ -71,5 +81,8 @@ pub extern "C" fn wizer_initialize() {
             load()
         }
     };
+    if loaded.is_ok() {
+        unsafe { (*MODEL.0.get()).fill(0) };
+    }
     let _ = CLASSIFIER.set(loaded);
 }
