@@ -10,6 +10,7 @@
 use anyhow::{ensure, Context, Result};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 use tract_onnx::prelude::*;
 
@@ -161,22 +162,26 @@ pub struct OperatorTime {
 
 /// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`.
 pub fn preprocess(image: &DynamicImage) -> Tensor {
-    let pixels = Pixels::of(image);
-    let (width, height) = (image.width() as usize, image.height() as usize);
-    let rows = axis_samples(height, INPUT_SIDE);
-    let cols = axis_samples(width, INPUT_SIDE);
+    let (pixels, channels) = interleaved(image);
+    let stride = image.width() as usize * channels;
+    // Grey images repeat their one value in R, G and B, as fromPixels does.
+    let offsets: [usize; 3] = if channels >= 3 { [0, 1, 2] } else { [0; 3] };
+    // The exact `value / 255.0` of every byte, computed once instead of four times per sample.
+    let normalised: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
+    let rows = axis_samples(image.height() as usize, INPUT_SIDE);
+    let cols = axis_samples(image.width() as usize, INPUT_SIDE);
     let mut data = Vec::with_capacity(INPUT_SIDE * INPUT_SIDE * 3);
     for row in &rows {
+        let top = &pixels[row.low * stride..][..stride];
+        let bottom = &pixels[row.high * stride..][..stride];
         for col in &cols {
-            for channel in 0..3 {
-                let at = |y: usize, x: usize| pixels.get(y, x, channel) / 255.0;
-                let top_left = at(row.low, col.low);
-                let top_right = at(row.low, col.high);
-                let bottom_left = at(row.high, col.low);
-                let bottom_right = at(row.high, col.high);
-                let top = top_left + (top_right - top_left) * col.fraction;
-                let bottom = bottom_left + (bottom_right - bottom_left) * col.fraction;
-                data.push(top + (bottom - top) * row.fraction);
+            let (left, right) = (col.low * channels, col.high * channels);
+            for offset in offsets {
+                let at = |line: &[u8], x: usize| normalised[usize::from(line[x + offset])];
+                let upper = at(top, left) + (at(top, right) - at(top, left)) * col.fraction;
+                let lower =
+                    at(bottom, left) + (at(bottom, right) - at(bottom, left)) * col.fraction;
+                data.push(upper + (lower - upper) * row.fraction);
             }
         }
     }
@@ -210,58 +215,15 @@ fn axis_samples(input: usize, output: usize) -> Vec<Sample> {
         .collect()
 }
 
-/// Read access to the RGB channels of a decoded image without converting it first.
-enum Pixels<'a> {
-    Interleaved {
-        data: &'a [u8],
-        width: usize,
-        channels: usize,
-    },
-    Converted(image::RgbImage),
-}
-
-impl<'a> Pixels<'a> {
-    fn of(image: &'a DynamicImage) -> Self {
-        let width = image.width() as usize;
-        match image {
-            DynamicImage::ImageRgb8(buffer) => Pixels::Interleaved {
-                data: buffer.as_raw(),
-                width,
-                channels: 3,
-            },
-            DynamicImage::ImageRgba8(buffer) => Pixels::Interleaved {
-                data: buffer.as_raw(),
-                width,
-                channels: 4,
-            },
-            DynamicImage::ImageLuma8(buffer) => Pixels::Interleaved {
-                data: buffer.as_raw(),
-                width,
-                channels: 1,
-            },
-            DynamicImage::ImageLumaA8(buffer) => Pixels::Interleaved {
-                data: buffer.as_raw(),
-                width,
-                channels: 2,
-            },
-            other => Pixels::Converted(other.to_rgb8()),
-        }
-    }
-
-    fn get(&self, y: usize, x: usize, channel: usize) -> f32 {
-        match self {
-            // Grey images repeat their one value in R, G and B, as fromPixels does.
-            Pixels::Interleaved {
-                data,
-                width,
-                channels,
-            } => {
-                let first = (y * width + x) * channels;
-                let offset = if *channels >= 3 { channel } else { 0 };
-                f32::from(data[first + offset])
-            }
-            Pixels::Converted(rgb) => f32::from(rgb.get_pixel(x as u32, y as u32).0[channel]),
-        }
+/// The image's 8-bit interleaved samples and how many channels each pixel has, borrowed
+/// for the layouts decoders produce and converted to RGB for the rest.
+fn interleaved(image: &DynamicImage) -> (Cow<'_, [u8]>, usize) {
+    match image {
+        DynamicImage::ImageRgb8(buffer) => (Cow::Borrowed(buffer.as_raw()), 3),
+        DynamicImage::ImageRgba8(buffer) => (Cow::Borrowed(buffer.as_raw()), 4),
+        DynamicImage::ImageLuma8(buffer) => (Cow::Borrowed(buffer.as_raw()), 1),
+        DynamicImage::ImageLumaA8(buffer) => (Cow::Borrowed(buffer.as_raw()), 2),
+        other => (Cow::Owned(other.to_rgb8().into_raw()), 3),
     }
 }
 
