@@ -55,10 +55,11 @@ impl std::error::Error for DecodeError {}
 /// The fewest pixels a reduced decode leaves on each axis (where the image has them).
 /// A reduced decode averages pixels where nsfwjs's resize samples them, and the model
 /// notices: on the fidelity set enlarged to photo size (`tests/fidelity.rs`), leaving
-/// 224 pixels moved a class probability by up to 0.35, leaving 448 by up to 0.24, with
-/// the top class kept on 26 of 27 images. Policies that need nsfwjs's exact scores turn
-/// it off (`limits.reduced_jpeg_decode`).
-pub const REDUCED_MIN_SIDE: u32 = 448;
+/// 224 pixels moved a class probability by up to 0.35; leaving 384 or 448 by up to 0.24,
+/// with the top class kept on 26 of 27 images. 384 lets the most common web size, a
+/// 1024×768 photo, decode at half size (512×384). Policies that need nsfwjs's exact scores
+/// turn it off (`limits.reduced_jpeg_decode`).
+pub const REDUCED_MIN_SIDE: u32 = 384;
 
 /// An image decoded for moderation: `image` may be a reduced copy of an image whose real
 /// size is `width` × `height`.
