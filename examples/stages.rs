@@ -4,7 +4,8 @@
 //!     cargo run --release --example stages -- RUNS
 //!     viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/stages.wasm -- RUNS
 //! Prints one JSON object: milliseconds per stage per input (median, p90, min), each input's
-//! peak heap over the stages, and the peak heap of one whole `moderate` call (the request). `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
+//! peak heap over the stages, and the peak heap of one whole `moderate` call (the request).
+//! `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
 
 use edge_moderation::classifier::{preprocess, Classifier};
 use edge_moderation::decode::{decode, decode_reduced};

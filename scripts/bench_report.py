@@ -35,7 +35,7 @@ md += ["### Where inference goes: per operator, native vs Wasm", ""]
 md += [f"Scores of the fixed input: native `{operators['native']['scores']}`, Wasm `{operators['wasm']['scores']}`.", ""]
 md += ["| operator | nodes | native ms | Wasm ms | Wasm/native |", "|---|---|---|---|---|"]
 by_kind = {}
-for n, w in zip(operators["native"]["nodes"], operators["wasm"]["nodes"]):
+for n in operators["native"]["nodes"]:
     kind = by_kind.setdefault(n["operator"], [0, 0.0, 0.0])
     kind[0] += 1
     kind[1] += n["median_ms"]
