@@ -2,12 +2,14 @@
 //! loopback origin: image pass, image rewrite, non-image pass-through, and the plain proxy
 //! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
 //!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM
-//! Prints one JSON object: milliseconds per scenario (median, p90, min).
+//! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
+//! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
+//! includes preprocessing, plus inference: the per-request figure in a fresh instance).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 use support::{Resource, Service};
@@ -46,67 +48,88 @@ fn main() {
     resources.insert("/page.html", Resource::bytes("text/html", page));
     let origin = support::Origin::start(resources);
 
+    // One Viceroy at a time: an idle one still costs ~15% of a core (its epoch ticker
+    // wakes every millisecond), which would be noise in the others' numbers.
     let port = origin.port;
-    let plain = plain_proxy.to_path_buf();
-    let pass = std::thread::spawn(move || Service::start("bench-pass", port, Some(PASS_ALL)));
-    let rewrite =
-        std::thread::spawn(move || Service::start("bench-rewrite", port, Some(REWRITE_ALL)));
-    let baseline =
-        std::thread::spawn(move || Service::start_module("bench-plain", &plain, port, None));
-    let (pass, rewrite, baseline) = (
-        pass.join().unwrap(),
-        rewrite.join().unwrap(),
-        baseline.join().unwrap(),
-    );
-
-    let scenarios: Vec<(&str, &Service, &str)> = vec![
-        ("plain proxy: 100 KB HTML", &baseline, "/page.html"),
+    let services: [(ServiceStart, &[(&str, &str)]); 3] = [
         (
-            "filter: 100 KB HTML (non-image pass-through)",
-            &pass,
-            "/page.html",
+            Box::new(move || Service::start_module("bench-plain", plain_proxy, port, None)),
+            &[
+                ("plain proxy: 100 KB HTML", "/page.html"),
+                ("plain proxy: JPEG 1024x768", "/jpeg_1024x768.jpg"),
+            ],
         ),
         (
-            "plain proxy: JPEG 1024x768",
-            &baseline,
-            "/jpeg_1024x768.jpg",
-        ),
-        ("filter pass: JPEG 320x240", &pass, "/jpeg_320x240.jpg"),
-        ("filter pass: JPEG 1024x768", &pass, "/jpeg_1024x768.jpg"),
-        ("filter pass: JPEG 4000x3000", &pass, "/jpeg_4000x3000.jpg"),
-        (
-            "filter pass: PNG alpha 800x600",
-            &pass,
-            "/png_alpha_800x600.png",
+            Box::new(move || Service::start("bench-pass", port, Some(PASS_ALL))),
+            &[
+                ("filter: 100 KB HTML (non-image pass-through)", "/page.html"),
+                ("filter pass: JPEG 320x240", "/jpeg_320x240.jpg"),
+                ("filter pass: JPEG 1024x768", "/jpeg_1024x768.jpg"),
+                ("filter pass: JPEG 4000x3000", "/jpeg_4000x3000.jpg"),
+                ("filter pass: PNG alpha 800x600", "/png_alpha_800x600.png"),
+            ],
         ),
         (
-            "filter rewrite: JPEG 1024x768",
-            &rewrite,
-            "/jpeg_1024x768.jpg",
+            Box::new(move || Service::start("bench-rewrite", port, Some(REWRITE_ALL))),
+            &[("filter rewrite: JPEG 1024x768", "/jpeg_1024x768.jpg")],
         ),
     ];
     let mut report = serde_json::Map::new();
-    for (name, service, path) in scenarios {
-        service.get(path); // warm Viceroy's connection to the origin
-        let mut ms: Vec<f64> = (0..runs)
-            .map(|_| {
-                let start = Instant::now();
-                let reply = service.get(path);
-                assert!(reply.status < 400, "{name}: {}", reply.status);
-                start.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-        let timing = service
-            .get(path)
-            .header("server-timing")
-            .unwrap_or("")
-            .to_string();
-        report.insert(
-            name.into(),
-            serde_json::json!({"path": path, "median": at(0.5), "p90": at(0.9), "min": ms[0], "server_timing": timing}),
-        );
+    for (start, scenarios) in services {
+        let service = start();
+        for &(name, path) in scenarios {
+            report.insert(name.into(), measure(&service, name, path, runs));
+        }
     }
     println!("{}", serde_json::Value::Object(report));
+}
+
+type ServiceStart<'a> = Box<dyn FnOnce() -> Service + 'a>;
+
+/// `runs` requests for `path`, each a fresh instance: the whole request and each stage the
+/// service reports.
+fn measure(service: &Service, name: &str, path: &str, runs: usize) -> serde_json::Value {
+    service.get(path); // warm Viceroy's connection to the origin
+    let mut ms = Vec::with_capacity(runs);
+    let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let reply = service.get(path);
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(reply.status < 400, "{name}: {}", reply.status);
+        let timing = server_timing(reply.header("server-timing").unwrap_or(""));
+        if let (Some(decode), Some(inference)) = (timing.get("decode"), timing.get("inference")) {
+            stages
+                .entry("classify".into())
+                .or_default()
+                .push(decode + inference);
+        }
+        for (stage, dur) in timing {
+            stages.entry(stage).or_default().push(dur);
+        }
+    }
+    let stages: serde_json::Map<String, serde_json::Value> = stages
+        .into_iter()
+        .map(|(stage, durations)| (stage, summary(durations)))
+        .collect();
+    serde_json::json!({"path": path, "request": summary(ms), "server_timing": stages})
+}
+
+/// Median, p90 and minimum of some milliseconds.
+fn summary(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({"median": at(0.5), "p90": at(0.9), "min": ms[0]})
+}
+
+/// `decode;dur=7.55, inference;dur=38.03` → {decode: 7.55, inference: 38.03}.
+fn server_timing(header: &str) -> BTreeMap<String, f64> {
+    header
+        .split(',')
+        .filter_map(|metric| {
+            let (stage, params) = metric.trim().split_once(';')?;
+            let dur = params.trim().strip_prefix("dur=")?.parse().ok()?;
+            Some((stage.to_string(), dur))
+        })
+        .collect()
 }

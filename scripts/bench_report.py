@@ -55,11 +55,17 @@ md += ["Peak heap of one whole request (`moderate`, default policy) above the lo
                    for name, r in native["inputs"].items()) + ".", ""]
 
 md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
-md += ["| scenario | median | p90 | min | Server-Timing (last request) |", "|---|---|---|---|---|"]
+md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite |",
+       "|---|---|---|---|---|---|"]
+def stage(r, name):
+    timing = r["server_timing"].get(name)
+    return cell(timing) if timing else ""
 for name, r in requests.items():
-    md.append(f"| {name} | {r['median']:.1f} | {r['p90']:.1f} | {r['min']:.1f} | {r['server_timing']} |")
-base = requests["plain proxy: 100 KB HTML"]["median"]
-filt = requests["filter: 100 KB HTML (non-image pass-through)"]["median"]
+    md.append(f"| {name} | {cell(r['request'])} | {stage(r, 'classify')} | {stage(r, 'decode')} | "
+              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} |")
+md += ["", "Stage columns are the service's own `Server-Timing`, each request a fresh instance."]
+base = requests["plain proxy: 100 KB HTML"]["request"]["median"]
+filt = requests["filter: 100 KB HTML (non-image pass-through)"]["request"]["median"]
 md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms.", ""]
 
 md += ["### Against upstream nsfwjs on tfjs-backend-wasm (Node, 1 thread, SIMD)", ""]

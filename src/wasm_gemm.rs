@@ -159,10 +159,14 @@ unsafe fn add_mat_mul(acc: &mut Tile, a: *const v128, b: *const v128, k: usize) 
 }
 
 /// Runs tract's micro-program of fused operations over one MR×NR output tile.
-unsafe fn kernel(program: &[FusedKerSpec<f32>]) -> isize {
+///
+/// It walks the program by raw pointer, called through [`run`]: the same loop written as
+/// `for spec in program` over the slice compiles to a k loop that measured 45 ms instead
+/// of 24 ms for the 1×1 convolutions (`examples/operators.rs` under Viceroy).
+unsafe fn kernel(mut spec: *const FusedKerSpec<f32>) -> isize {
     let zero = f32x4_splat(0.0);
     let mut acc: Tile = [[zero; MV]; NR];
-    for spec in program {
+    while !spec.is_null() {
         match *spec {
             FusedKerSpec::Done => break,
             FusedKerSpec::Clear => acc = [[zero; MV]; NR],
@@ -235,14 +239,18 @@ unsafe fn kernel(program: &[FusedKerSpec<f32>]) -> isize {
                 add_mat_mul(&mut acc, pa as *const v128, pb as *const v128, k)
             }
         }
+        spec = spec.add(1);
     }
     0
 }
 
+unsafe fn run(spec: &[FusedKerSpec<f32>]) -> isize {
+    kernel(spec.as_ptr())
+}
+
 fn make() -> Box<dyn MatMatMul> {
-    let mut kernel =
-        DynKernel::<MR, NR, f32>::new(NAME, kernel, f32::packing(MR), f32::packing(NR))
-            .with_isa(IsaReq::ANY);
+    let mut kernel = DynKernel::<MR, NR, f32>::new(NAME, run, f32::packing(MR), f32::packing(NR))
+        .with_isa(IsaReq::ANY);
     kernel.arch = Some(Arch::Wasm32Simd128);
     kernel.mmm()
 }
