@@ -9,7 +9,11 @@ out=bench/out
 mkdir -p "$out/inputs"
 
 echo "== building: native and wasm32 stage benchmark, baseline proxy"
-cargo build --release --example stages --example requests --example operators
+# Native at its best: tract-core is built for size for the snapshot (Cargo.toml), which
+# costs the native build ~6 ms of inference (its depthwise convolutions run in tract-core;
+# in Wasm they run in tract-linalg's kernels), so the native side overrides that.
+cargo build --release --config 'profile.release.package.tract-core.opt-level=3' \
+  --example stages --example requests --example operators
 cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators
 target/release/examples/stages 1 "$out/inputs"
 
