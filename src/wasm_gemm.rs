@@ -22,8 +22,12 @@
 //! vectors. When it is the activations (most expand layers), M is the pixels and a tile's
 //! four columns (channels) are the contiguous ones: those tiles are stored, and residuals
 //! read, one vector per row after a 4×4 transpose in registers, not lane by lane. On
-//! this machine the 1×1 convolutions take ~24.5 ms against ~30 ms with tract's own kernel,
-//! ~0.82× (`examples/operators.rs`, which `make bench` runs).
+//! this machine the 1×1 convolutions take ~23.2 ms against ~30 ms with tract's own kernel
+//! (`examples/operators.rs`, which `make bench` runs).
+//!
+//! The k loop's machine code depends on the whole function around it: walking the program
+//! as a slice, or adding a fused batch-norm + ReLU6 arm, each made the same loop measure
+//! ~43 ms. Measure every change here with `examples/operators.rs` under Viceroy.
 //!
 //! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels (operand
 //! order included), so fused bias, batch-norm and ReLU6 epilogues behave identically. The
