@@ -180,10 +180,19 @@ pub struct Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Closing the watchdog's stdin stops Viceroy (see `start_module`).
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }
+
+/// Runs Viceroy under a shell that stops it once its stdin, a pipe from this process, is
+/// closed: by `Drop`, or by the kernel when this process exits. Services held in statics
+/// (the test suite's shared world) are never dropped, and an orphaned Viceroy would keep
+/// burning ~15% of a core (its epoch ticker wakes every millisecond).
+/// Viceroy exiting by itself ends the shell too, with its status.
+const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" < /dev/null 3<&- & viceroy=$!
+(read -r _ <&3; kill $viceroy 2> /dev/null) & wait $viceroy"#;
 
 impl Service {
     /// Starts Viceroy; `policy` is the Config Store value (None: no store at all).
@@ -223,17 +232,19 @@ impl Service {
         let port = free_port();
         let log = dir.join("viceroy.log");
         let viceroy = std::env::var("VICEROY").unwrap_or_else(|_| "viceroy".into());
-        let child = Command::new(viceroy)
+        let child = Command::new("sh")
+            .args(["-c", WATCHDOG])
+            .arg(viceroy)
             .args(["serve", "-C"])
             .arg(&config)
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .arg(wasm)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::create(dir.join("viceroy.stderr")).unwrap())
             .spawn()
             .expect("viceroy starts (is it installed? `make setup`)");
-        let service = Service {
+        let mut service = Service {
             base: format!("http://127.0.0.1:{port}"),
             log,
             child,
@@ -241,6 +252,12 @@ impl Service {
         // Viceroy compiles the module before it listens; that takes seconds.
         let deadline = Instant::now() + Duration::from_secs(300);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!(
+                    "viceroy exited ({status}) before listening (is it installed? `make setup`):\n{}",
+                    service.output()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "viceroy did not listen within 300 s"
