@@ -181,7 +181,7 @@ pub struct Service {
 impl Drop for Service {
     fn drop(&mut self) {
         // Closing the watchdog's stdin stops Viceroy (see `start_module`).
-        drop(self.child.stdin.take());
+        self.child.stdin = None;
         let _ = self.child.wait();
     }
 }
