@@ -1,12 +1,15 @@
 //! The embedded model and the preprocessing it was trained with.
 //!
 //! The model is nsfwjs's MobileNetV2 (see `models/README.md`), stored with upstream's own
-//! uint8 weights; tract folds them to f32 when the model is loaded. Preprocessing
+//! uint8 weights; tract folds them to f32 when the model is loaded, after the batch norms
+//! that follow depthwise convolutions are folded into those convolutions
+//! (`batch_norm_fold`). Preprocessing
 //! reproduces nsfwjs exactly: take the RGB channels (alpha is dropped, as
 //! `tf.browser.fromPixels` does), divide by 255, resize to 224×224 with TensorFlow's
 //! bilinear `align_corners = true` sampling (no crop, no mean/std), and run the model on
 //! an NHWC `f32[1, 224, 224, 3]` tensor. The output is a softmax over [`Class`].
 
+use crate::batch_norm_fold;
 use anyhow::{ensure, Context, Result};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
@@ -101,10 +104,25 @@ impl Classifier {
         Self::from_onnx(MODEL_ONNX)
     }
 
-    pub fn from_onnx(mut onnx: &[u8]) -> Result<Self> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut onnx)
-            .context("parsing the ONNX model")?
+    /// Loads and optimises an ONNX model of this shape, folding the batch norms that follow
+    /// its depthwise convolutions into them ([`crate::batch_norm_fold`]).
+    pub fn from_onnx(onnx: &[u8]) -> Result<Self> {
+        Self::build(onnx, true)
+    }
+
+    fn build(mut onnx: &[u8], fold_batch_norms: bool) -> Result<Self> {
+        let framework = tract_onnx::onnx();
+        let mut proto = framework
+            .proto_model_for_read(&mut onnx)
+            .context("parsing the ONNX model")?;
+        if fold_batch_norms {
+            if let Some(graph) = proto.graph.as_mut() {
+                batch_norm_fold::fold_depthwise_batch_norms(graph);
+            }
+        }
+        let plan = framework
+            .model_for_proto_model(&proto)
+            .context("reading the ONNX graph")?
             .with_input_fact(0, f32::fact([1, INPUT_SIDE, INPUT_SIDE, 3]).into())?
             .into_optimized()
             .context("optimising the model")?
@@ -259,6 +277,39 @@ mod tests {
         let view = tensor.to_plain_array_view::<f32>().unwrap();
         assert_eq!(view[[0, 111, 37, 0]], 1.0);
         assert_eq!(view[[0, 111, 37, 2]], 0.2);
+    }
+
+    #[test]
+    fn folding_depthwise_batch_norms_keeps_the_scores() {
+        let mut onnx: &[u8] = MODEL_ONNX;
+        let mut proto = tract_onnx::onnx().proto_model_for_read(&mut onnx).unwrap();
+        let graph = proto.graph.as_mut().unwrap();
+        // MobileNetV2 has 17 depthwise convolutions, each followed by a batch norm.
+        assert_eq!(batch_norm_fold::fold_depthwise_batch_norms(graph), 17);
+        let remaining = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "BatchNormalization");
+        assert_eq!(remaining.count(), 52 - 17);
+
+        let folded = Classifier::build(MODEL_ONNX, true).unwrap();
+        let unfolded = Classifier::build(MODEL_ONNX, false).unwrap();
+        let images = [
+            RgbImage::from_fn(300, 200, |x, y| {
+                Rgb([x as u8, y as u8, (x * y % 251) as u8])
+            }),
+            RgbImage::from_fn(224, 224, |x, y| Rgb([200, (x ^ y) as u8, 90])),
+        ];
+        for image in images {
+            let image = DynamicImage::ImageRgb8(image);
+            let (a, b) = (
+                folded.classify_image(&image).unwrap(),
+                unfolded.classify_image(&image).unwrap(),
+            );
+            for class in Class::ALL {
+                assert!((a.get(class) - b.get(class)).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

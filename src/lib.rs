@@ -7,6 +7,7 @@
 //! response body. `main.rs` only connects this to Fastly Compute. Built for Wasm, the crate
 //! also carries the matrix-multiply kernel inference runs on there (`wasm_gemm`).
 
+mod batch_norm_fold;
 pub mod classifier;
 pub mod decode;
 pub mod moderation;
