@@ -29,6 +29,13 @@
 //! as a slice, or adding a fused batch-norm + ReLU6 arm, each made the same loop measure
 //! ~43 ms. Measure every change here with `examples/operators.rs` under Viceroy.
 //!
+//! On an AMD Zen host the loop is bound by instruction dispatch (~135 instructions per 32
+//! vector multiply-adds), not by arithmetic. Measured and rejected (README, Performance):
+//! relaxed-SIMD FMA (Cranelift ties a multiplicand to the result, so reused operands are
+//! copied; 25 ms), an 8×4 tile (accumulators still spill per iteration; 34 ms), and k
+//! unrolled by 8 per tile column (LLVM reorders it to one accumulator at a time and
+//! hoists every operand; 34–42 ms).
+//!
 //! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels (operand
 //! order included), so fused bias, batch-norm and ReLU6 epilogues behave identically. The
 //! Viceroy tests hold the Wasm scores to the native ones. The kernel joins tract's registry
