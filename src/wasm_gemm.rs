@@ -29,12 +29,15 @@
 //! as a slice, or adding a fused batch-norm + ReLU6 arm, each made the same loop measure
 //! ~43 ms. Measure every change here with `examples/operators.rs` under Viceroy.
 //!
-//! On an AMD Zen host the loop is bound by instruction dispatch (~135 instructions per 32
-//! vector multiply-adds), not by arithmetic. Measured and rejected (README, Performance):
-//! relaxed-SIMD FMA (Cranelift ties a multiplicand to the result, so reused operands are
-//! copied; 25 ms), an 8×4 tile (accumulators still spill per iteration; 34 ms), and k
-//! unrolled by 8 per tile column (LLVM reorders it to one accumulator at a time and
-//! hoists every operand; 34–42 ms).
+//! The k loop is close to what 128-bit SIMD allows on this host: MobileNetV2's 1×1
+//! convolutions need ~67 M vector multiply-adds, ~13 ms at two multiplies and two adds per
+//! cycle, and the loop takes ~16 of the ~23 ms (README, Performance). Measured and
+//! rejected: relaxed-SIMD FMA (Cranelift ties a multiplicand to the result, so reused
+//! operands are copied; 25 ms), an 8×4 tile and k unrolled by 8 per tile column (34–42 ms:
+//! Cranelift places pure arithmetic just before its first side-effecting use, so an
+//! unrolled body does all loads first and then one accumulator at a time), and a k loop
+//! written in wasm and spliced in after linking, ~3 instructions per multiply-add with no
+//! spills (no faster: the FP pipes bind; branch `experiments/row-bands-spliced-kernel`).
 //!
 //! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels (operand
 //! order included), so fused bias, batch-norm and ReLU6 epilogues behave identically. The
