@@ -5,8 +5,8 @@
 //! Prints one JSON object: the scores of one fixed input (native and Wasm must agree) and,
 //! per node, its operator and its median milliseconds over RUNS inferences of that input.
 
-use edge_moderation::classifier::{Classifier, INPUT_SIDE};
-use tract_onnx::prelude::Tensor;
+use edge_moderation::classifier::{preprocess, Classifier, INPUT_SIDE};
+use image::{DynamicImage, Rgb, RgbImage};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -15,13 +15,12 @@ fn main() {
         .collect();
     let runs: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(15);
     let classifier = Classifier::load().expect("the shipped model loads");
-    let input = Tensor::from_shape(
-        &[1, INPUT_SIDE, INPUT_SIDE, 3],
-        &(0..INPUT_SIDE * INPUT_SIDE * 3)
-            .map(|i| (i % 251) as f32 / 255.0)
-            .collect::<Vec<_>>(),
-    )
-    .expect("shape matches data length");
+    let side = INPUT_SIDE as u32;
+    let pattern = RgbImage::from_fn(side, side, |x, y| {
+        let i = 3 * (y * side + x);
+        Rgb([0, 1, 2].map(|c| ((i + c) % 251) as u8))
+    });
+    let input = preprocess(&DynamicImage::ImageRgb8(pattern));
     let profiles: Vec<_> = (0..runs)
         .map(|_| classifier.profile(input.clone()).expect("inference runs"))
         .collect();

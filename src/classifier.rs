@@ -7,14 +7,17 @@
 //! reproduces nsfwjs exactly: take the RGB channels (alpha is dropped, as
 //! `tf.browser.fromPixels` does), divide by 255, resize to 224×224 with TensorFlow's
 //! bilinear `align_corners = true` sampling (no crop, no mean/std), and run the model on
-//! an NHWC `f32[1, 224, 224, 3]` tensor. The output is a softmax over [`Class`].
+//! it as an NHWC f32 tensor (written 225×225 with a zero row and column, which the first
+//! convolution would otherwise pad: [`TENSOR_SIDE`]). The output is a softmax over
+//! [`Class`].
 
 use crate::batch_norm_fold;
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
+use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::*;
 
 /// The shipped int8-weight model; `models/README.md` is its card.
@@ -24,6 +27,27 @@ const MODEL_ONNX_LEN: usize = include_bytes!("../models/nsfw_mobilenet_v2_int8.o
 
 /// Side of the square image the model reads.
 pub const INPUT_SIDE: usize = 224;
+
+/// Side of the tensor [`preprocess`] writes: the image, plus the row below and the column
+/// to the right that the model's first convolution pads with zeros (TensorFlow's `SAME`
+/// padding at stride 2). Written here once, they spare tract a padded copy of the whole
+/// input in every inference (`Pad`, ~0.8 ms in Wasm); the convolution itself then pads
+/// nothing ([`Rewrites::padding_in_input`]).
+pub const TENSOR_SIDE: usize = INPUT_SIDE + 1;
+
+/// The changes [`Classifier::from_onnx`] makes to the ONNX graph before tract reads it.
+#[derive(Clone, Copy, Debug)]
+struct Rewrites {
+    /// [`batch_norm_fold`]: batch norms after depthwise convolutions folded into them.
+    fold_depthwise_batch_norms: bool,
+    /// The first convolution reads the padded tensor [`preprocess`] writes.
+    padding_in_input: bool,
+}
+
+const ALL_REWRITES: Rewrites = Rewrites {
+    fold_depthwise_batch_norms: true,
+    padding_in_input: true,
+};
 
 /// The five classes, in the model's output order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,25 +129,34 @@ impl Classifier {
     }
 
     /// Loads and optimises an ONNX model of this shape, folding the batch norms that follow
-    /// its depthwise convolutions into them ([`crate::batch_norm_fold`]).
+    /// its depthwise convolutions into them ([`crate::batch_norm_fold`]) and moving its
+    /// first convolution's padding into the input tensor ([`TENSOR_SIDE`]).
     pub fn from_onnx(onnx: &[u8]) -> Result<Self> {
-        Self::build(onnx, true)
+        Self::build(onnx, ALL_REWRITES)
     }
 
-    fn build(mut onnx: &[u8], fold_batch_norms: bool) -> Result<Self> {
+    fn build(mut onnx: &[u8], rewrites: Rewrites) -> Result<Self> {
         let framework = tract_onnx::onnx();
         let mut proto = framework
             .proto_model_for_read(&mut onnx)
             .context("parsing the ONNX model")?;
-        if fold_batch_norms {
-            if let Some(graph) = proto.graph.as_mut() {
-                batch_norm_fold::fold_depthwise_batch_norms(graph);
-            }
+        let graph = proto
+            .graph
+            .as_mut()
+            .context("the ONNX model has no graph")?;
+        if rewrites.fold_depthwise_batch_norms {
+            batch_norm_fold::fold_depthwise_batch_norms(graph);
         }
+        let side = if rewrites.padding_in_input {
+            take_first_convolution_padding(graph)?;
+            TENSOR_SIDE
+        } else {
+            INPUT_SIDE
+        };
         let plan = framework
             .model_for_proto_model(&proto)
             .context("reading the ONNX graph")?
-            .with_input_fact(0, f32::fact([1, INPUT_SIDE, INPUT_SIDE, 3]).into())?
+            .with_input_fact(0, f32::fact([1, side, side, 3]).into())?
             .into_optimized()
             .context("optimising the model")?
             .into_runnable()?;
@@ -170,6 +203,34 @@ impl Classifier {
     }
 }
 
+/// Makes the model's first convolution read the padded tensor [`preprocess`] writes: its
+/// `[top, left, bottom, right]` padding must be `[0, 0, 1, 1]`, the row and column the
+/// tensor already holds as zeros, and becomes none.
+fn take_first_convolution_padding(graph: &mut GraphProto) -> Result<()> {
+    let reader_of = |graph: &GraphProto, tensor: &str| {
+        graph
+            .node
+            .iter()
+            .position(|n| n.input.first().is_some_and(|i| i == tensor))
+    };
+    let input = &graph.input.first().context("the model has no input")?.name;
+    let transpose = reader_of(graph, input).context("nothing reads the model input")?;
+    let transposed = &graph.node[transpose].output[0];
+    let conv = reader_of(graph, transposed).context("nothing reads the transposed input")?;
+    let node = &mut graph.node[conv];
+    let pads = node.attribute.iter_mut().find(|a| a.name == "pads");
+    match pads {
+        Some(pads) if node.op_type == "Conv" && pads.ints == [0, 0, 1, 1] => {
+            pads.ints = vec![0; 4];
+            Ok(())
+        }
+        _ => bail!(
+            "the model's first convolution does not pad by one row and column below and \
+             to the right, as the tensor preprocess writes assumes"
+        ),
+    }
+}
+
 /// One operator's share of an inference, from [`Classifier::profile`].
 #[derive(Clone, Debug, Serialize)]
 pub struct OperatorTime {
@@ -178,7 +239,8 @@ pub struct OperatorTime {
     pub ms: f64,
 }
 
-/// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`.
+/// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`,
+/// into a `[1, TENSOR_SIDE, TENSOR_SIDE, 3]` tensor whose last row and column are zero.
 pub fn preprocess(image: &DynamicImage) -> Tensor {
     let (pixels, channels) = interleaved(image);
     let stride = image.width() as usize * channels;
@@ -188,7 +250,7 @@ pub fn preprocess(image: &DynamicImage) -> Tensor {
     let normalised: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
     let rows = axis_samples(image.height() as usize, INPUT_SIDE);
     let cols = axis_samples(image.width() as usize, INPUT_SIDE);
-    let mut data = Vec::with_capacity(INPUT_SIDE * INPUT_SIDE * 3);
+    let mut data = Vec::with_capacity(TENSOR_SIDE * TENSOR_SIDE * 3);
     for row in &rows {
         let top = &pixels[row.low * stride..][..stride];
         let bottom = &pixels[row.high * stride..][..stride];
@@ -202,8 +264,10 @@ pub fn preprocess(image: &DynamicImage) -> Tensor {
                 data.push(upper + (lower - upper) * row.fraction);
             }
         }
+        data.extend([0.0; 3]);
     }
-    Tensor::from_shape(&[1, INPUT_SIDE, INPUT_SIDE, 3], &data).expect("shape matches data length")
+    data.resize(TENSOR_SIDE * TENSOR_SIDE * 3, 0.0);
+    Tensor::from_shape(&[1, TENSOR_SIDE, TENSOR_SIDE, 3], &data).expect("shape matches data length")
 }
 
 /// Where one output row (or column) samples the input, as TensorFlow computes it for
@@ -292,8 +356,15 @@ mod tests {
             .filter(|n| n.op_type == "BatchNormalization");
         assert_eq!(remaining.count(), 52 - 17);
 
-        let folded = Classifier::build(MODEL_ONNX, true).unwrap();
-        let unfolded = Classifier::build(MODEL_ONNX, false).unwrap();
+        let folded = Classifier::build(MODEL_ONNX, ALL_REWRITES).unwrap();
+        let unfolded = Classifier::build(
+            MODEL_ONNX,
+            Rewrites {
+                fold_depthwise_batch_norms: false,
+                ..ALL_REWRITES
+            },
+        )
+        .unwrap();
         let images = [
             RgbImage::from_fn(300, 200, |x, y| {
                 Rgb([x as u8, y as u8, (x * y % 251) as u8])
@@ -309,6 +380,42 @@ mod tests {
             for class in Class::ALL {
                 assert!((a.get(class) - b.get(class)).abs() < 1e-4, "{a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn padding_written_by_preprocess_matches_the_model_padding_it() {
+        let padded = Classifier::load().unwrap();
+        let model_pads = Classifier::build(
+            MODEL_ONNX,
+            Rewrites {
+                padding_in_input: false,
+                ..ALL_REWRITES
+            },
+        )
+        .unwrap();
+        let image = RgbImage::from_fn(300, 200, |x, y| {
+            Rgb([x as u8, y as u8, (x * y % 251) as u8])
+        });
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view.shape(), [1, TENSOR_SIDE, TENSOR_SIDE, 3]);
+        assert!(view
+            .slice(tract_ndarray::s![.., INPUT_SIDE, .., ..])
+            .iter()
+            .all(|v| *v == 0.0));
+        assert!(view
+            .slice(tract_ndarray::s![.., .., INPUT_SIDE, ..])
+            .iter()
+            .all(|v| *v == 0.0));
+        let image_only = view
+            .slice(tract_ndarray::s![.., ..INPUT_SIDE, ..INPUT_SIDE, ..])
+            .to_owned();
+
+        let a = padded.classify(tensor.clone()).unwrap();
+        let b = model_pads.classify(image_only.into_tensor()).unwrap();
+        for class in Class::ALL {
+            assert!((a.get(class) - b.get(class)).abs() < 1e-6, "{a} vs {b}");
         }
     }
 
