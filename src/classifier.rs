@@ -3,13 +3,12 @@
 //! The model is nsfwjs's MobileNetV2 (see `models/README.md`), stored with upstream's own
 //! uint8 weights; tract folds them to f32 when the model is loaded, after the batch norms
 //! that follow depthwise convolutions are folded into those convolutions
-//! (`batch_norm_fold`). Preprocessing
-//! reproduces nsfwjs exactly: take the RGB channels (alpha is dropped, as
-//! `tf.browser.fromPixels` does), divide by 255, resize to 224×224 with TensorFlow's
-//! bilinear `align_corners = true` sampling (no crop, no mean/std), and run the model on
-//! it as an NHWC f32 tensor (written 225×225 with a zero row and column, which the first
-//! convolution would otherwise pad: [`TENSOR_SIDE`]). The output is a softmax over
-//! [`Class`].
+//! (`batch_norm_fold`). Preprocessing reproduces nsfwjs exactly: take the RGB channels
+//! (alpha is dropped, as `tf.browser.fromPixels` does), divide by 255, resize to 224×224
+//! with TensorFlow's bilinear `align_corners = true` sampling (no crop, no mean/std), and
+//! run the model on it as an NHWC f32 tensor (written 225×225 with a zero row and column,
+//! which the first convolution would otherwise pad: [`TENSOR_SIDE`]). The output is a
+//! softmax over [`Class`].
 
 use crate::batch_norm_fold;
 use anyhow::{bail, ensure, Context, Result};

@@ -33,12 +33,7 @@ pub fn obscure(
     style: RewriteStyle,
 ) -> Result<DynamicImage> {
     let shorter = width.min(height) as f32;
-    // 8-bit RGB, or RGBA where there is alpha: what every output format takes.
-    let image = if image.color().has_alpha() {
-        DynamicImage::ImageRgba8(image.to_rgba8())
-    } else {
-        DynamicImage::ImageRgb8(image.to_rgb8())
-    };
+    let image = rgb8_or_rgba8(image);
     let smooth = ResizeAlg::Convolution(FilterType::Bilinear);
     match style.method {
         RewriteMethod::Blur => {
@@ -57,6 +52,18 @@ pub fn obscure(
             let reduced = resize(&image, scaled(width, cell), scaled(height, cell), smooth)?;
             resize(&reduced, width, height, ResizeAlg::Nearest)
         }
+    }
+}
+
+/// `image` as 8-bit RGB, or RGBA where it has alpha: what every output format takes.
+/// Borrowed when it already is one of them (obscured images always are).
+fn rgb8_or_rgba8(image: &DynamicImage) -> Cow<'_, DynamicImage> {
+    match image {
+        DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => Cow::Borrowed(image),
+        other if other.color().has_alpha() => {
+            Cow::Owned(DynamicImage::ImageRgba8(other.to_rgba8()))
+        }
+        other => Cow::Owned(DynamicImage::ImageRgb8(other.to_rgb8())),
     }
 }
 
@@ -108,12 +115,7 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
             encoder.encode_frame(Frame::new(image.to_rgba8()))?;
         }
         ImageFormat::Png | ImageFormat::WebP => {
-            let pixels = if image.color().has_alpha() {
-                DynamicImage::ImageRgba8(image.to_rgba8())
-            } else {
-                DynamicImage::ImageRgb8(image.to_rgb8())
-            };
-            pixels.write_to(&mut out, format.codec())?;
+            rgb8_or_rgba8(image).write_to(&mut out, format.codec())?;
         }
     }
     Ok(out.into_inner())
