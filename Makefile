@@ -2,12 +2,13 @@
 #   make serve   start the demo origin and the service under the Fastly CLI (Viceroy)
 #   make test    run every test (unit, model fidelity, Viceroy end to end)
 # Both install what they need first (scripts/setup.sh).
+# `make check` (rustfmt, clippy on the host and on wasm32-wasip1) runs in CI before them.
 
 SERVE_ADDR ?= 127.0.0.1:7676
 DEMO_ORIGIN_PORT ?= 7878
 FASTLY := node_modules/@fastly/cli-linux-x64/fastly
 
-.PHONY: setup build serve test model bench
+.PHONY: setup build serve test check model bench
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +21,12 @@ serve: build
 
 test: build
 	cargo test
+
+# Formatting, and clippy with warnings as errors for both targets the code builds for.
+check: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target wasm32-wasip1 --bin edge-moderation --examples -- -D warnings
 
 # Regenerates models/ from the npm nsfwjs package (needs Python 3.11 and Node).
 model:

@@ -8,11 +8,12 @@
 //! `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
 
 use edge_moderation::classifier::{preprocess, Classifier};
-use edge_moderation::decode::{decode, decode_reduced};
-use edge_moderation::moderation::moderate;
+use edge_moderation::media::decode::{decode, decode_reduced};
+use edge_moderation::media::encode::encode as encode_as;
+use edge_moderation::media::obscure::obscure;
+use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::{budget, moderate};
 use edge_moderation::policy::Policy;
-use edge_moderation::rewrite::rewrite;
-use edge_moderation::sniff::ImageFormat;
 use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Cursor;
@@ -113,12 +114,7 @@ fn main() {
     let runs: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(15);
     if let Some(dir) = args.get(1) {
         for (name, bytes) in inputs() {
-            let ext = match ImageFormat::sniff(&bytes) {
-                Some(ImageFormat::Jpeg) => "jpg",
-                Some(ImageFormat::Png) => "png",
-                Some(ImageFormat::WebP) => "webp",
-                _ => "gif",
-            };
+            let ext = ImageFormat::sniff(&bytes).map_or("bin", ImageFormat::extension);
             std::fs::write(format!("{dir}/{name}.{ext}"), bytes).unwrap();
         }
         return;
@@ -138,21 +134,26 @@ fn main() {
         // The full decode that the service's reduced decode replaces, for comparison
         // (outside the peak-heap measurement, which is the service's path).
         let decode_full: Vec<f64> = (0..runs)
-            .map(|_| time(|| decode(&bytes, format, policy.decode_limits()).unwrap()).1)
+            .map(|_| {
+                time(|| decode(&bytes, format, budget::decode_limits(&policy.limits)).unwrap()).1
+            })
             .collect();
         let baseline = LIVE.load(Relaxed);
         PEAK.store(baseline, Relaxed);
         let mut stages: [Vec<f64>; 6] = Default::default();
         for _ in 0..runs {
             let (_, sniff) = time(|| ImageFormat::sniff(&bytes));
-            let (decoded, decode_ms) =
-                time(|| decode_reduced(&bytes, format, policy.decode_limits()).unwrap());
+            let (decoded, decode_ms) = time(|| {
+                decode_reduced(&bytes, format, budget::decode_limits(&policy.limits)).unwrap()
+            });
             let (input, preprocess_ms) = time(|| preprocess(&decoded.image));
             let (scores, inference) = time(|| classifier.classify(input).unwrap());
             let (_, decide) = time(|| policy.decide(&scores));
             let size = (decoded.width, decoded.height);
-            let (_, rewrite_ms) =
-                time(|| rewrite(&decoded.image, size, format, policy.rewrite).unwrap());
+            let (_, rewrite_ms) = time(|| {
+                let obscured = obscure(&decoded.image, size, policy.rewrite).unwrap();
+                encode_as(&obscured, format).unwrap()
+            });
             for (stage, ms) in stages.iter_mut().zip([
                 sniff,
                 decode_ms,
@@ -191,7 +192,10 @@ fn main() {
             "request_peak_heap_mb".into(),
             ((PEAK.load(Relaxed) - baseline) as f64 / 1048576.0).into(),
         );
-        entry.insert("verdict".into(), format!("{:?}", moderation.verdict).into());
+        entry.insert(
+            "verdict".into(),
+            format!("{:?}", moderation.verdict()).into(),
+        );
         results.insert(name.into(), entry.into());
     }
     let report = serde_json::json!({

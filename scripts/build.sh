@@ -11,7 +11,7 @@ wizer() {
   node_modules/.bin/wizer --allow-wasi --wasm-bulk-memory true --wasm-simd true \
     --mapdir /snapshot::target/snapshot "$@" target/wasm32-wasip1/release/edge-moderation.wasm
 }
-# Two runs with the same code path (src/edge/snapshot.rs): the first records which
+# Two runs with the same code path (src/snapshot/): the first records which
 # allocations the loaded model keeps, the second packs them into one dense arena.
 EDGE_MODERATION_SNAPSHOT=record wizer --inherit-env true -o target/snapshot/recorded.wasm
 wizer -o bin/main.wasm.tmp

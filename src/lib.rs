@@ -1,18 +1,41 @@
-//! Edge image moderation, free of the Fastly runtime.
+//! Edge image moderation for Fastly Compute: every image that crosses the service is
+//! judged by an embedded neural network, and the operator's policy passes, blocks or
+//! rewrites it.
 //!
-//! Everything that decides what happens to an image lives here so it is tested natively:
-//! recognising an image ([`sniff`]), decoding it within limits ([`decode`]), scoring it with
-//! the embedded model ([`classifier`]), mapping scores to a verdict ([`policy`]) and
-//! producing the rewritten image ([`rewrite`]). [`moderation`] runs them in order for one
-//! response body. `main.rs` only connects this to Fastly Compute. Built for Wasm, the crate
-//! also carries the matrix-multiply kernel inference runs on there (`wasm_gemm`).
+//! # Layout
+//!
+//! Layers, each using only the ones above it:
+//! - [`media`]: bytes and pixels. Which format a body is (by its bytes), what a
+//!   `Content-Type` claims, decoding within limits, obscuring, encoding.
+//! - [`classifier`]: pixels to [`classifier::Scores`]. The embedded model, its
+//!   preprocessing, the load-time graph edits, and inside Wasm our matrix-multiply kernel.
+//! - [`policy`]: the operator's JSON. Schema, defaults, validation, scores to a verdict.
+//! - [`moderation`]: one image body in, one [`moderation::Moderation`] (an
+//!   [`moderation::Outcome`], a reason, scores, timings) out; the stages in order, and the
+//!   instance's memory budget they plan with.
+//! - [`headers`]: the header names the service writes.
+//! - [`snapshot`]: the Wizer snapshot's allocator (wasm32), and its books (pure).
+//!
+//! The binary's `edge/` module connects this to Fastly Compute: request context, config
+//! store, origin, body inspection, replies, the shared classifier and the Wizer hook.
+//!
+//! **The layering rule:** only `edge/` (in the binary) and [`snapshot`] may name `fastly`
+//! or Wizer. Everything here is pure Rust, runs natively and is tested with `cargo test`
+//! on the host; the Viceroy suites test the glue.
+//!
+//! # Errors
+//!
+//! Typed errors where a caller decides what happens next, each case mapped to a policy
+//! outcome: [`policy::PolicyError`] (the glue logs it and applies the defaults),
+//! [`media::decode::DecodeError`] (`TooLarge` → `on_oversize`; `Corrupt` and `Unsupported`
+//! → `on_undecodable`), [`classifier::ModelError`] (→ `on_undecodable`). Where no caller
+//! branches on the cause (obscuring and encoding a rewrite; the model's internals),
+//! `anyhow` carries the chain, and it ends as a [`moderation::Reason`] the client can
+//! read. No function here panics on input-derived data.
 
-mod batch_norm_fold;
 pub mod classifier;
-pub mod decode;
+pub mod headers;
+pub mod media;
 pub mod moderation;
 pub mod policy;
-pub mod rewrite;
-pub mod sniff;
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod wasm_gemm;
+pub mod snapshot;

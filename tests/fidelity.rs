@@ -55,18 +55,18 @@ fn matches_upstream_nsfwjs_on_the_fidelity_set() {
     );
 }
 
-/// The reduced JPEG decode (DCT scaling, `decode::decode_reduced`) must judge photos
+/// The reduced JPEG decode (DCT scaling, `media::decode::decode_reduced`) must judge photos
 /// close to the full decode. Each fidelity image is enlarged 4× to photo size and saved as a
 /// JPEG; its scores from the reduced decode are compared with those from the full decode
 /// followed by nsfwjs's own resize.
 #[test]
 fn reduced_jpeg_decode_keeps_the_scores_of_the_full_decode() {
     use edge_moderation::classifier::preprocess;
-    use edge_moderation::decode::{decode, decode_reduced, DecodeLimits};
-    use edge_moderation::sniff::ImageFormat;
+    use edge_moderation::media::decode::{decode, decode_reduced, DecodeLimits};
+    use edge_moderation::media::ImageFormat;
     use image::imageops::FilterType;
 
-    // Measured 0.24 (see `decode::REDUCED_MIN_SIDE`); this guards against it growing.
+    // Measured 0.24 (see `media::decode::REDUCED_MIN_SIDE`); this guards against it growing.
     const REDUCED_TOLERANCE: f32 = 0.25;
     let limits = DecodeLimits {
         max_pixels: 50_000_000,

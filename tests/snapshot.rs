@@ -1,5 +1,5 @@
 //! The pre-initialised module's memory image stays what makes a fresh instance cheap
-//! (see `src/edge/snapshot.rs`): dense enough for wasmtime to map it copy-on-write, small,
+//! (see `src/snapshot/`): dense enough for wasmtime to map it copy-on-write, small,
 //! and within Compute's 128 MB heap. Reads `bin/main.wasm`, which `make test` builds.
 
 use wasmparser::{DataKind, Operator, Parser, Payload};

@@ -29,6 +29,7 @@ impl Source {
     }
 }
 
+/// The policy in force for a request, and where it came from.
 pub struct Loaded {
     pub policy: Policy,
     pub source: Source,

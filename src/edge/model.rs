@@ -1,19 +1,19 @@
-//! The process-wide classifier.
+//! The process-wide classifier, and the Wizer hook that loads it into the snapshot.
 //!
 //! Loading and optimising the model costs hundreds of milliseconds, far beyond a request's
 //! CPU budget, so it happens once: at build time when the module is pre-initialised
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
-use super::snapshot;
-use edge_moderation::classifier::{Classifier, MODEL_ONNX};
+use edge_moderation::classifier::{Classifier, ModelError, MODEL_ONNX};
+use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::{moderate as run, Moderation};
 use edge_moderation::policy::Policy;
-use edge_moderation::sniff::ImageFormat;
+use edge_moderation::snapshot;
 use std::cell::UnsafeCell;
 use std::sync::OnceLock;
 
-static CLASSIFIER: OnceLock<Result<Classifier, String>> = OnceLock::new();
+static CLASSIFIER: OnceLock<Result<Classifier, ModelError>> = OnceLock::new();
 
 /// The shipped ONNX model, in writable memory: once the snapshot holds the loaded model,
 /// the 2.8 MB it was parsed from are dead, and zeroed they drop out of the module (Wizer
@@ -23,12 +23,12 @@ struct ModelBytes(UnsafeCell<[u8; MODEL_ONNX.len()]>);
 unsafe impl Sync for ModelBytes {}
 static MODEL: ModelBytes = ModelBytes(UnsafeCell::new(*MODEL_ONNX));
 
-fn load() -> Result<Classifier, String> {
+fn load() -> Result<Classifier, ModelError> {
     let onnx = unsafe { &*MODEL.0.get() };
-    Classifier::from_onnx(onnx).map_err(|e| format!("{e:#}"))
+    Classifier::from_onnx(onnx)
 }
 
-fn classifier() -> &'static Result<Classifier, String> {
+fn classifier() -> &'static Result<Classifier, ModelError> {
     CLASSIFIER.get_or_init(load)
 }
 

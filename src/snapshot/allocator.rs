@@ -1,31 +1,6 @@
-//! The module's allocator, which makes the pre-initialised (Wizer) snapshot small and
-//! dense so that a fresh instance starts in well under a millisecond.
-//!
-//! Wizer stores every non-zero byte of linear memory. Loading the model allocates and
-//! frees ~300 MB to keep ~11 MB; with an ordinary allocator the keepers end up scattered
-//! among freed blocks, and the allocator's own bookkeeping is left all over ~100 MB of
-//! heap. That is doubly expensive: the snapshot is large, and wasmtime maps a module's
-//! memory copy-on-write only when its initialised range is less than twice the data in
-//! it, so a sparse one is copied segment by segment into every instance (~35 ms per
-//! request, measured under Viceroy).
-//!
-//! So the build pre-initialises twice (`scripts/build.sh`), with identical code paths:
-//! 1. **record**: every allocation is named by its size, alignment and how many of that
-//!    shape came before it; the names of the blocks still alive when the load returns
-//!    (the model, and the lazy statics it filled) are written to a plan;
-//! 2. **replay**: a fresh instance reserves an *arena* at the bottom of its heap and
-//!    bump-allocates every allocation named in the plan into it. Everything else goes to
-//!    a separate *heap* (dlmalloc over pages of its own), zeroed when freed. When the
-//!    load returns the heap is empty: its pages are zeroed whole — bookkeeping included —
-//!    and a fresh heap starts over them, so the snapshot holds the arena and nothing
-//!    above it, and requests get all that memory back.
-//!
-//! Names rather than sequence numbers because tract iterates hash maps, whose seeds differ
-//! between runs, so allocations can come in a different order. A replayed allocation that
-//! does not match its recorded twin is only misplaced, never wrong: an arena block freed
-//! later is simply not reused, and a survivor left in the heap keeps the heap (the
-//! snapshot is then larger, and the build log says so).
+//! The allocator itself (see the module doc of `snapshot`): phases, arena, heap.
 
+use super::tables::{Bitset, PageMap, Table, WASM_PAGE};
 use dlmalloc::Dlmalloc;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -44,7 +19,6 @@ const HEAP: u8 = 3;
 
 static PHASE: AtomicU8 = AtomicU8::new(SYSTEM);
 
-const WASM_PAGE: usize = 64 << 10;
 /// Record-run blocks carry their name in a header this large (and this aligned).
 const HEADER: usize = 16;
 /// The record run tracks allocations in memory below this address.
@@ -76,9 +50,6 @@ pub struct Stats {
 /// Pages of linear memory that belong to the heap, grown with `memory.grow` (so that the
 /// system allocator's own top stays low), or handed back after the replay.
 struct Pages;
-
-/// The heap's pages: one bit per Wasm page of the 4 GiB address space.
-struct PageMap([u64; 1024]);
 
 unsafe impl dlmalloc::Allocator for Pages {
     fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
@@ -119,7 +90,6 @@ unsafe impl dlmalloc::Allocator for Pages {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
 unsafe fn grow(count: usize) -> (*mut u8, usize, u32) {
     let previous = core::arch::wasm32::memory_grow(0, count);
     if previous == usize::MAX {
@@ -127,46 +97,9 @@ unsafe fn grow(count: usize) -> (*mut u8, usize, u32) {
     }
     let map = &mut pages().map;
     for page in previous..previous + count {
-        map.0[page / 64] |= 1 << (page % 64);
+        map.insert(page);
     }
     ((previous * WASM_PAGE) as *mut u8, count * WASM_PAGE, 0)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-unsafe fn grow(_: usize) -> (*mut u8, usize, u32) {
-    (ptr::null_mut(), 0, 0)
-}
-
-impl PageMap {
-    fn contains(&self, address: usize) -> bool {
-        let page = address / WASM_PAGE;
-        page < 1024 * 64 && self.0[page / 64] & (1 << (page % 64)) != 0
-    }
-
-    /// The heap's pages as one range, if they are contiguous.
-    fn single_range(&self) -> Option<(usize, usize)> {
-        let mut pages = (0..1024 * 64).filter(|&page| self.0[page / 64] & (1 << (page % 64)) != 0);
-        let first = pages.next()?;
-        let mut last = first;
-        for page in pages {
-            if page != last + 1 {
-                return None;
-            }
-            last = page;
-        }
-        Some((first * WASM_PAGE, (last + 1 - first) * WASM_PAGE))
-    }
-}
-
-/// Set of addresses, one bit per `HEADER` bytes (record run only).
-struct Bitset {
-    words: *mut u64,
-    bits: usize,
-}
-
-/// Fixed-capacity map from non-zero u64 keys to counters (open addressing), in the heap.
-struct Table {
-    slots: *mut (u64, u32),
 }
 
 /// What [`Pages`] owns; apart from [`State`], which holds the heap that calls it.
@@ -198,24 +131,17 @@ struct Shared<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for Shared<T> {}
 
 static PAGES: Shared<PagesState> = Shared(UnsafeCell::new(PagesState {
-    map: PageMap([0; 1024]),
+    map: PageMap::new(),
     recycled: None,
 }));
 
 static STATE: Shared<State> = Shared(UnsafeCell::new(State {
     heap: Dlmalloc::new_with_allocator(Pages),
     heap_live: 0,
-    seen: Table {
-        slots: ptr::null_mut(),
-    },
-    headed: Bitset {
-        words: ptr::null_mut(),
-        bits: 0,
-    },
+    seen: Table::empty(),
+    headed: Bitset::empty(),
     recorded_bytes: 0,
-    survivors: Table {
-        slots: ptr::null_mut(),
-    },
+    survivors: Table::empty(),
     arena: 0,
     arena_size: 0,
     arena_next: 0,
@@ -270,103 +196,22 @@ unsafe fn release_bookkeeping(memory: *mut u8, layout: Layout) {
     }
 }
 
-impl Bitset {
-    fn layout(bits: usize) -> Layout {
-        Layout::from_size_align(bits.div_ceil(64) * 8, 8).expect("bitset layout")
-    }
-
-    unsafe fn new(bits: usize) -> Bitset {
-        let words = bookkeeping(Self::layout(bits)) as *mut u64;
-        Bitset {
-            bits: if words.is_null() { 0 } else { bits },
-            words,
-        }
-    }
-
-    fn covers(&self, bit: usize) -> bool {
-        bit < self.bits
-    }
-
-    unsafe fn get(&self, bit: usize) -> bool {
-        self.covers(bit) && *self.words.add(bit / 64) & (1 << (bit % 64)) != 0
-    }
-
-    unsafe fn set(&mut self, bit: usize, value: bool) {
-        if self.covers(bit) {
-            let word = &mut *self.words.add(bit / 64);
-            if value {
-                *word |= 1 << (bit % 64);
-            } else {
-                *word &= !(1 << (bit % 64));
-            }
-        }
-    }
-
-    /// The set bits, in order.
-    unsafe fn ones(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.bits.div_ceil(64)).flat_map(move |w| {
-            let word = *self.words.add(w);
-            (0..64)
-                .filter(move |b| word & (1 << b) != 0)
-                .map(move |b| w * 64 + b)
-        })
-    }
+fn table_layout() -> Layout {
+    Layout::array::<(u64, u32)>(TABLE_SLOTS).expect("table layout")
 }
 
-impl Table {
-    fn layout() -> Layout {
-        Layout::array::<(u64, u32)>(TABLE_SLOTS).expect("table layout")
-    }
+unsafe fn new_table() -> Table {
+    Table::over(bookkeeping(table_layout()) as *mut (u64, u32), TABLE_SLOTS)
+}
 
-    unsafe fn new() -> Table {
-        Table {
-            slots: bookkeeping(Self::layout()) as *mut (u64, u32),
-        }
-    }
+unsafe fn release_table(table: &mut Table) {
+    release_bookkeeping(table.memory() as *mut u8, table_layout());
+    *table = Table::empty();
+}
 
-    unsafe fn release(&mut self) {
-        release_bookkeeping(self.slots as *mut u8, Self::layout());
-        self.slots = ptr::null_mut();
-    }
-
-    fn first_slot(key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize % TABLE_SLOTS
-    }
-
-    /// The counter for `key`, created at 0; None when the table is missing or full.
-    unsafe fn entry(&mut self, key: u64) -> Option<&mut u32> {
-        if self.slots.is_null() {
-            return None;
-        }
-        let mut slot = Self::first_slot(key);
-        for _ in 0..TABLE_SLOTS {
-            let entry = &mut *self.slots.add(slot);
-            if entry.0 == key || entry.0 == 0 {
-                entry.0 = key;
-                return Some(&mut entry.1);
-            }
-            slot = (slot + 1) % TABLE_SLOTS;
-        }
-        None
-    }
-
-    unsafe fn contains(&self, key: u64) -> bool {
-        if self.slots.is_null() {
-            return false;
-        }
-        let mut slot = Self::first_slot(key);
-        for _ in 0..TABLE_SLOTS {
-            let entry = &*self.slots.add(slot);
-            if entry.0 == key {
-                return true;
-            }
-            if entry.0 == 0 {
-                return false;
-            }
-            slot = (slot + 1) % TABLE_SLOTS;
-        }
-        false
-    }
+unsafe fn new_bitset(bits: usize) -> Bitset {
+    let layout = Layout::from_size_align(Bitset::bytes_for(bits), 8).expect("bitset layout");
+    Bitset::over(bookkeeping(layout) as *mut u64, bits)
 }
 
 fn kept_bytes(layout: Layout) -> isize {
@@ -538,8 +383,8 @@ unsafe impl GlobalAlloc for SnapshotAllocator {
 /// [`replay`]: the arena size, then the names of the blocks alive after the load.
 pub fn record<T>(load: impl FnOnce() -> T) -> (T, Vec<u8>) {
     unsafe {
-        state().headed = Bitset::new(TRACKED_MEMORY / HEADER);
-        state().seen = Table::new();
+        state().headed = new_bitset(TRACKED_MEMORY / HEADER);
+        state().seen = new_table();
         PHASE.store(RECORD, Ordering::Relaxed);
         let loaded = load();
         PHASE.store(SYSTEM, Ordering::Relaxed);
@@ -571,7 +416,7 @@ pub fn replay<T>(mut plan: Vec<u8>, load: impl FnOnce() -> T) -> (T, Stats) {
         }
 
         PHASE.store(REPLAY, Ordering::Relaxed);
-        state().survivors = Table::new();
+        state().survivors = new_table();
         for name in names.chunks_exact(8) {
             let name = u64::from_le_bytes(name.try_into().unwrap_or_default());
             if let Some(count) = state().survivors.entry(name) {
@@ -584,10 +429,10 @@ pub fn replay<T>(mut plan: Vec<u8>, load: impl FnOnce() -> T) -> (T, Stats) {
         PHASE.store(SYSTEM, Ordering::Relaxed);
         drop(plan);
         PHASE.store(REPLAY, Ordering::Relaxed);
-        state().seen = Table::new();
+        state().seen = new_table();
         let loaded = load();
-        state().seen.release();
-        state().survivors.release();
+        release_table(&mut state().seen);
+        release_table(&mut state().survivors);
 
         let state = state();
         state.stats.arena_used = state.arena_next;

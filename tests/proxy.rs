@@ -1,18 +1,19 @@
-//! The Compute module end to end: the real pre-initialised wasm under `viceroy serve`, a
-//! real origin on loopback, real HTTP. Needs `bin/main.wasm` (`make test` builds it).
+//! The Compute module's HTTP behaviour end to end: the real pre-initialised wasm under
+//! `viceroy serve`, a real origin on loopback, real HTTP. Needs `bin/main.wasm` (`make test`
+//! builds it).
 //!
-//! Block and rewrite are driven by a test policy on the benign `Drawing` class: a
-//! cropped photo the model scores ~0.97 Drawing is blocked; a rocket photo (~0.81) is
-//! rewritten; an astronaut photo (~0.06) passes.
+//! Block and rewrite are driven by a test policy on the benign `Drawing` class
+//! (`support::fixtures::format_images`): `/drawing.*` is blocked, `/rocket.*` rewritten,
+//! `/photo.*` passes.
 
 mod support;
 
-use edge_moderation::classifier::Classifier;
-use edge_moderation::moderation::moderate;
-use edge_moderation::policy::Policy;
-use image::{GenericImageView, ImageFormat};
+use edge_moderation::headers;
+use edge_moderation::media::ImageFormat as Format;
+use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
+use support::fixtures::{bytes_of, format_images};
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
 const BIG_STREAM: u64 = 50 * 1024 * 1024 + 17;
@@ -36,38 +37,12 @@ struct World {
     origin_down: Service,
 }
 
-const FORMATS: [(ImageFormat, &str, &str); 4] = [
-    (ImageFormat::Jpeg, "jpg", "image/jpeg"),
-    (ImageFormat::Png, "png", "image/png"),
-    (ImageFormat::WebP, "webp", "image/webp"),
-    (ImageFormat::Gif, "gif", "image/gif"),
-];
-
 fn fixtures() -> HashMap<&'static str, Resource> {
     let photo = fidelity_image("photo_astronaut.png");
-    let rocket = fidelity_image("photo_rocket.png");
     let drawing_like = fidelity_image("panorama_wide.png");
-    let mut fixtures = HashMap::new();
-    for (format, ext, mime) in FORMATS {
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        fixtures.insert(
-            leak(format!("/photo.{ext}")),
-            Resource::bytes(mime, encode(&photo, format)),
-        );
-        fixtures.insert(
-            leak(format!("/rocket.{ext}")),
-            Resource::bytes(mime, encode(&rocket, format))
-                .with_header("ETag", "\"original\"")
-                .with_header("Content-MD5", "bm90IHJlYWxseQ==")
-                .with_header("Cache-Control", "public, max-age=600"),
-        );
-        fixtures.insert(
-            leak(format!("/drawing.{ext}")),
-            Resource::bytes(mime, encode(&drawing_like, format)),
-        );
-    }
-    let jpeg = encode(&photo, ImageFormat::Jpeg);
-    let drawing_png = encode(&drawing_like, ImageFormat::Png);
+    let mut fixtures = format_images();
+    let jpeg = encode(&photo, image::ImageFormat::Jpeg);
+    let drawing_png = encode(&drawing_like, image::ImageFormat::Png);
     fixtures.insert(
         "/lying.txt",
         Resource::bytes("text/plain", drawing_png.clone()),
@@ -94,19 +69,19 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             b"<svg xmlns='http://www.w3.org/2000/svg'/>".to_vec(),
         ),
     );
-    let mut padded = encode(&drawing_like, ImageFormat::Jpeg);
+    let mut padded = encode(&drawing_like, image::ImageFormat::Jpeg);
     padded.resize(3_000_000, 0);
     fixtures.insert("/oversize.jpg", Resource::bytes("image/jpeg", padded));
     // 16 megapixels (within the pixel limit) but a 48 MB canvas: beyond Compute's memory.
     let wide_canvas = image::DynamicImage::new_rgb8(4000, 4000);
     fixtures.insert(
         "/canvas.png",
-        Resource::bytes("image/png", encode(&wide_canvas, ImageFormat::Png)),
+        Resource::bytes("image/png", encode(&wide_canvas, image::ImageFormat::Png)),
     );
     let bomb = image::DynamicImage::new_luma8(5000, 4000);
     fixtures.insert(
         "/bomb.png",
-        Resource::bytes("image/png", encode(&bomb, ImageFormat::Png)),
+        Resource::bytes("image/png", encode(&bomb, image::ImageFormat::Png)),
     );
     fixtures.insert(
         "/page.html",
@@ -168,67 +143,28 @@ fn world() -> &'static World {
 }
 
 fn origin_bytes(path: &str) -> Vec<u8> {
-    match &world().fixtures[path].body {
-        Body::Bytes(bytes) => bytes.to_vec(),
-        _ => unreachable!(),
-    }
+    bytes_of(&world().fixtures, path)
 }
 
 fn assert_scored(reply: &Reply) {
-    let scores = reply.header("x-moderation-scores").expect("scores header");
+    let scores = reply.header(headers::SCORES).expect("scores header");
     for class in ["Drawing=", "Hentai=", "Neutral=", "Porn=", "Sexy="] {
         assert!(scores.contains(class), "{scores}");
     }
-    let timing = reply.header("server-timing").expect("server-timing header");
+    let timing = reply
+        .header(headers::SERVER_TIMING)
+        .expect("server-timing header");
     assert!(
         timing.contains("decode;dur=") && timing.contains("inference;dur="),
         "{timing}"
     );
 }
 
-/// The five class probabilities of an `x-moderation-scores` value, in class order.
-fn probabilities(scores: &str) -> Vec<f32> {
-    scores
-        .split(',')
-        .map(|pair| {
-            pair.split_once('=')
-                .expect("class=value")
-                .1
-                .parse()
-                .expect("a number")
-        })
-        .collect()
-}
-
-/// Inside Wasm, inference runs on this crate's own matrix-multiply kernel (`src/wasm_gemm.rs`)
-/// and tract's Wasm kernels; natively, on tract's x86 kernels. Both must score alike.
-#[test]
-fn wasm_inference_scores_like_native_inference() {
-    let classifier = Classifier::load().expect("the shipped model loads");
-    let policy = Policy::default();
-    for path in ["/photo.jpg", "/rocket.png", "/rocket.webp", "/photo.gif"] {
-        let reply = world().default_policy.get(path);
-        let wasm = probabilities(reply.header("x-moderation-scores").expect("scores header"));
-        let bytes = origin_bytes(path);
-        let format = edge_moderation::sniff::ImageFormat::sniff(&bytes).expect("an image");
-        let native = moderate(&bytes, format, &policy, &classifier)
-            .scores
-            .expect("classified")
-            .to_string();
-        for (w, n) in wasm.iter().zip(probabilities(&native)) {
-            // The header has four decimals; summation order differs between the kernels.
-            assert!(
-                (w - n).abs() <= 2e-4,
-                "{path}: wasm {wasm:?} native {native}"
-            );
-        }
-    }
-}
-
 #[test]
 fn pass_returns_the_origin_bytes_untouched_in_every_format() {
     let service = &world().default_policy;
-    for (_, ext, mime) in FORMATS {
+    for format in Format::ALL {
+        let (ext, mime) = (format.extension(), format.mime_type());
         let path = format!("/photo.{ext}");
         let reply = service.get(&path);
         assert_eq!(reply.status, 200, "{path}");
@@ -236,18 +172,19 @@ fn pass_returns_the_origin_bytes_untouched_in_every_format() {
         assert_eq!(reply.header("content-type"), Some(mime));
         assert_eq!(reply.body, origin_bytes(&path), "{path} bytes changed");
         assert_scored(&reply);
-        assert_eq!(reply.header("x-moderation-policy"), Some("default"));
+        assert_eq!(reply.header(headers::POLICY), Some("default"));
     }
 }
 
 #[test]
 fn block_returns_the_configured_status_and_no_image_bytes() {
     let service = &world().test_policy;
-    for (_, ext, _) in FORMATS {
+    for format in Format::ALL {
+        let ext = format.extension();
         let reply = service.get(&format!("/drawing.{ext}"));
         assert_eq!(reply.status, 451, "{ext}");
         assert_eq!(reply.verdict(), Some("block"));
-        let reason = reply.header("x-moderation-reason").unwrap();
+        let reason = reply.header(headers::REASON).unwrap();
         assert!(
             reason.starts_with("rule 0: Drawing>=0.93"),
             "{ext}: {reason}"
@@ -256,7 +193,7 @@ fn block_returns_the_configured_status_and_no_image_bytes() {
             .header("content-type")
             .unwrap()
             .starts_with("text/plain"));
-        assert!(edge_moderation::sniff::ImageFormat::sniff(&reply.body).is_none());
+        assert!(Format::sniff(&reply.body).is_none());
         assert!(
             reply.body.len() < 200,
             "block body is {} bytes",
@@ -269,7 +206,8 @@ fn block_returns_the_configured_status_and_no_image_bytes() {
 #[test]
 fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
     let service = &world().test_policy;
-    for (format, ext, mime) in FORMATS {
+    for format in Format::ALL {
+        let (ext, mime) = (format.extension(), format.mime_type());
         let path = format!("/rocket.{ext}");
         let reply = service.get(&path);
         assert_eq!(reply.status, 200, "{path}");
@@ -277,7 +215,7 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
             reply.verdict(),
             Some("rewrite"),
             "{path}: {:?}",
-            reply.header("x-moderation-scores")
+            reply.header(headers::SCORES)
         );
         assert_eq!(reply.header("content-type"), Some(mime));
         assert_eq!(
@@ -287,16 +225,17 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
         assert_eq!(reply.header("etag"), None);
         assert_eq!(reply.header("content-md5"), None);
         assert_eq!(reply.header("cache-control"), Some("public, max-age=600"));
-        let original = image::load_from_memory_with_format(&origin_bytes(&path), format).unwrap();
-        let rewritten =
-            image::load_from_memory_with_format(&reply.body, format).expect("decodable rewrite");
+        let original =
+            image::load_from_memory_with_format(&origin_bytes(&path), format.codec()).unwrap();
+        let rewritten = image::load_from_memory_with_format(&reply.body, format.codec())
+            .expect("decodable rewrite");
         assert_eq!(rewritten.dimensions(), original.dimensions());
         assert_ne!(
             rewritten.to_rgb8().into_raw(),
             original.to_rgb8().into_raw()
         );
         assert!(reply
-            .header("server-timing")
+            .header(headers::SERVER_TIMING)
             .unwrap()
             .contains("rewrite;dur="));
     }
@@ -344,7 +283,7 @@ fn content_type_does_not_decide_what_is_an_image() {
         "HTML served as image/jpeg"
     );
     assert!(fake
-        .header("x-moderation-reason")
+        .header(headers::REASON)
         .unwrap()
         .starts_with("undecodable"));
 
@@ -367,9 +306,9 @@ fn corrupt_and_truncated_images_get_the_undecodable_outcome() {
             (403, Some("block")),
             "{path}"
         );
-        let reason = reply.header("x-moderation-reason").unwrap();
+        let reason = reply.header(headers::REASON).unwrap();
         assert!(reason.starts_with("undecodable"), "{path}: {reason}");
-        assert!(edge_moderation::sniff::ImageFormat::sniff(&reply.body).is_none());
+        assert!(Format::sniff(&reply.body).is_none());
     }
 }
 
@@ -379,7 +318,7 @@ fn oversize_images_get_the_oversize_outcome() {
     let bomb = world().default_policy.get("/bomb.png");
     assert_eq!((bomb.status, bomb.verdict()), (403, Some("block")));
     assert!(bomb
-        .header("x-moderation-reason")
+        .header(headers::REASON)
         .unwrap()
         .starts_with("oversize"));
     let canvas = world().default_policy.get("/canvas.png");
@@ -389,17 +328,14 @@ fn oversize_images_get_the_oversize_outcome() {
         "not a 500 from running out of memory"
     );
     assert!(canvas
-        .header("x-moderation-reason")
+        .header(headers::REASON)
         .unwrap()
         .starts_with("oversize"));
 
     // Test policy: beyond max_bytes, and its on_oversize is pass: the whole body, intact.
     let big = world().test_policy.get("/oversize.jpg");
     assert_eq!((big.status, big.verdict()), (200, Some("pass")));
-    assert!(big
-        .header("x-moderation-reason")
-        .unwrap()
-        .starts_with("oversize"));
+    assert!(big.header(headers::REASON).unwrap().starts_with("oversize"));
     assert_eq!(big.body, origin_bytes("/oversize.jpg"));
 }
 
@@ -456,7 +392,7 @@ fn origin_failures_are_502_with_a_reason() {
     let down = world().origin_down.get("/photo.jpg");
     assert_eq!(down.status, 502);
     assert!(down
-        .header("x-moderation-error")
+        .header(headers::ERROR)
         .unwrap()
         .contains("origin request failed"));
 }
@@ -467,7 +403,7 @@ fn an_invalid_stored_policy_is_logged_and_replaced_by_the_defaults() {
     let reply = service.get("/photo.jpg");
     assert_eq!((reply.status, reply.verdict()), (200, Some("pass")));
     assert_eq!(
-        reply.header("x-moderation-policy"),
+        reply.header(headers::POLICY),
         Some("default (stored policy invalid)")
     );
     assert_eq!(reply.body, origin_bytes("/photo.jpg"));

@@ -1,16 +1,12 @@
 //! The f32 matrix-multiply kernel that inference uses inside Wasm, shaped for Cranelift.
 //!
-//! MobileNetV2 spends most of its Wasm time in its 1×1 convolutions, which tract runs as f32
-//! GEMMs through register-tiled kernels. Profiling the compiled code under Viceroy
-//! (`viceroy run --profile jitdump` + `perf`) shows what bounds them: wasmtime inserts an
-//! epoch-interruption check, a possible call, at every loop header, and on x86-64 every XMM
-//! register is caller-saved. So every `v128` live across the k loop's back-edge sits in a
-//! stack slot, and each accumulator is loaded, updated and stored back on every step,
-//! whatever the tile shape. The loop is then bound by store-to-load forwarding latency per
-//! accumulator, not by arithmetic. tract's 8×8 kernel (16 accumulators) is built for ARM's
-//! 32 registers, and in this setting it runs ~1.7 instructions per multiply-add.
-//!
-//! This kernel takes that as given and is shaped to hide it:
+//! MobileNetV2 spends most of its Wasm time in its 1×1 convolutions, which tract runs as
+//! f32 GEMMs through register-tiled kernels. What bounds them in wasmtime: an
+//! epoch-interruption check (a possible call) sits at every loop header, and on x86-64
+//! every XMM register is caller-saved, so every `v128` live across the k loop's back-edge
+//! lives in a stack slot and each accumulator is loaded and stored on every step. tract's
+//! 8×8 kernel, built for ARM's 32 registers, is then bound by store-to-load forwarding.
+//! This kernel is shaped to hide that:
 //! - a 16×4 tile gives 16 independent accumulator chains;
 //! - A is loaded as vectors and B broadcast by lane shuffles (one instruction each; a
 //!   `load32_splat` becomes three after Cranelift);
@@ -19,31 +15,21 @@
 //!
 //! Vectors run along M. tract picks per layer which operand is A: when it is the weights,
 //! M is the output channels, contiguous in NHWC outputs, so stores and bias loads are whole
-//! vectors. When it is the activations (most expand layers), M is the pixels and a tile's
-//! four columns (channels) are the contiguous ones: those tiles are stored, and residuals
-//! read, one vector per row after a 4×4 transpose in registers, not lane by lane. On
-//! this machine the 1×1 convolutions take ~23.2 ms against ~30 ms with tract's own kernel
-//! (`examples/operators.rs`, which `make bench` runs).
+//! vectors. When it is the activations, M is the pixels and a tile's four columns
+//! (channels) are the contiguous ones: those tiles are stored, and residuals read, one
+//! vector per row after a 4×4 transpose in registers.
 //!
-//! The k loop's machine code depends on the whole function around it: walking the program
-//! as a slice, or adding a fused batch-norm + ReLU6 arm, each made the same loop measure
-//! ~43 ms. Measure every change here with `examples/operators.rs` under Viceroy.
+//! The k loop's machine code depends on the whole function around it: small changes to
+//! the surrounding code have doubled its time. Measure every change with
+//! `examples/operators.rs` under Viceroy; `docs/performance.md` records what was measured
+//! and rejected, and why.
 //!
-//! The k loop is close to what 128-bit SIMD allows on this host: MobileNetV2's 1×1
-//! convolutions need ~67 M vector multiply-adds, ~13 ms at two multiplies and two adds per
-//! cycle, and the loop takes ~16 of the ~23 ms (README, Performance). Measured and
-//! rejected: relaxed-SIMD FMA (Cranelift ties a multiplicand to the result, so reused
-//! operands are copied; 25 ms), an 8×4 tile and k unrolled by 8 per tile column (34–42 ms:
-//! Cranelift places pure arithmetic just before its first side-effecting use, so an
-//! unrolled body does all loads first and then one accumulator at a time), and a k loop
-//! written in wasm and spliced in after linking, ~3 instructions per multiply-add with no
-//! spills (no faster: the FP pipes bind; branch `experiments/row-bands-spliced-kernel`).
-//!
-//! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels (operand
-//! order included), so fused bias, batch-norm and ReLU6 epilogues behave identically. The
-//! Viceroy tests hold the Wasm scores to the native ones. The kernel joins tract's registry
-//! through `inventory`, as tract's own kernels do. An [`MmmTier`] one precedence above tract's
-//! Wasm tier makes it the choice for f32 GEMMs; matrix-vector products stay with tract.
+//! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels
+//! (operand order included), so fused bias, batch-norm and ReLU6 epilogues behave
+//! identically; `tests/wasm_kernel.rs` holds the Wasm scores to the native ones. The kernel
+//! joins tract's registry through `inventory`, as tract's own kernels do. An [`MmmTier`]
+//! one precedence above tract's Wasm tier makes it the choice for f32 GEMMs;
+//! matrix-vector products stay with tract.
 
 use std::arch::wasm32::*;
 use tract_onnx::tract_core::tract_data::prelude::DatumType;
@@ -61,8 +47,8 @@ const MV: usize = 4;
 const MR: usize = MV * 4;
 /// Tile columns (N): one `v128` of B per step, broadcast lane by lane.
 const NR: usize = 4;
-/// k steps per loop iteration. Two measured best: at four, LLVM hoists the operands of all
-/// steps ahead of the arithmetic and they no longer fit in registers.
+/// k steps per loop iteration. At four, LLVM hoists the operands of all steps ahead of the
+/// arithmetic and they no longer fit in registers.
 const UNROLL: usize = 2;
 const NAME: &str = "edge_moderation_wasm_f32_16x4";
 
@@ -211,9 +197,9 @@ unsafe fn add_mat_mul(acc: &mut Tile, a: *const v128, b: *const v128, k: usize) 
 
 /// Runs tract's micro-program of fused operations over one MR×NR output tile.
 ///
-/// It walks the program by raw pointer, called through [`run`]: the same loop written as
-/// `for spec in program` over the slice compiles to a k loop that measured 45 ms instead
-/// of 24 ms for the 1×1 convolutions (`examples/operators.rs` under Viceroy).
+/// It walks the program by raw pointer, called through [`run`]: written as
+/// `for spec in program` over the slice, the same code compiles to a k loop almost twice
+/// as slow.
 unsafe fn kernel(mut spec: *const FusedKerSpec<f32>) -> isize {
     let zero = f32x4_splat(0.0);
     let mut acc: Tile = [[zero; MV]; NR];

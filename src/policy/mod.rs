@@ -1,13 +1,20 @@
-//! The operator's policy: which scores lead to pass, block or rewrite, and what happens
-//! to images that cannot be classified.
+//! The operator's policy: which scores lead to pass, block or rewrite, and what happens to
+//! images that cannot be classified. Schema, defaults, validation and [`Policy::decide`].
 //!
 //! A policy is JSON (stored in the Fastly Config Store `moderation`, key `policy`). Every
 //! field is optional and falls back to [`Policy::default`], so an operator writes only what
 //! differs. Rules are checked in order; the first whose classes together reach its
-//! threshold decides. No matching rule means pass.
+//! threshold decides. No matching rule means pass. The format is a contract with deployed
+//! configurations: fields are only ever added, with defaults that keep old policies'
+//! meaning.
+
+mod rules;
+
+pub use crate::media::obscure::{RewriteMethod, RewriteStyle};
+pub use rules::{Action, Decision, Fallback, Rule, Verdict};
 
 use crate::classifier::{Class, Scores};
-use crate::decode::{DecodeLimits, COMPUTE_CANVAS_BUDGET};
+use crate::media::content_type;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -27,55 +34,6 @@ pub struct Policy {
     pub unmoderated_types: Vec<String>,
 }
 
-/// When the named classes' probabilities add up to at least `at_least`, take `action`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub classes: Vec<Class>,
-    pub at_least: f32,
-    pub action: Action,
-}
-
-impl std::fmt::Display for Rule {
-    /// `Porn+Hentai>=0.60 -> block`, as reported in `x-moderation-reason`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let classes: Vec<&str> = self.classes.iter().map(|c| c.name()).collect();
-        let action = Verdict::from(self.action).as_str();
-        write!(f, "{}>={:.2} -> {action}", classes.join("+"), self.at_least)
-    }
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Pass,
-    Block,
-    Rewrite,
-}
-
-/// What to do with an image that could not be classified.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Fallback {
-    Pass,
-    Block,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RewriteStyle {
-    pub method: RewriteMethod,
-    /// Blur radius (sigma) or pixel-cell size, as a fraction of the image's shorter side.
-    pub strength: f32,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RewriteMethod {
-    Blur,
-    Pixelate,
-}
-
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockResponse {
@@ -93,7 +51,7 @@ pub struct Limits {
     pub max_dimension: u32,
     /// Decode large JPEGs at 1/2, 1/4 or 1/8 size (DCT scaling): several times faster
     /// and smaller, at the cost of scores that differ somewhat from nsfwjs's own
-    /// full-size resize (see `decode::REDUCED_MIN_SIDE`).
+    /// full-size resize (see `media::decode::REDUCED_MIN_SIDE`).
     pub reduced_jpeg_decode: bool,
 }
 
@@ -126,15 +84,6 @@ impl Default for Policy {
     }
 }
 
-impl Default for RewriteStyle {
-    fn default() -> Self {
-        RewriteStyle {
-            method: RewriteMethod::Blur,
-            strength: 0.05,
-        }
-    }
-}
-
 impl Default for BlockResponse {
     fn default() -> Self {
         BlockResponse { status: 403 }
@@ -152,126 +101,98 @@ impl Default for Limits {
     }
 }
 
-/// A verdict and the rule (index into [`Policy::rules`]) that produced it, if any.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub verdict: Verdict,
-    pub rule: Option<usize>,
+/// Why a stored policy was refused. The caller (the Compute glue) logs it and applies the
+/// defaults; tests match on the case.
+#[derive(Debug)]
+pub enum PolicyError {
+    /// Not JSON, or JSON that does not fit the schema: an unknown field, a wrong type, an
+    /// unknown class or action.
+    Schema(serde_json::Error),
+    /// Well-formed, but a value is out of its range.
+    OutOfRange {
+        field: String,
+        expected: &'static str,
+    },
 }
 
-/// The outcome for one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Block,
-    Rewrite,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Verdict::Pass => "pass",
-            Verdict::Block => "block",
-            Verdict::Rewrite => "rewrite",
+            PolicyError::Schema(e) => write!(f, "{e}"),
+            PolicyError::OutOfRange { field, expected } => {
+                write!(f, "{field} must be {expected}")
+            }
         }
     }
 }
 
-impl From<Action> for Verdict {
-    fn from(action: Action) -> Self {
-        match action {
-            Action::Pass => Verdict::Pass,
-            Action::Block => Verdict::Block,
-            Action::Rewrite => Verdict::Rewrite,
-        }
-    }
-}
-
-impl From<Fallback> for Verdict {
-    fn from(fallback: Fallback) -> Self {
-        match fallback {
-            Fallback::Pass => Verdict::Pass,
-            Fallback::Block => Verdict::Block,
+impl std::error::Error for PolicyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PolicyError::Schema(e) => Some(e),
+            PolicyError::OutOfRange { .. } => None,
         }
     }
 }
 
 impl Policy {
     /// Parses and validates a stored policy.
-    pub fn from_json(json: &str) -> Result<Policy, String> {
-        let policy: Policy = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    pub fn from_json(json: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_json::from_str(json).map_err(PolicyError::Schema)?;
         policy.validate()?;
         Ok(policy)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), PolicyError> {
+        let out_of_range = |field: String, expected| PolicyError::OutOfRange { field, expected };
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.classes.is_empty() {
-                return Err(format!("rule {i} names no classes"));
+                return Err(out_of_range(
+                    format!("rules[{i}].classes"),
+                    "at least one class",
+                ));
             }
             if !(0.0..=1.0).contains(&rule.at_least) {
-                return Err(format!("rule {i}: at_least must be within 0..=1"));
+                return Err(out_of_range(format!("rules[{i}].at_least"), "within 0..=1"));
             }
         }
         if !(self.rewrite.strength > 0.0 && self.rewrite.strength <= 1.0) {
-            return Err("rewrite.strength must be within (0, 1]".into());
+            return Err(out_of_range("rewrite.strength".into(), "within (0, 1]"));
         }
         if !(200..=599).contains(&self.block.status) {
-            return Err("block.status must be an HTTP status within 200..=599".into());
+            return Err(out_of_range(
+                "block.status".into(),
+                "an HTTP status within 200..=599",
+            ));
         }
-        if self.limits.max_bytes == 0
-            || self.limits.max_pixels == 0
-            || self.limits.max_dimension == 0
-        {
-            return Err("limits must be positive".into());
+        for (field, value) in [
+            ("limits.max_bytes", self.limits.max_bytes as u64),
+            ("limits.max_pixels", self.limits.max_pixels),
+            ("limits.max_dimension", u64::from(self.limits.max_dimension)),
+        ] {
+            if value == 0 {
+                return Err(out_of_range(field.into(), "positive"));
+            }
         }
         Ok(())
     }
 
     /// The first rule the scores satisfy decides.
     pub fn decide(&self, scores: &Scores) -> Decision {
-        for (index, rule) in self.rules.iter().enumerate() {
-            let combined: f32 = rule.classes.iter().map(|c| scores.get(*c)).sum();
-            if combined >= rule.at_least {
-                let verdict = Verdict::from(rule.action);
-                return Decision {
-                    verdict,
-                    rule: Some(index),
-                };
-            }
-        }
-        Decision {
-            verdict: Verdict::Pass,
-            rule: None,
-        }
+        rules::decide(&self.rules, scores)
     }
 
-    pub fn decode_limits(&self) -> DecodeLimits {
-        DecodeLimits {
-            max_pixels: self.limits.max_pixels,
-            max_dimension: self.limits.max_dimension,
-            reduce_jpeg: self.limits.reduced_jpeg_decode,
-            max_canvas_bytes: COMPUTE_CANVAS_BUDGET,
-        }
-    }
-
-    /// Whether a response of this `Content-Type` whose bytes are not a raster image
-    /// should still be treated as an image we failed to read.
+    /// Whether a body of this `Content-Type` whose bytes are not a raster image should
+    /// still be treated as an image we failed to read.
     pub fn claims_moderated_image(&self, content_type: Option<&str>) -> bool {
-        let Some(content_type) = content_type else {
+        let Some(claimed) = content_type.filter(|t| content_type::claims_image(Some(t))) else {
             return false;
         };
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        essence.starts_with("image/")
-            && !self
-                .unmoderated_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(&essence))
+        let essence = content_type::essence(claimed);
+        !self
+            .unmoderated_types
+            .iter()
+            .any(|t| content_type::essence(t) == essence)
     }
 }
 
@@ -362,23 +283,56 @@ mod tests {
                 r#"{"rules": [{"classes": ["Nudity"], "at_least": 0.5, "action": "block"}]}"#,
                 "unknown variant",
             ),
-            (
-                r#"{"rules": [{"classes": ["Porn"], "at_least": 1.5, "action": "block"}]}"#,
-                "at_least",
-            ),
-            (
-                r#"{"rules": [{"classes": [], "at_least": 0.5, "action": "block"}]}"#,
-                "no classes",
-            ),
-            (r#"{"block": {"status": 99}}"#, "block.status"),
-            (r#"{"rewrite": {"strength": 0}}"#, "strength"),
-            (r#"{"limits": {"max_bytes": 0}}"#, "positive"),
             (r#"{"on_oversize": "rewrite"}"#, "unknown variant"),
             (r#"{"treshold": 0.5}"#, "unknown field"),
         ] {
             let err = Policy::from_json(json).unwrap_err();
-            assert!(err.contains(why), "{json}: {err}");
+            assert!(
+                matches!(&err, PolicyError::Schema(e) if e.to_string().contains(why)),
+                "{json}: {err}"
+            );
         }
+        for (json, field) in [
+            (
+                r#"{"rules": [{"classes": ["Porn"], "at_least": 1.5, "action": "block"}]}"#,
+                "rules[0].at_least",
+            ),
+            (
+                r#"{"rules": [{"classes": [], "at_least": 0.5, "action": "block"}]}"#,
+                "rules[0].classes",
+            ),
+            (r#"{"block": {"status": 99}}"#, "block.status"),
+            (r#"{"rewrite": {"strength": 0}}"#, "rewrite.strength"),
+            (r#"{"limits": {"max_bytes": 0}}"#, "limits.max_bytes"),
+            (
+                r#"{"limits": {"max_dimension": 0}}"#,
+                "limits.max_dimension",
+            ),
+        ] {
+            match Policy::from_json(json) {
+                Err(PolicyError::OutOfRange { field: f, .. }) => assert_eq!(f, field, "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_in_the_documented_format_keeps_its_meaning() {
+        // The README's example, as operators have it deployed.
+        let documented = r#"{
+          "rules": [
+            {"classes": ["Porn", "Hentai"], "at_least": 0.6, "action": "block"},
+            {"classes": ["Porn", "Hentai", "Sexy"], "at_least": 0.6, "action": "rewrite"}
+          ],
+          "rewrite": {"method": "blur", "strength": 0.05},
+          "block": {"status": 403},
+          "limits": {"max_bytes": 20971520, "max_pixels": 16000000, "max_dimension": 16384,
+                     "reduced_jpeg_decode": true},
+          "on_undecodable": "block",
+          "on_oversize": "block",
+          "unmoderated_types": ["image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon"]
+        }"#;
+        assert_eq!(Policy::from_json(documented).unwrap(), Policy::default());
     }
 
     #[test]

@@ -1,0 +1,123 @@
+//! nsfwjs's preprocessing, exactly: take the RGB channels (alpha is dropped, as
+//! `tf.browser.fromPixels` does), divide by 255, resize to 224×224 with TensorFlow's
+//! bilinear `align_corners = true` sampling (no crop, no mean/std), as an NHWC f32 tensor.
+//!
+//! The tensor is written 225×225, with a zero row below and a zero column to the right:
+//! the model's first convolution pads those (TensorFlow's `SAME` padding at stride 2), and
+//! written here once they spare tract a padded copy of the whole input in every inference
+//! (the convolution then pads nothing, [`super::graph`]).
+
+use image::DynamicImage;
+use std::borrow::Cow;
+use tract_onnx::prelude::*;
+
+/// Side of the square image the model reads.
+pub const INPUT_SIDE: usize = 224;
+
+/// Side of the tensor [`preprocess`] writes: the image plus the padding row and column.
+pub const TENSOR_SIDE: usize = INPUT_SIDE + 1;
+
+/// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`,
+/// into a `[1, TENSOR_SIDE, TENSOR_SIDE, 3]` tensor whose last row and column are zero.
+pub fn preprocess(image: &DynamicImage) -> Tensor {
+    let (pixels, channels) = interleaved(image);
+    let stride = image.width() as usize * channels;
+    // Grey images repeat their one value in R, G and B, as fromPixels does.
+    let offsets: [usize; 3] = if channels >= 3 { [0, 1, 2] } else { [0; 3] };
+    // The exact `value / 255.0` of every byte, computed once instead of four times per sample.
+    let normalised: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
+    let rows = axis_samples(image.height() as usize, INPUT_SIDE);
+    let cols = axis_samples(image.width() as usize, INPUT_SIDE);
+    let mut data = Vec::with_capacity(TENSOR_SIDE * TENSOR_SIDE * 3);
+    for row in &rows {
+        let top = &pixels[row.low * stride..][..stride];
+        let bottom = &pixels[row.high * stride..][..stride];
+        for col in &cols {
+            let (left, right) = (col.low * channels, col.high * channels);
+            for offset in offsets {
+                let at = |line: &[u8], x: usize| normalised[usize::from(line[x + offset])];
+                let upper = at(top, left) + (at(top, right) - at(top, left)) * col.fraction;
+                let lower =
+                    at(bottom, left) + (at(bottom, right) - at(bottom, left)) * col.fraction;
+                data.push(upper + (lower - upper) * row.fraction);
+            }
+        }
+        data.extend([0.0; 3]);
+    }
+    data.resize(TENSOR_SIDE * TENSOR_SIDE * 3, 0.0);
+    Tensor::from_shape(&[1, TENSOR_SIDE, TENSOR_SIDE, 3], &data).expect("shape matches data length")
+}
+
+/// Where one output row (or column) samples the input, as TensorFlow computes it for
+/// `resize_bilinear(align_corners = true, half_pixel_centers = false)`.
+struct Sample {
+    low: usize,
+    high: usize,
+    fraction: f32,
+}
+
+fn axis_samples(input: usize, output: usize) -> Vec<Sample> {
+    let ratio = if output > 1 {
+        (input - 1) as f32 / (output - 1) as f32
+    } else {
+        0.0
+    };
+    (0..output)
+        .map(|i| {
+            let source = ratio * i as f32;
+            let low = source.floor() as usize;
+            Sample {
+                low,
+                high: (source.ceil() as usize).min(input - 1),
+                fraction: source - low as f32,
+            }
+        })
+        .collect()
+}
+
+/// The image's 8-bit interleaved samples and how many channels each pixel has, borrowed
+/// for the layouts decoders produce and converted to RGB for the rest.
+fn interleaved(image: &DynamicImage) -> (Cow<'_, [u8]>, usize) {
+    match image {
+        DynamicImage::ImageRgb8(buffer) => (Cow::Borrowed(buffer.as_raw()), 3),
+        DynamicImage::ImageRgba8(buffer) => (Cow::Borrowed(buffer.as_raw()), 4),
+        DynamicImage::ImageLuma8(buffer) => (Cow::Borrowed(buffer.as_raw()), 1),
+        DynamicImage::ImageLumaA8(buffer) => (Cow::Borrowed(buffer.as_raw()), 2),
+        other => (Cow::Owned(other.to_rgb8().into_raw()), 3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    #[test]
+    fn model_sized_input_is_only_normalised() {
+        let image = RgbImage::from_fn(224, 224, |x, y| Rgb([x as u8, y as u8, 7]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 10, 200, 0]], 200.0 / 255.0);
+        assert_eq!(view[[0, 10, 200, 1]], 10.0 / 255.0);
+        assert_eq!(view[[0, 10, 200, 2]], 7.0 / 255.0);
+    }
+
+    #[test]
+    fn align_corners_keeps_the_corner_pixels() {
+        let image = RgbImage::from_fn(1000, 30, |x, y| Rgb([(x % 256) as u8, y as u8, 0]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 0, 0, 0]], 0.0);
+        assert_eq!(view[[0, 223, 223, 0]], (999 % 256) as f32 / 255.0);
+        assert_eq!(view[[0, 223, 223, 1]], 29.0 / 255.0);
+    }
+
+    #[test]
+    fn upsamples_a_single_pixel_everywhere() {
+        let image = RgbImage::from_pixel(1, 1, Rgb([255, 0, 51]));
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let view = tensor.to_plain_array_view::<f32>().unwrap();
+        assert_eq!(view[[0, 111, 37, 0]], 1.0);
+        assert_eq!(view[[0, 111, 37, 2]], 0.2);
+    }
+}

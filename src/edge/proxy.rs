@@ -1,0 +1,52 @@
+//! The response direction: which origin responses are judged, and judging them. A body
+//! that is not an image goes back untouched, still streaming.
+
+use super::body::{self, Inspection};
+use super::context::RequestContext;
+use super::origin::Failure;
+use super::{model, respond};
+use edge_moderation::moderation::Moderation;
+use fastly::http::{header, Method, StatusCode};
+use fastly::Response;
+
+/// The response the client receives for the origin's `response`.
+pub fn judge(context: &RequestContext, mut response: Response) -> Response {
+    if !carries_content(context, &response) {
+        return response;
+    }
+    let policy = context.policy();
+    let content_type = response
+        .get_header_str(header::CONTENT_TYPE)
+        .map(str::to_owned);
+    let inspection = match body::inspect(response.take_body(), content_type.as_deref(), policy) {
+        Ok(inspection) => inspection,
+        Err(e) => return respond::origin_failure(context, &Failure::Body(e)),
+    };
+    let moderation = match inspection {
+        Inspection::NotImage(body) => return response.with_body(body),
+        Inspection::Oversize { body, detail } => {
+            response.set_body(body);
+            Moderation::oversize(policy, detail)
+        }
+        Inspection::Undecodable { body, detail } => {
+            response.set_body(body);
+            Moderation::undecodable(policy, detail)
+        }
+        Inspection::Image { bytes, format } => {
+            let moderation = model::moderate(&bytes, format, policy);
+            response.set_body(bytes);
+            moderation
+        }
+    };
+    respond::moderated(response, moderation, &context.config)
+}
+
+/// Responses with no content to show (HEAD, 204, 205) and those that are not successes
+/// (redirects, 304, errors) pass as the origin sent them.
+fn carries_content(context: &RequestContext, response: &Response) -> bool {
+    let status = response.get_status();
+    context.method != Method::HEAD
+        && status.is_success()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::RESET_CONTENT
+}

@@ -1,0 +1,87 @@
+//! What the client receives for each outcome, and for origin failures.
+//!
+//! Every moderated response says what happened in the `x-moderation-*` headers
+//! (`edge_moderation::headers`: verdict, reason, scores when the model ran, the policy's
+//! source) and reports stage costs in `Server-Timing`.
+
+use super::config::Loaded;
+use super::context::RequestContext;
+use super::origin::Failure;
+use edge_moderation::headers;
+use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::{Moderation, Outcome, Reason};
+use fastly::http::request::SendErrorCause;
+use fastly::http::{header, StatusCode};
+use fastly::Response;
+
+/// `response` (the origin's status, headers and, for a pass, body) as the outcome says.
+pub fn moderated(response: Response, moderation: Moderation, config: &Loaded) -> Response {
+    let verdict = moderation.verdict();
+    let Moderation {
+        outcome,
+        reason,
+        scores,
+        timings,
+    } = moderation;
+    let mut response = match outcome {
+        Outcome::Pass => response,
+        Outcome::Block => blocked(config.policy.block.status, &reason),
+        Outcome::Rewrite { bytes, format } => rewritten(response, bytes, format),
+    };
+    response.set_header(headers::VERDICT, verdict.as_str());
+    response.set_header(headers::REASON, reason.to_string());
+    response.set_header(headers::POLICY, config.source.as_str());
+    if let Some(scores) = scores {
+        response.set_header(headers::SCORES, scores.to_string());
+        response.set_header(headers::SERVER_TIMING, timings.server_timing());
+    }
+    response
+}
+
+/// Not one byte of the image: a short text reason, never cached so a policy change
+/// takes effect at once.
+fn blocked(status: u16, reason: &Reason) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    Response::from_status(status)
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .with_body_text_plain(&format!("image blocked by moderation policy: {reason}\n"))
+}
+
+/// The origin's status and caching headers around the obscured image. Validators and
+/// digests of the original would be wrong for these bytes, so they go.
+fn rewritten(mut response: Response, bytes: Vec<u8>, format: ImageFormat) -> Response {
+    for stale in [header::ETAG, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+        response.remove_header(stale);
+    }
+    for stale in ["content-md5", "digest", "repr-digest", "content-digest"] {
+        response.remove_header(stale);
+    }
+    response.set_header(header::CONTENT_TYPE, format.mime_type());
+    response.set_header(header::CONTENT_LENGTH, bytes.len().to_string());
+    response.set_body(bytes);
+    response
+}
+
+/// 504 when the origin timed out, 502 for every other way it failed us.
+pub fn origin_failure(context: &RequestContext, failure: &Failure) -> Response {
+    let (status, reason) = match failure {
+        Failure::Send(e) => {
+            let status = match e.root_cause() {
+                SendErrorCause::DnsTimeout
+                | SendErrorCause::ConnectionTimeout
+                | SendErrorCause::HttpResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            (status, format!("origin request failed: {}", e.root_cause()))
+        }
+        Failure::Body(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("origin body could not be read: {e}"),
+        ),
+    };
+    eprintln!("moderation: {context}: {reason}");
+    Response::from_status(status)
+        .with_header(headers::ERROR, reason.as_str())
+        .with_header(header::CACHE_CONTROL, "no-store")
+        .with_body_text_plain(&format!("{reason}\n"))
+}

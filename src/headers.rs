@@ -1,0 +1,15 @@
+//! The names of the HTTP headers the service writes, shared by the Compute glue and the
+//! tests (which cannot import from the binary, where the glue lives).
+
+/// `pass`, `block` or `rewrite`.
+pub const VERDICT: &str = "x-moderation-verdict";
+/// Why: `rule 0: Porn+Hentai>=0.60 -> block`, `no rule matched`, `undecodable: …`.
+pub const REASON: &str = "x-moderation-reason";
+/// `Drawing=0.0602,Hentai=…`, when the model ran.
+pub const SCORES: &str = "x-moderation-scores";
+/// Where the policy in force came from: `stored`, `default`, `default (stored policy invalid)`.
+pub const POLICY: &str = "x-moderation-policy";
+/// Why the origin could not be reached (on our 502 and 504 answers).
+pub const ERROR: &str = "x-moderation-error";
+/// Stage costs: `decode;dur=6.29, inference;dur=48.89`.
+pub const SERVER_TIMING: &str = "server-timing";

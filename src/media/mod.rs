@@ -1,0 +1,11 @@
+//! Bytes and pixels: which format a body is, what its `Content-Type` claims, decoding it
+//! within limits, obscuring it and writing it back. Knows formats; knows nothing of the
+//! policy, the model or HTTP.
+
+pub mod content_type;
+pub mod decode;
+pub mod encode;
+pub mod format;
+pub mod obscure;
+
+pub use format::ImageFormat;

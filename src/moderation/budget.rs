@@ -1,0 +1,25 @@
+//! What one Compute instance can afford, as numbers the stages plan with: the instance has
+//! 128 MB of memory, the pre-initialised model and its working memory already live there,
+//! and an allocation that does not fit aborts the instance (a 500). So the work is sized
+//! before it starts, never discovered by running out.
+
+use crate::media::decode::DecodeLimits;
+use crate::policy::Limits;
+
+/// Largest decoded canvas, in bytes. Measured under Viceroy: a 36 MB canvas (4000×3000
+/// RGB) decodes and classifies; 48 MB (4000×4000 RGB) does not fit.
+pub const CANVAS_BYTES: u64 = 36_000_000;
+
+/// Largest output canvas (bytes) that is rewritten: a rewrite holds several full-size
+/// copies at once. Larger images to rewrite are blocked instead.
+pub const REWRITE_CANVAS_BYTES: usize = 8_000_000;
+
+/// The operator's limits within the instance's memory.
+pub fn decode_limits(limits: &Limits) -> DecodeLimits {
+    DecodeLimits {
+        max_pixels: limits.max_pixels,
+        max_dimension: limits.max_dimension,
+        reduce_jpeg: limits.reduced_jpeg_decode,
+        max_canvas_bytes: CANVAS_BYTES,
+    }
+}

@@ -1,0 +1,141 @@
+//! One image body in, one [`Moderation`] out, independent of HTTP: decode → preprocess →
+//! classify → decide → rewrite. Every failure has a defined outcome taken from the policy,
+//! so callers never interpret errors.
+
+pub mod budget;
+mod outcome;
+
+pub use outcome::{Moderation, Outcome, Reason, Timings};
+
+use crate::classifier::{preprocess, Classifier};
+use crate::media::decode::{decode_reduced, DecodeError};
+use crate::media::encode::encode;
+use crate::media::obscure::obscure;
+use crate::media::ImageFormat;
+use crate::policy::{Policy, Verdict};
+use anyhow::Context;
+use std::time::Instant;
+
+pub fn moderate(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    classifier: &Classifier,
+) -> Moderation {
+    if bytes.len() > policy.limits.max_bytes {
+        return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
+    }
+    let started = Instant::now();
+    let decoded = match decode_reduced(bytes, format, budget::decode_limits(&policy.limits)) {
+        Ok(decoded) => decoded,
+        Err(too_large @ DecodeError::TooLarge { .. }) => {
+            return Moderation::oversize(policy, too_large.to_string())
+        }
+        Err(unreadable @ (DecodeError::Corrupt(_) | DecodeError::Unsupported(_))) => {
+            return Moderation::undecodable(policy, unreadable.to_string())
+        }
+    };
+    let input = preprocess(&decoded.image);
+    let preprocessed = Instant::now();
+    let scores = match classifier.classify(input) {
+        Ok(scores) => scores,
+        Err(e) => return Moderation::undecodable(policy, format!("classifier: {e}")),
+    };
+    let classified = Instant::now();
+    let decision = policy.decide(&scores);
+    let mut moderation = Moderation {
+        outcome: Outcome::Pass,
+        reason: decision
+            .rule
+            .map_or(Reason::NoRuleMatched, |index| Reason::Rule {
+                index,
+                rule: policy.rules[index].to_string(),
+            }),
+        scores: Some(scores),
+        timings: Timings {
+            decode: preprocessed - started,
+            inference: classified - preprocessed,
+            ..Timings::default()
+        },
+    };
+    moderation.outcome = match decision.verdict {
+        Verdict::Pass => Outcome::Pass,
+        Verdict::Block => Outcome::Block,
+        Verdict::Rewrite => {
+            let size = (decoded.width, decoded.height);
+            let rewritten = rewrite(&decoded.image, size, format, policy);
+            moderation.timings.rewrite = classified.elapsed();
+            match rewritten {
+                Ok(bytes) => Outcome::Rewrite { bytes, format },
+                Err(why) => {
+                    moderation.reason = Reason::RewriteFailed(why);
+                    Outcome::Block
+                }
+            }
+        }
+    };
+    moderation
+}
+
+/// The obscured image re-encoded at the original `size`, or why it could not be made (the
+/// image is then blocked).
+fn rewrite(
+    image: &image::DynamicImage,
+    (width, height): (u32, u32),
+    format: ImageFormat,
+    policy: &Policy,
+) -> Result<Vec<u8>, String> {
+    let channels = if image.color().has_alpha() { 4 } else { 3 };
+    if width as usize * height as usize * channels > budget::REWRITE_CANVAS_BYTES {
+        // Beyond this it would not fit in a Compute instance's memory and abort it.
+        return Err("image too large to rewrite within memory".into());
+    }
+    obscure(image, (width, height), policy.rewrite)
+        .context("obscuring the image")
+        .and_then(|obscured| encode(&obscured, format).context("re-encoding the rewritten image"))
+        .map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{DynamicImage, ImageFormat as Codec};
+    use std::io::Cursor;
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(width, height)
+            .write_to(&mut out, Codec::Jpeg)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn rewrite_beyond_the_memory_budget_blocks_instead() {
+        let classifier = Classifier::load().unwrap();
+        let rewrite_all = Policy::from_json(
+            r#"{"rules": [{"classes": ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"],
+                "at_least": 0.0, "action": "rewrite"}]}"#,
+        )
+        .unwrap();
+        let small = moderate(
+            &jpeg(300, 200),
+            ImageFormat::Jpeg,
+            &rewrite_all,
+            &classifier,
+        );
+        assert!(matches!(
+            small.outcome,
+            Outcome::Rewrite { ref bytes, format: ImageFormat::Jpeg } if !bytes.is_empty()
+        ));
+        let large = moderate(
+            &jpeg(2000, 1500),
+            ImageFormat::Jpeg,
+            &rewrite_all,
+            &classifier,
+        );
+        assert_eq!(large.outcome, Outcome::Block);
+        assert!(matches!(large.reason, Reason::RewriteFailed(_)));
+        assert!(large.scores.is_some());
+    }
+}

@@ -1,0 +1,142 @@
+//! What moderating one image produced: the [`Outcome`] (with the rewritten image when
+//! there is one), the [`Reason`], the scores and what each stage cost.
+
+use crate::classifier::Scores;
+use crate::media::ImageFormat;
+use crate::policy::{Fallback, Policy, Verdict};
+use std::fmt;
+use std::time::Duration;
+
+/// What happens to the image.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// The original bytes go on untouched.
+    Pass,
+    /// Not one byte of the image goes on.
+    Block,
+    /// These bytes, an obscured re-encoding in `format`, replace the image.
+    Rewrite { bytes: Vec<u8>, format: ImageFormat },
+}
+
+impl Outcome {
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Outcome::Pass => Verdict::Pass,
+            Outcome::Block => Verdict::Block,
+            Outcome::Rewrite { .. } => Verdict::Rewrite,
+        }
+    }
+}
+
+impl From<Fallback> for Outcome {
+    fn from(fallback: Fallback) -> Self {
+        match fallback {
+            Fallback::Pass => Outcome::Pass,
+            Fallback::Block => Outcome::Block,
+        }
+    }
+}
+
+/// What was decided for an image, why, and what it cost.
+#[derive(Debug)]
+pub struct Moderation {
+    pub outcome: Outcome,
+    pub reason: Reason,
+    /// Present when the model ran.
+    pub scores: Option<Scores>,
+    pub timings: Timings,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// Rule number `index` of the policy matched; `rule` is its description.
+    Rule {
+        index: usize,
+        rule: String,
+    },
+    NoRuleMatched,
+    Oversize(String),
+    Undecodable(String),
+    /// The image was classified for rewrite but could not be re-encoded; it is blocked.
+    RewriteFailed(String),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Rule { index, rule } => write!(f, "rule {index}: {rule}"),
+            Reason::NoRuleMatched => write!(f, "no rule matched"),
+            Reason::Oversize(detail) => write!(f, "oversize: {detail}"),
+            Reason::Undecodable(detail) => write!(f, "undecodable: {detail}"),
+            Reason::RewriteFailed(detail) => write!(f, "rewrite failed: {detail}"),
+        }
+    }
+}
+
+/// Time spent in each stage (zero for stages that did not run).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    pub decode: Duration,
+    pub inference: Duration,
+    pub rewrite: Duration,
+}
+
+impl Timings {
+    /// The `Server-Timing` value: `decode;dur=6.29, inference;dur=48.89[, rewrite;dur=…]`.
+    pub fn server_timing(&self) -> String {
+        let entry = |name: &str, d: Duration| format!("{name};dur={:.2}", d.as_secs_f64() * 1e3);
+        let mut entries = vec![
+            entry("decode", self.decode),
+            entry("inference", self.inference),
+        ];
+        if !self.rewrite.is_zero() {
+            entries.push(entry("rewrite", self.rewrite));
+        }
+        entries.join(", ")
+    }
+}
+
+impl Moderation {
+    /// The policy's outcome for an image beyond its limits.
+    pub fn oversize(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_oversize, Reason::Oversize(detail))
+    }
+
+    /// The policy's outcome for bytes that cannot be read as the image they claim to be.
+    pub fn undecodable(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_undecodable, Reason::Undecodable(detail))
+    }
+
+    fn unclassified(fallback: Fallback, reason: Reason) -> Self {
+        Moderation {
+            outcome: fallback.into(),
+            reason,
+            scores: None,
+            timings: Timings::default(),
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        self.outcome.verdict()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_lists_the_stages_that_ran() {
+        let mut timings = Timings {
+            decode: Duration::from_micros(6_290),
+            inference: Duration::from_micros(48_891),
+            rewrite: Duration::ZERO,
+        };
+        assert_eq!(
+            timings.server_timing(),
+            "decode;dur=6.29, inference;dur=48.89"
+        );
+        timings.rewrite = Duration::from_millis(12);
+        assert!(timings.server_timing().ends_with(", rewrite;dur=12.00"));
+    }
+}

@@ -1,0 +1,65 @@
+//! Images the tests serve and compare: the fidelity set's real photos, encoded per format.
+
+use super::origin::{Body, Resource};
+use edge_moderation::media::ImageFormat as Format;
+use image::{DynamicImage, ImageFormat};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::Path;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fidelity_image(name: &str) -> DynamicImage {
+    image::open(repo().join("models/fidelity/images").join(name)).expect("fidelity image")
+}
+
+pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let image = match format {
+        ImageFormat::Jpeg => DynamicImage::ImageRgb8(image.to_rgb8()),
+        _ => DynamicImage::ImageRgba8(image.to_rgba8()),
+    };
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, format).expect("encode fixture");
+    out.into_inner()
+}
+
+/// The photos every suite serves, in every format the service reads, by path:
+/// `/photo.EXT` (an astronaut, ~0.06 Drawing: passes the test policy), `/rocket.EXT`
+/// (~0.81 Drawing: rewritten by it, served with validators and caching headers) and
+/// `/drawing.EXT` (a cropped photo, ~0.97 Drawing: blocked by it).
+pub fn format_images() -> HashMap<&'static str, Resource> {
+    let photo = fidelity_image("photo_astronaut.png");
+    let rocket = fidelity_image("photo_rocket.png");
+    let drawing_like = fidelity_image("panorama_wide.png");
+    let mut fixtures = HashMap::new();
+    for format in Format::ALL {
+        let (ext, mime, codec) = (format.extension(), format.mime_type(), format.codec());
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        fixtures.insert(
+            leak(format!("/photo.{ext}")),
+            Resource::bytes(mime, encode(&photo, codec)),
+        );
+        fixtures.insert(
+            leak(format!("/rocket.{ext}")),
+            Resource::bytes(mime, encode(&rocket, codec))
+                .with_header("ETag", "\"original\"")
+                .with_header("Content-MD5", "bm90IHJlYWxseQ==")
+                .with_header("Cache-Control", "public, max-age=600"),
+        );
+        fixtures.insert(
+            leak(format!("/drawing.{ext}")),
+            Resource::bytes(mime, encode(&drawing_like, codec)),
+        );
+    }
+    fixtures
+}
+
+/// The bytes a fixture serves.
+pub fn bytes_of(fixtures: &HashMap<&'static str, Resource>, path: &str) -> Vec<u8> {
+    match &fixtures[path].body {
+        Body::Bytes(bytes) => bytes.to_vec(),
+        Body::Pattern(_) => panic!("{path} is generated while streaming"),
+    }
+}

@@ -1,0 +1,178 @@
+//! `viceroy serve` processes running the built module, and an HTTP client for them.
+
+use super::fixtures::repo;
+use edge_moderation::headers;
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `viceroy serve` running `bin/main.wasm` with a given origin and stored policy.
+pub struct Service {
+    pub base: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Closing the watchdog's stdin stops Viceroy (see `start_module`).
+        self.child.stdin = None;
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs Viceroy under a shell that stops it once its stdin, a pipe from this process, is
+/// closed: by `Drop`, or by the kernel when this process exits. Services held in statics
+/// (the test suite's shared world) are never dropped, and an orphaned Viceroy would keep
+/// burning ~15% of a core (its epoch ticker wakes every millisecond).
+/// Viceroy exiting by itself ends the shell too, with its status.
+const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" < /dev/null 3<&- & viceroy=$!
+(read -r _ <&3; kill $viceroy 2> /dev/null) & wait $viceroy"#;
+
+impl Service {
+    /// Starts Viceroy; `policy` is the Config Store value (None: no store at all).
+    pub fn start(name: &str, origin_port: u16, policy: Option<&str>) -> Service {
+        let wasm = repo().join("bin/main.wasm");
+        assert!(
+            wasm.exists(),
+            "bin/main.wasm is missing: run `make test` (it builds the module first)"
+        );
+        Self::start_module(name, &wasm, origin_port, policy)
+    }
+
+    /// Starts Viceroy on any Compute module (the benchmark's baseline proxy, say).
+    pub fn start_module(
+        name: &str,
+        wasm: &Path,
+        origin_port: u16,
+        policy: Option<&str>,
+    ) -> Service {
+        let dir = std::env::temp_dir().join(format!(
+            "edge-moderation-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut manifest = format!(
+            "manifest_version = 3\nname = \"edge-moderation\"\nlanguage = \"rust\"\n\
+             [local_server.backends.origin]\nurl = \"http://127.0.0.1:{origin_port}\"\n"
+        );
+        if let Some(policy) = policy {
+            manifest += &format!(
+                "[local_server.config_stores.moderation]\nformat = \"inline-toml\"\n\
+                 [local_server.config_stores.moderation.contents]\npolicy = '''{policy}'''\n"
+            );
+        }
+        let config = dir.join("fastly.toml");
+        std::fs::write(&config, manifest).unwrap();
+        let port = free_port();
+        let log = dir.join("viceroy.log");
+        let viceroy = std::env::var("VICEROY").unwrap_or_else(|_| "viceroy".into());
+        let child = Command::new("sh")
+            .args(["-c", WATCHDOG])
+            .arg(viceroy)
+            .args(["serve", "-C"])
+            .arg(&config)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .arg(wasm)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("viceroy.stderr")).unwrap())
+            .spawn()
+            .expect("viceroy starts (is it installed? `make setup`)");
+        let mut service = Service {
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            child,
+        };
+        // Viceroy compiles the module before it listens; that takes seconds.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!(
+                    "viceroy exited ({status}) before listening (is it installed? `make setup`):\n{}",
+                    service.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "viceroy did not listen within 300 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        service
+    }
+
+    /// Everything Viceroy printed, including the guest's stdout and stderr.
+    pub fn output(&self) -> String {
+        let stderr = self.log.with_file_name("viceroy.stderr");
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+            + &std::fs::read_to_string(stderr).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[])
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(120))
+            .build();
+        let mut request = agent.request(method, &format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let response = match request.call() {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = response.header(&name).unwrap_or_default().to_string();
+                (name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .take(u64::MAX)
+            .read_to_end(&mut body)
+            .expect("read body");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    pub fn verdict(&self) -> Option<&str> {
+        self.header(headers::VERDICT)
+    }
+}
