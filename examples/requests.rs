@@ -1,6 +1,6 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
-//! loopback origin: image pass, image rewrite, non-image pass-through, and the plain proxy
-//! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
+//! loopback origin: image pass, image rewrite, verdict cache hits, non-image pass-through,
+//! and the plain proxy (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
 //!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM
 //! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
@@ -14,9 +14,12 @@ use std::path::Path;
 use std::time::Instant;
 use support::{Resource, Service};
 
+// The classify and rewrite scenarios turn the verdict cache off, or every request after
+// the first would be a hit; the cache-hit scenarios keep it on.
 const REWRITE_ALL: &str = r#"{"rules": [{"classes": ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"],
-  "at_least": 0.0, "action": "rewrite"}]}"#;
-const PASS_ALL: &str = r#"{"rules": []}"#;
+  "at_least": 0.0, "action": "rewrite"}], "cache": {"ttl_seconds": 0}}"#;
+const PASS_ALL: &str = r#"{"rules": [], "cache": {"ttl_seconds": 0}}"#;
+const PASS_ALL_CACHED: &str = r#"{"rules": []}"#;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -51,7 +54,7 @@ fn main() {
     // One Viceroy at a time: an idle one still costs ~15% of a core (its epoch ticker
     // wakes every millisecond), which would be noise in the others' numbers.
     let port = origin.port;
-    let services: [(ServiceStart, &[(&str, &str)]); 3] = [
+    let services: [(ServiceStart, &[(&str, &str)]); 4] = [
         (
             Box::new(move || Service::start_module("bench-plain", plain_proxy, port, None)),
             &[
@@ -72,6 +75,20 @@ fn main() {
         (
             Box::new(move || Service::start("bench-rewrite", port, Some(REWRITE_ALL))),
             &[("filter rewrite: JPEG 1024x768", "/jpeg_1024x768.jpg")],
+        ),
+        (
+            // `measure`'s warm-up request is the miss; every measured one is a hit.
+            Box::new(move || Service::start("bench-cached", port, Some(PASS_ALL_CACHED))),
+            &[
+                (
+                    "filter pass, cache hit: JPEG 1024x768",
+                    "/jpeg_1024x768.jpg",
+                ),
+                (
+                    "filter pass, cache hit: JPEG 4000x3000",
+                    "/jpeg_4000x3000.jpg",
+                ),
+            ],
         ),
     ];
     let mut report = serde_json::Map::new();

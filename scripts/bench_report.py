@@ -55,18 +55,24 @@ md += ["Peak heap of one whole request (`moderate`, default policy) above the lo
                    for name, r in native["inputs"].items()) + ".", ""]
 
 md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
-md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite |",
-       "|---|---|---|---|---|---|"]
+md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite | cache lookup |",
+       "|---|---|---|---|---|---|---|"]
 def stage(r, name):
     timing = r["server_timing"].get(name)
     return cell(timing) if timing else ""
 for name, r in requests.items():
     md.append(f"| {name} | {cell(r['request'])} | {stage(r, 'classify')} | {stage(r, 'decode')} | "
-              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} |")
+              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} |")
 md += ["", "Stage columns are the service's own `Server-Timing`, each request a fresh instance."]
 base = requests["plain proxy: 100 KB HTML"]["request"]["median"]
 filt = requests["filter: 100 KB HTML (non-image pass-through)"]["request"]["median"]
-md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms.", ""]
+md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms."]
+plain_jpeg = requests["plain proxy: JPEG 1024x768"]["request"]["median"]
+for name, r in requests.items():
+    if "cache hit" in name and "1024x768" in name:
+        md += [f"Cache hit overhead vs the plain proxy, JPEG 1024x768 (median): "
+               f"{r['request']['median'] - plain_jpeg:+.2f} ms."]
+md += [""]
 
 md += ["### Against upstream nsfwjs on tfjs-backend-wasm (Node, 1 thread, SIMD)", ""]
 md += ["| input | nsfwjs inference | ours inference (Wasm) | ratio | nsfwjs decode+classify | ours decode+classify (Wasm) | ratio |",

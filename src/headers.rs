@@ -9,7 +9,9 @@ pub const REASON: &str = "x-moderation-reason";
 pub const SCORES: &str = "x-moderation-scores";
 /// Where the policy in force came from: `stored`, `default`, `default (stored policy invalid)`.
 pub const POLICY: &str = "x-moderation-policy";
+/// `hit` or `miss`: whether the verdict came from the verdict cache.
+pub const CACHE: &str = "x-moderation-cache";
 /// Why the origin could not be reached (on our 502 and 504 answers).
 pub const ERROR: &str = "x-moderation-error";
-/// Stage costs: `decode;dur=6.29, inference;dur=48.89`.
+/// Stage costs: `decode;dur=6.29, inference;dur=48.89`, or `cache;dur=0.31` on a hit.
 pub const SERVER_TIMING: &str = "server-timing";

@@ -154,10 +154,13 @@ fn assert_scored(reply: &Reply) {
     let timing = reply
         .header(headers::SERVER_TIMING)
         .expect("server-timing header");
-    assert!(
-        timing.contains("decode;dur=") && timing.contains("inference;dur="),
-        "{timing}"
-    );
+    // Tests share services, so an image may have been judged already (tests/cache.rs).
+    let judged_now = match reply.header(headers::CACHE) {
+        Some("miss") => timing.contains("decode;dur=") && timing.contains("inference;dur="),
+        Some("hit") => timing.starts_with("cache;dur=") && !timing.contains("inference"),
+        other => panic!("x-moderation-cache: {other:?}"),
+    };
+    assert!(judged_now, "{timing}");
 }
 
 #[test]
@@ -234,10 +237,12 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
             rewritten.to_rgb8().into_raw(),
             original.to_rgb8().into_raw()
         );
-        assert!(reply
-            .header(headers::SERVER_TIMING)
-            .unwrap()
-            .contains("rewrite;dur="));
+        if reply.header(headers::CACHE) == Some("miss") {
+            assert!(reply
+                .header(headers::SERVER_TIMING)
+                .unwrap()
+                .contains("rewrite;dur="));
+        }
     }
 }
 

@@ -58,9 +58,15 @@ impl std::error::Error for ModelError {
 
 type Plan = std::sync::Arc<TypedSimplePlan>;
 
+/// Which model judged: a digest of the ONNX file it was loaded from. Verdicts are only
+/// reused for the same model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelIdentity(pub [u8; 32]);
+
 /// The loaded, optimised model, ready to run.
 pub struct Classifier {
     plan: Plan,
+    identity: ModelIdentity,
 }
 
 impl Classifier {
@@ -74,7 +80,12 @@ impl Classifier {
         Self::build(onnx, graph::ALL_EDITS).map_err(ModelError::Load)
     }
 
+    pub fn identity(&self) -> ModelIdentity {
+        self.identity
+    }
+
     fn build(mut onnx: &[u8], edits: graph::Edits) -> anyhow::Result<Self> {
+        let identity = ModelIdentity(*blake3::hash(onnx).as_bytes());
         let framework = tract_onnx::onnx();
         let mut proto = framework
             .proto_model_for_read(&mut onnx)
@@ -91,7 +102,7 @@ impl Classifier {
             .into_optimized()
             .context("optimising the model")?
             .into_runnable()?;
-        Ok(Classifier { plan })
+        Ok(Classifier { plan, identity })
     }
 
     /// Scores an image already preprocessed by [`preprocess`].

@@ -34,7 +34,7 @@ impl Class {
 }
 
 /// Class probabilities for one image; they sum to 1.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scores([f32; 5]);
 
 impl Scores {

@@ -7,10 +7,12 @@
 //! - `origin`: forwarding to the origin (Range widening) and its failures;
 //! - `body`: sniffing and bounded buffering of any body, in either direction;
 //! - `proxy`: the response direction: which responses are judged, and how;
+//! - `cache`: the verdict cache (Core Cache);
 //! - `model`: the shared classifier and the Wizer hook that loads it into the snapshot;
 //! - `respond`: what the client receives for each outcome.
 
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod model;

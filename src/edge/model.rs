@@ -5,7 +5,7 @@
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
-use edge_moderation::classifier::{Classifier, ModelError, MODEL_ONNX};
+use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::{moderate as run, Moderation};
 use edge_moderation::policy::Policy;
@@ -32,11 +32,16 @@ fn classifier() -> &'static Result<Classifier, ModelError> {
     CLASSIFIER.get_or_init(load)
 }
 
+/// The loaded model's identity; None when it failed to load.
+pub fn identity() -> Option<ModelIdentity> {
+    classifier().as_ref().ok().map(Classifier::identity)
+}
+
 /// Moderates one image with the shared classifier.
 pub fn moderate(bytes: &[u8], format: ImageFormat, policy: &Policy) -> Moderation {
     match classifier() {
         Ok(classifier) => run(bytes, format, policy, classifier),
-        Err(why) => Moderation::undecodable(policy, format!("model unavailable: {why}")),
+        Err(why) => Moderation::model_failed(policy, why.to_string()),
     }
 }
 

@@ -4,7 +4,7 @@
 use super::body::{self, Inspection};
 use super::context::RequestContext;
 use super::origin::Failure;
-use super::{model, respond};
+use super::{cache, model, respond};
 use edge_moderation::moderation::Moderation;
 use fastly::http::{header, Method, StatusCode};
 use fastly::Response;
@@ -33,12 +33,13 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             Moderation::undecodable(policy, detail)
         }
         Inspection::Image { bytes, format } => {
-            let moderation = model::moderate(&bytes, format, policy);
+            let (moderation, cached) =
+                cache::judged(&bytes, policy, || model::moderate(&bytes, format, policy));
             response.set_body(bytes);
-            moderation
+            return respond::moderated(response, moderation, &context.config, cached);
         }
     };
-    respond::moderated(response, moderation, &context.config)
+    respond::moderated(response, moderation, &context.config, None)
 }
 
 /// Responses with no content to show (HEAD, 204, 205) and those that are not successes

@@ -4,6 +4,7 @@
 //! (`edge_moderation::headers`: verdict, reason, scores when the model ran, the policy's
 //! source) and reports stage costs in `Server-Timing`.
 
+use super::cache;
 use super::config::Loaded;
 use super::context::RequestContext;
 use super::origin::Failure;
@@ -14,8 +15,14 @@ use fastly::http::request::SendErrorCause;
 use fastly::http::{header, StatusCode};
 use fastly::Response;
 
-/// `response` (the origin's status, headers and, for a pass, body) as the outcome says.
-pub fn moderated(response: Response, moderation: Moderation, config: &Loaded) -> Response {
+/// `response` (the origin's status, headers and, for a pass, body) as the outcome says;
+/// `cached` is what the verdict cache did, when it was consulted.
+pub fn moderated(
+    response: Response,
+    moderation: Moderation,
+    config: &Loaded,
+    cached: Option<cache::Status>,
+) -> Response {
     let verdict = moderation.verdict();
     let Moderation {
         outcome,
@@ -31,9 +38,21 @@ pub fn moderated(response: Response, moderation: Moderation, config: &Loaded) ->
     response.set_header(headers::VERDICT, verdict.as_str());
     response.set_header(headers::REASON, reason.to_string());
     response.set_header(headers::POLICY, config.source.as_str());
+    if let Some(status) = cached {
+        response.set_header(headers::CACHE, status.as_str());
+    }
     if let Some(scores) = scores {
         response.set_header(headers::SCORES, scores.to_string());
-        response.set_header(headers::SERVER_TIMING, timings.server_timing());
+    }
+    let timing = match cached {
+        // Nothing ran: what the verdict cost is the hash and the lookup.
+        Some(cache::Status::Hit { lookup }) => {
+            Some(format!("cache;dur={:.2}", lookup.as_secs_f64() * 1e3))
+        }
+        _ => scores.map(|_| timings.server_timing()),
+    };
+    if let Some(timing) = timing {
+        response.set_header(headers::SERVER_TIMING, timing);
     }
     response
 }

@@ -9,7 +9,7 @@
 pub const SNIFF_LEN: usize = 12;
 
 /// A raster format the filter can decode, classify and re-encode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ImageFormat {
     Jpeg,
     Png,

@@ -4,6 +4,7 @@
 
 pub mod budget;
 mod outcome;
+pub mod record;
 
 pub use outcome::{Moderation, Outcome, Reason, Timings};
 
@@ -39,7 +40,7 @@ pub fn moderate(
     let preprocessed = Instant::now();
     let scores = match classifier.classify(input) {
         Ok(scores) => scores,
-        Err(e) => return Moderation::undecodable(policy, format!("classifier: {e}")),
+        Err(e) => return Moderation::model_failed(policy, e.to_string()),
     };
     let classified = Instant::now();
     let decision = policy.decide(&scores);

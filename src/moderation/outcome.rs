@@ -4,6 +4,7 @@
 use crate::classifier::Scores;
 use crate::media::ImageFormat;
 use crate::policy::{Fallback, Policy, Verdict};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub struct Moderation {
     pub timings: Timings,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Reason {
     /// Rule number `index` of the policy matched; `rule` is its description.
     Rule {
@@ -59,6 +60,9 @@ pub enum Reason {
     Undecodable(String),
     /// The image was classified for rewrite but could not be re-encoded; it is blocked.
     RewriteFailed(String),
+    /// The model could not run; the image gets the policy's `on_undecodable` outcome. A
+    /// failure of ours, not a property of the image: never remembered.
+    ModelFailed(String),
 }
 
 impl fmt::Display for Reason {
@@ -69,6 +73,7 @@ impl fmt::Display for Reason {
             Reason::Oversize(detail) => write!(f, "oversize: {detail}"),
             Reason::Undecodable(detail) => write!(f, "undecodable: {detail}"),
             Reason::RewriteFailed(detail) => write!(f, "rewrite failed: {detail}"),
+            Reason::ModelFailed(detail) => write!(f, "model failed: {detail}"),
         }
     }
 }
@@ -105,6 +110,11 @@ impl Moderation {
     /// The policy's outcome for bytes that cannot be read as the image they claim to be.
     pub fn undecodable(policy: &Policy, detail: String) -> Self {
         Self::unclassified(policy.on_undecodable, Reason::Undecodable(detail))
+    }
+
+    /// The policy's outcome for an image the model could not judge.
+    pub fn model_failed(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_undecodable, Reason::ModelFailed(detail))
     }
 
     fn unclassified(fallback: Fallback, reason: Reason) -> Self {

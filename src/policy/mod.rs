@@ -15,9 +15,9 @@ pub use rules::{Action, Decision, Fallback, Rule, Verdict};
 
 use crate::classifier::{Class, Scores};
 use crate::media::content_type;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub rules: Vec<Rule>,
@@ -32,15 +32,39 @@ pub struct Policy {
     /// `image/*` types we cannot classify and let through when their bytes are not a
     /// supported raster image (vector art and icons by default).
     pub unmoderated_types: Vec<String>,
+    /// The verdict cache.
+    pub cache: CacheSettings,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+/// How long a verdict is remembered for the same image bytes under the same policy and
+/// model. A policy change never reuses an older verdict: the policy's fingerprint is part
+/// of the key.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Seconds a verdict is kept; 0 turns the cache off.
+    pub ttl_seconds: u64,
+}
+
+impl Default for CacheSettings {
+    /// A day: verdicts only change with the policy (in the key) or the model.
+    fn default() -> Self {
+        CacheSettings {
+            ttl_seconds: 86_400,
+        }
+    }
+}
+
+/// The longest verdict TTL a policy may ask for: a year.
+const MAX_CACHE_TTL: u64 = 365 * 86_400;
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BlockResponse {
     pub status: u16,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest image body we buffer and classify.
@@ -80,6 +104,7 @@ impl Default for Policy {
             unmoderated_types: ["image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon"]
                 .map(String::from)
                 .to_vec(),
+            cache: CacheSettings::default(),
         }
     }
 }
@@ -98,6 +123,16 @@ impl Default for Limits {
             max_dimension: 16_384,
             reduced_jpeg_decode: true,
         }
+    }
+}
+
+/// A policy's digest ([`Policy::fingerprint`]); shown as 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0[..8].iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -165,6 +200,12 @@ impl Policy {
                 "an HTTP status within 200..=599",
             ));
         }
+        if self.cache.ttl_seconds > MAX_CACHE_TTL {
+            return Err(out_of_range(
+                "cache.ttl_seconds".into(),
+                "at most a year (31536000)",
+            ));
+        }
         for (field, value) in [
             ("limits.max_bytes", self.limits.max_bytes as u64),
             ("limits.max_pixels", self.limits.max_pixels),
@@ -175,6 +216,15 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// A digest of everything the policy decides with: two policies with the same
+    /// fingerprint judge every image alike. Computed over the policy as parsed (defaults
+    /// filled in), so formatting and field order do not matter.
+    pub fn fingerprint(&self) -> Fingerprint {
+        // Serialising plain data into JSON cannot fail.
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        Fingerprint(*blake3::hash(&canonical).as_bytes())
     }
 
     /// The first rule the scores satisfy decides.
@@ -333,6 +383,29 @@ mod tests {
           "unmoderated_types": ["image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon"]
         }"#;
         assert_eq!(Policy::from_json(documented).unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn fingerprints_follow_meaning_not_formatting() {
+        let default = Policy::default().fingerprint();
+        assert_eq!(Policy::from_json("{}").unwrap().fingerprint(), default);
+        assert_eq!(
+            Policy::from_json(r#"{ "block" : {"status":403} }"#)
+                .unwrap()
+                .fingerprint(),
+            default
+        );
+        for changed in [
+            r#"{"block": {"status": 451}}"#,
+            r#"{"rules": []}"#,
+            r#"{"rewrite": {"method": "pixelate"}}"#,
+            r#"{"limits": {"reduced_jpeg_decode": false}}"#,
+            r#"{"cache": {"ttl_seconds": 60}}"#,
+        ] {
+            let other = Policy::from_json(changed).unwrap().fingerprint();
+            assert_ne!(other, default, "{changed}");
+        }
+        assert_eq!(default.to_string().len(), 16);
     }
 
     #[test]

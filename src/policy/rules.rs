@@ -1,10 +1,10 @@
 //! Rules and what they decide: scores in, a [`Verdict`] and the rule that gave it out.
 
 use crate::classifier::{Class, Scores};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// When the named classes' probabilities add up to at least `at_least`, take `action`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub classes: Vec<Class>,
@@ -28,7 +28,7 @@ impl Rule {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Pass,
@@ -37,7 +37,7 @@ pub enum Action {
 }
 
 /// What to do with an image that could not be classified.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Fallback {
     Pass,
@@ -45,7 +45,8 @@ pub enum Fallback {
 }
 
 /// What the policy decides for one image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
     Block,

@@ -1,0 +1,218 @@
+//! The verdict cache's contract, free of the cache itself: the key a verdict is stored
+//! under, and a [`Moderation`] as stored (metadata plus, for a rewrite, the obscured
+//! image as the body).
+//!
+//! The key digests the image bytes, the policy's fingerprint, the model's identity and
+//! [`REVISION`]: a verdict is reused only for the very same bytes judged by the same
+//! policy, model and pipeline. BLAKE3 makes a collision (one image taking another's
+//! verdict) computationally out of reach.
+
+use super::outcome::{Moderation, Outcome, Reason, Timings};
+use crate::classifier::{ModelIdentity, Scores};
+use crate::media::ImageFormat;
+use crate::policy::{Fingerprint, Verdict};
+use serde::{Deserialize, Serialize};
+
+/// The pipeline's revision: raise it when decoding, preprocessing or rewriting change
+/// what a verdict would be, so verdicts cached by older code are not reused.
+pub const REVISION: u32 = 1;
+
+/// Where one image's verdict under one policy and model is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    pub fn new(image: &[u8], policy: Fingerprint, model: ModelIdentity) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&REVISION.to_le_bytes());
+        hasher.update(&policy.0);
+        hasher.update(&model.0);
+        hasher.update(blake3::hash(image).as_bytes());
+        CacheKey(format!(
+            "moderation/v{REVISION}/{}",
+            hasher.finalize().to_hex()
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What the metadata holds; the rewritten bytes travel as the body.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    verdict: Verdict,
+    /// The rewrite's format, with verdict `rewrite`.
+    format: Option<ImageFormat>,
+    reason: Reason,
+    scores: Option<Scores>,
+}
+
+/// A moderation as stored: `metadata`, and `body` (the rewritten image, or empty).
+pub struct Record<'a> {
+    pub metadata: Vec<u8>,
+    pub body: &'a [u8],
+}
+
+/// Why a stored record could not be read back (it is then treated as a miss).
+#[derive(Debug)]
+pub enum RecordError {
+    Metadata(serde_json::Error),
+    /// A rewrite without its image, or an image with another verdict.
+    Inconsistent,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Metadata(e) => write!(f, "unreadable cache metadata: {e}"),
+            RecordError::Inconsistent => write!(f, "cache record body does not match its verdict"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+/// Whether this moderation may be reused for the same bytes: everything that follows
+/// from the image and the policy, never a failure of ours.
+pub fn cacheable(moderation: &Moderation) -> bool {
+    !matches!(moderation.reason, Reason::ModelFailed(_))
+}
+
+/// The record to store for `moderation`.
+pub fn encode(moderation: &Moderation) -> Record<'_> {
+    let (format, body) = match &moderation.outcome {
+        Outcome::Rewrite { bytes, format } => (Some(*format), bytes.as_slice()),
+        Outcome::Pass | Outcome::Block => (None, &[][..]),
+    };
+    let stored = Stored {
+        verdict: moderation.verdict(),
+        format,
+        reason: moderation.reason.clone(),
+        scores: moderation.scores,
+    };
+    Record {
+        // Serialising plain data into JSON cannot fail.
+        metadata: serde_json::to_vec(&stored).unwrap_or_default(),
+        body,
+    }
+}
+
+/// The moderation a record holds. Its timings are zero: nothing ran to produce it.
+pub fn decode(metadata: &[u8], body: Vec<u8>) -> Result<Moderation, RecordError> {
+    let stored: Stored = serde_json::from_slice(metadata).map_err(RecordError::Metadata)?;
+    let outcome = match (stored.verdict, stored.format) {
+        (Verdict::Pass, None) if body.is_empty() => Outcome::Pass,
+        (Verdict::Block, None) if body.is_empty() => Outcome::Block,
+        (Verdict::Rewrite, Some(format)) if ImageFormat::sniff(&body) == Some(format) => {
+            Outcome::Rewrite {
+                bytes: body,
+                format,
+            }
+        }
+        _ => return Err(RecordError::Inconsistent),
+    };
+    Ok(Moderation {
+        outcome,
+        reason: stored.reason,
+        scores: stored.scores,
+        timings: Timings::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn moderation(outcome: Outcome, reason: Reason) -> Moderation {
+        Moderation {
+            outcome,
+            reason,
+            scores: Some(Scores::new([0.7, 0.0, 0.3, 0.0, 0.0])),
+            timings: Timings::default(),
+        }
+    }
+
+    #[test]
+    fn every_outcome_round_trips() {
+        let rule = Reason::Rule {
+            index: 1,
+            rule: "Drawing>=0.50 -> rewrite".into(),
+        };
+        let png = b"\x89PNG\r\n\x1a\n rest of an image".to_vec();
+        for original in [
+            moderation(Outcome::Pass, Reason::NoRuleMatched),
+            moderation(Outcome::Block, rule.clone()),
+            moderation(
+                Outcome::Rewrite {
+                    bytes: png.clone(),
+                    format: ImageFormat::Png,
+                },
+                rule.clone(),
+            ),
+            Moderation {
+                scores: None,
+                ..moderation(Outcome::Block, Reason::Undecodable("truncated".into()))
+            },
+        ] {
+            let record = encode(&original);
+            let back = decode(&record.metadata, record.body.to_vec()).unwrap();
+            assert_eq!(back.outcome, original.outcome);
+            assert_eq!(back.reason, original.reason);
+            assert_eq!(back.scores, original.scores);
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let rewrite = moderation(
+            Outcome::Rewrite {
+                bytes: b"GIF89a....".to_vec(),
+                format: ImageFormat::Gif,
+            },
+            Reason::NoRuleMatched,
+        );
+        let record = encode(&rewrite);
+        assert!(matches!(
+            decode(&record.metadata, vec![]),
+            Err(RecordError::Inconsistent)
+        ));
+        assert!(matches!(
+            decode(&record.metadata, b"\xFF\xD8\xFF jpeg".to_vec()),
+            Err(RecordError::Inconsistent)
+        ));
+        let pass = moderation(Outcome::Pass, Reason::NoRuleMatched);
+        let pass = encode(&pass);
+        assert!(decode(&pass.metadata, b"extra".to_vec()).is_err());
+        assert!(matches!(
+            decode(b"{not json", vec![]),
+            Err(RecordError::Metadata(_))
+        ));
+    }
+
+    #[test]
+    fn model_failures_are_never_remembered() {
+        let failed = Moderation::model_failed(&Policy::default(), "no plan".into());
+        assert!(!cacheable(&failed));
+        assert!(cacheable(&moderation(Outcome::Pass, Reason::NoRuleMatched)));
+    }
+
+    #[test]
+    fn the_key_changes_with_bytes_policy_and_model() {
+        let policy = Policy::default().fingerprint();
+        let other_policy = Policy::from_json(r#"{"rules": []}"#).unwrap().fingerprint();
+        let model = ModelIdentity([1; 32]);
+        let key = CacheKey::new(b"image", policy, model);
+        assert_eq!(key, CacheKey::new(b"image", policy, model));
+        assert!(key.as_str().starts_with("moderation/v1/"));
+        for other in [
+            CacheKey::new(b"imagf", policy, model),
+            CacheKey::new(b"image", other_policy, model),
+            CacheKey::new(b"image", policy, ModelIdentity([2; 32])),
+        ] {
+            assert_ne!(key, other);
+        }
+    }
+}
