@@ -13,5 +13,6 @@ pub const POLICY: &str = "x-moderation-policy";
 pub const CACHE: &str = "x-moderation-cache";
 /// Why the origin could not be reached (on our 502 and 504 answers).
 pub const ERROR: &str = "x-moderation-error";
-/// Stage costs: `decode;dur=6.29, inference;dur=48.89`, or `cache;dur=0.31` on a hit.
+/// Stage costs: `decode;dur=6.29, inference;dur=48.89`, or `cache;dur=0.31` on a hit; then
+/// `cpu;dur=N`, the instance's CPU milliseconds at reply time.
 pub const SERVER_TIMING: &str = "server-timing";

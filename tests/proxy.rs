@@ -161,6 +161,10 @@ fn assert_scored(reply: &Reply) {
         other => panic!("x-moderation-cache: {other:?}"),
     };
     assert!(judged_now, "{timing}");
+    assert!(
+        timing.contains("cpu;dur="),
+        "the instance reports its CPU: {timing}"
+    );
 }
 
 #[test]

@@ -9,12 +9,17 @@
 //!   kernel is scaled per output channel by `γ / √(σ² + ε)` and given the bias
 //!   `β − μ·γ / √(σ² + ε)`, both as ONNX nodes over the existing weight nodes, which tract
 //!   evaluates as constants at load.
+//! - **Segments** ([`segments`]): the network cut at tensors that are the only thing one
+//!   part passes to the next (block boundaries), so an inference can run part by part, in
+//!   one instance or handed across instances with the tensor at the cut.
 //! - **Input padding taken by preprocessing** ([`take_first_convolution_padding`]): the
 //!   first convolution reads the zero-padded tensor `preprocess` writes, and pads nothing.
 
 use super::preprocess::{INPUT_SIDE, TENSOR_SIDE};
 use anyhow::{bail, Context, Result};
-use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
+use std::collections::HashSet;
+use tract_onnx::pb::type_proto;
+use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto, ValueInfoProto};
 
 /// Which edits [`apply`] makes; tests switch each off to compare with the original graph.
 #[derive(Clone, Copy, Debug)]
@@ -171,6 +176,151 @@ fn take_first_convolution_padding(graph: &mut GraphProto) -> Result<()> {
     }
 }
 
+/// Which tensors are constants: initializers, and the outputs of nodes that read only
+/// constants (weight dequantisation, the batch-norm fold's arithmetic).
+fn constants(graph: &GraphProto) -> HashSet<&str> {
+    let mut constant: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    for node in &graph.node {
+        if node
+            .input
+            .iter()
+            .all(|i| i.is_empty() || constant.contains(i.as_str()))
+        {
+            constant.extend(node.output.iter().map(String::as_str));
+        }
+    }
+    constant
+}
+
+/// The places the graph can be cut: `(node index, tensor)` such that, constants aside,
+/// `tensor` (produced at or before the node) is the only value the nodes after it read
+/// from the nodes up to it. In node order.
+pub(super) fn cut_points(graph: &GraphProto) -> Vec<(usize, String)> {
+    let constant = constants(graph);
+    let computed = |node: &NodeProto| node.output.iter().any(|o| !constant.contains(o.as_str()));
+    // Where each value is last read; graph outputs are read "at the end".
+    let mut last_read: std::collections::HashMap<&str, usize> = Default::default();
+    for (index, node) in graph.node.iter().enumerate() {
+        for input in &node.input {
+            last_read.insert(input.as_str(), index);
+        }
+    }
+    for output in &graph.output {
+        last_read.insert(output.name.as_str(), usize::MAX);
+    }
+    let mut live: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    let mut cuts = Vec::new();
+    for (index, node) in graph.node.iter().enumerate() {
+        if !computed(node) {
+            continue;
+        }
+        live.extend(node.output.iter().map(String::as_str));
+        live.retain(|t| last_read.get(t).is_some_and(|&last| last > index));
+        if let [only] = live[..] {
+            if index + 1 < graph.node.len() && last_read.get(only) != Some(&usize::MAX) {
+                cuts.push((index, only.to_string()));
+            }
+        }
+    }
+    cuts
+}
+
+/// The graph cut into `count` segments of about the same number of convolutions (a
+/// proxy for their cost), each a graph of its own: segment `i` reads the tensor segment
+/// `i - 1` outputs. The first reads the model's input, the last gives its output.
+pub(super) fn segments(graph: &GraphProto, count: usize) -> Result<Vec<GraphProto>> {
+    let cuts = cut_points(graph);
+    let is_conv = |n: &NodeProto| n.op_type == "Conv";
+    let total = graph.node.iter().filter(|n| is_conv(n)).count();
+    let mut chosen: Vec<&(usize, String)> = Vec::new();
+    for part in 1..count {
+        let target = total * part / count;
+        let best = cuts
+            .iter()
+            .filter(|(at, _)| chosen.last().is_none_or(|(last, _)| at > last))
+            .min_by_key(|(at, _)| {
+                let convs = graph.node[..=*at].iter().filter(|n| is_conv(n)).count();
+                convs.abs_diff(target)
+            })
+            .context("not enough places to cut the graph")?;
+        chosen.push(best);
+    }
+    let input = graph.input.first().context("the model has no input")?;
+    let mut bounds: Vec<(usize, ValueInfoProto)> = vec![(0, input.clone())];
+    for (at, tensor) in &chosen {
+        bounds.push((at + 1, untyped(input, tensor)));
+    }
+    let mut parts = Vec::with_capacity(count);
+    for (i, (start, input)) in bounds.iter().enumerate() {
+        let (end, output) = match bounds.get(i + 1) {
+            Some((end, next_input)) => (*end, vec![next_input.clone()]),
+            None => (graph.node.len(), graph.output.clone()),
+        };
+        parts.push(subgraph(graph, *start..end, input.clone(), output));
+    }
+    Ok(parts)
+}
+
+/// A float input named `name`, its shape left to the loader.
+fn untyped(like: &ValueInfoProto, name: &str) -> ValueInfoProto {
+    let mut info = like.clone();
+    info.name = name.to_string();
+    if let Some(type_proto::Value::TensorType(tensor)) =
+        info.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        tensor.shape = None;
+    }
+    info
+}
+
+/// The computed nodes in `range`, with the constant nodes and initializers they need.
+fn subgraph(
+    graph: &GraphProto,
+    range: std::ops::Range<usize>,
+    input: ValueInfoProto,
+    output: Vec<ValueInfoProto>,
+) -> GraphProto {
+    let constant = constants(graph);
+    let mut needed: HashSet<&str> = HashSet::new();
+    let mut keep = vec![false; graph.node.len()];
+    for index in range.clone() {
+        let node = &graph.node[index];
+        if node.output.iter().all(|o| constant.contains(o.as_str())) {
+            continue;
+        }
+        keep[index] = true;
+        needed.extend(node.input.iter().map(String::as_str));
+    }
+    // Constant nodes feeding the kept ones, transitively (they precede their readers).
+    for index in (0..graph.node.len()).rev() {
+        let node = &graph.node[index];
+        let feeds = node.output.iter().any(|o| needed.contains(o.as_str()));
+        if !keep[index] && feeds && node.output.iter().all(|o| constant.contains(o.as_str())) {
+            keep[index] = true;
+            needed.extend(node.input.iter().map(String::as_str));
+        }
+    }
+    GraphProto {
+        node: graph
+            .node
+            .iter()
+            .zip(&keep)
+            .filter(|(_, kept)| **kept)
+            .map(|(node, _)| node.clone())
+            .collect(),
+        initializer: graph
+            .initializer
+            .iter()
+            .filter(|t| needed.contains(t.name.as_str()))
+            .cloned()
+            .collect(),
+        input: vec![input],
+        output,
+        name: graph.name.clone(),
+        ..GraphProto::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +402,54 @@ mod tests {
         let b = model_pads.classify(image_only.into_tensor()).unwrap();
         for class in Class::ALL {
             assert!((a.get(class) - b.get(class)).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_network_cuts_at_block_boundaries_and_segments_score_like_the_whole() {
+        let mut onnx: &[u8] = MODEL_ONNX;
+        let framework = tract_onnx::onnx();
+        let mut proto = framework.proto_model_for_read(&mut onnx).unwrap();
+        let graph = proto.graph.as_mut().unwrap();
+        let side = apply(graph, ALL_EDITS).unwrap();
+        let cuts = cut_points(graph);
+        // MobileNetV2: one cut after each of its 17 blocks at least, and none inside a
+        // residual block (where the skip and the block's branch are both live).
+        assert!(cuts.len() >= 17, "{} cuts", cuts.len());
+        let parts = segments(graph, 4).unwrap();
+        assert_eq!(parts.len(), 4);
+        let constant = constants(graph);
+        let computed = |g: &GraphProto| {
+            g.node
+                .iter()
+                .filter(|n| n.output.iter().any(|o| !constant.contains(o.as_str())))
+                .count()
+        };
+        assert_eq!(parts.iter().map(computed).sum::<usize>(), computed(graph));
+
+        let whole = framework
+            .model_for_proto_model(&proto)
+            .unwrap()
+            .with_input_fact(0, f32::fact([1, side, side, 3]).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let segmented = Classifier::load().unwrap();
+        assert_eq!(segmented.segment_count(), 4);
+        let image = RgbImage::from_fn(300, 200, |x, y| {
+            Rgb([x as u8, y as u8, (x * y % 251) as u8])
+        });
+        let tensor = preprocess(&DynamicImage::ImageRgb8(image));
+        let expected = whole.run(tvec!(tensor.clone().into())).unwrap();
+        let expected = expected[0].to_plain_array_view::<f32>().unwrap();
+        let actual = segmented.classify(tensor).unwrap();
+        for (i, class) in Class::ALL.iter().enumerate() {
+            assert!(
+                (actual.get(*class) - expected[[0, i]]).abs() < 1e-6,
+                "{actual} vs {expected:?}"
+            );
         }
     }
 }

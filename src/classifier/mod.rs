@@ -63,9 +63,13 @@ type Plan = std::sync::Arc<TypedSimplePlan>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelIdentity(pub [u8; 32]);
 
-/// The loaded, optimised model, ready to run.
+/// How many segments the network is cut into ([`graph::segments`]): the unit of work an
+/// inference can be handed across instances in. Each is a quarter of the convolutions.
+pub const SEGMENTS: usize = 4;
+
+/// The loaded, optimised model, ready to run: one plan per segment of the network.
 pub struct Classifier {
-    plan: Plan,
+    segments: Vec<Plan>,
     identity: ModelIdentity,
 }
 
@@ -90,41 +94,76 @@ impl Classifier {
         let mut proto = framework
             .proto_model_for_read(&mut onnx)
             .context("parsing the ONNX model")?;
-        let graph = proto
-            .graph
-            .as_mut()
-            .context("the ONNX model has no graph")?;
-        let side = graph::apply(graph, edits)?;
-        let plan = framework
-            .model_for_proto_model(&proto)
-            .context("reading the ONNX graph")?
-            .with_input_fact(0, f32::fact([1, side, side, 3]).into())?
-            .into_optimized()
-            .context("optimising the model")?
-            .into_runnable()?;
-        Ok(Classifier { plan, identity })
+        let mut graph = proto.graph.take().context("the ONNX model has no graph")?;
+        let side = graph::apply(&mut graph, edits)?;
+        let mut fact = f32::fact([1, side, side, 3]);
+        let mut segments = Vec::with_capacity(SEGMENTS);
+        for (index, part) in graph::segments(&graph, SEGMENTS)?.into_iter().enumerate() {
+            let mut model = proto.clone();
+            model.graph = Some(part);
+            let plan = framework
+                .model_for_proto_model(&model)
+                .with_context(|| format!("reading segment {index} of the ONNX graph"))?
+                .with_input_fact(0, fact.clone().into())?
+                .into_optimized()
+                .with_context(|| format!("optimising segment {index}"))?
+                .into_runnable()?;
+            let output = plan.model().output_fact(0)?;
+            let shape = output
+                .shape
+                .as_concrete()
+                .context("a segment output without a shape")?;
+            fact = f32::fact(shape);
+            segments.push(plan);
+        }
+        Ok(Classifier { segments, identity })
     }
 
-    /// Scores an image already preprocessed by [`preprocess`].
+    /// How many segments an inference runs through.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Runs segment `index` on what the one before produced (for the first, a tensor from
+    /// [`preprocess`]) and returns what it produces: for the last, the class probabilities.
+    pub fn run_segment(&self, index: usize, input: Tensor) -> Result<Tensor, ModelError> {
+        let plan = self.segments.get(index).ok_or_else(|| {
+            ModelError::Inference(anyhow::anyhow!("no segment {index} in this model"))
+        })?;
+        let run = || -> anyhow::Result<Tensor> {
+            let mut outputs = plan.run(tvec!(input.into()))?;
+            ensure!(!outputs.is_empty(), "segment {index} returned nothing");
+            Ok(outputs.remove(0).into_tensor())
+        };
+        run().map_err(ModelError::Inference)
+    }
+
+    /// Reads the last segment's output as scores.
+    pub fn scores(&self, output: &Tensor) -> Result<Scores, ModelError> {
+        let read = || -> anyhow::Result<Scores> {
+            let probabilities = output.to_plain_array_view::<f32>()?;
+            ensure!(
+                probabilities.len() == 5,
+                "model returned {} values",
+                probabilities.len()
+            );
+            let mut scores = [0.0; 5];
+            scores
+                .iter_mut()
+                .zip(probabilities.iter())
+                .for_each(|(s, p)| *s = *p);
+            Ok(Scores::new(scores))
+        };
+        read().map_err(ModelError::Inference)
+    }
+
+    /// Scores an image already preprocessed by [`preprocess`], running every segment.
     pub fn classify(&self, input: Tensor) -> Result<Scores, ModelError> {
-        self.run(input).map_err(ModelError::Inference)
-    }
-
-    fn run(&self, input: Tensor) -> anyhow::Result<Scores> {
-        let outputs = self.plan.run(tvec!(input.into()))?;
-        let output = outputs.first().context("the model returned no output")?;
-        let probabilities = output.to_plain_array_view::<f32>()?;
-        ensure!(
-            probabilities.len() == 5,
-            "model returned {} values",
-            probabilities.len()
-        );
-        let mut scores = [0.0; 5];
-        scores
-            .iter_mut()
-            .zip(probabilities.iter())
-            .for_each(|(s, p)| *s = *p);
-        Ok(Scores::new(scores))
+        let mut tensor = input;
+        for index in 0..self.segments.len() {
+            tensor = self.run_segment(index, tensor)?;
+        }
+        self.scores(&tensor)
     }
 
     pub fn classify_image(&self, image: &DynamicImage) -> Result<Scores, ModelError> {

@@ -19,17 +19,24 @@ impl Classifier {
     /// took, in plan order.
     pub fn profile(&self, input: Tensor) -> TractResult<Vec<OperatorTime>> {
         let mut times = Vec::new();
-        let mut state = SimpleState::new(&self.plan)?;
-        state.run_plan_with_eval(tvec!(input.into()), |session, op_state, node, inputs| {
-            let start = std::time::Instant::now();
-            let outputs = eval(session, op_state, node, inputs);
-            times.push(OperatorTime {
-                node: node.name.clone(),
-                operator: node.op.name().to_string(),
-                ms: start.elapsed().as_secs_f64() * 1e3,
-            });
-            outputs
-        })?;
+        let mut tensor = input;
+        for plan in &self.segments {
+            let mut state = SimpleState::new(plan)?;
+            let mut outputs = state.run_plan_with_eval(
+                tvec!(tensor.into()),
+                |session, op_state, node, inputs| {
+                    let start = std::time::Instant::now();
+                    let outputs = eval(session, op_state, node, inputs);
+                    times.push(OperatorTime {
+                        node: node.name.clone(),
+                        operator: node.op.name().to_string(),
+                        ms: start.elapsed().as_secs_f64() * 1e3,
+                    });
+                    outputs
+                },
+            )?;
+            tensor = outputs.remove(0).into_tensor();
+        }
         Ok(times)
     }
 }
