@@ -20,6 +20,9 @@ const REWRITE_ALL: &str = r#"{"rules": [{"classes": ["Drawing", "Hentai", "Neutr
   "at_least": 0.0, "action": "rewrite"}], "cache": {"ttl_seconds": 0}}"#;
 const PASS_ALL: &str = r#"{"rules": [], "cache": {"ttl_seconds": 0}}"#;
 const PASS_ALL_CACHED: &str = r#"{"rules": []}"#;
+// Every instance hands the inference on after one segment: one sibling per segment.
+const PASS_ALL_HANDED_OFF: &str =
+    r#"{"rules": [], "cache": {"ttl_seconds": 0}, "siblings": {"cpu_budget_ms": 0}}"#;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -54,7 +57,7 @@ fn main() {
     // One Viceroy at a time: an idle one still costs ~15% of a core (its epoch ticker
     // wakes every millisecond), which would be noise in the others' numbers.
     let port = origin.port;
-    let services: [(ServiceStart, &[(&str, &str)]); 4] = [
+    let services: [(ServiceStart, &[(&str, &str)]); 5] = [
         (
             Box::new(move || Service::start_module("bench-plain", plain_proxy, port, None)),
             &[
@@ -90,6 +93,13 @@ fn main() {
                 ),
             ],
         ),
+        (
+            Box::new(move || Service::start("bench-handoff", port, Some(PASS_ALL_HANDED_OFF))),
+            &[(
+                "filter pass, handed across siblings: JPEG 1024x768",
+                "/jpeg_1024x768.jpg",
+            )],
+        ),
     ];
     let mut report = serde_json::Map::new();
     for (start, scenarios) in services {
@@ -120,6 +130,21 @@ fn measure(service: &Service, name: &str, path: &str, runs: usize) -> serde_json
                 .entry("classify".into())
                 .or_default()
                 .push(decode + inference);
+        }
+        // The largest single instance: this one's CPU, or a sibling's.
+        let siblings = reply.header("x-moderation-sibling-cpu").unwrap_or("");
+        let largest = siblings
+            .split(',')
+            .filter_map(|ms| ms.trim().parse::<f64>().ok())
+            .chain(timing.get("cpu").copied())
+            .fold(None, |max: Option<f64>, ms| {
+                Some(max.map_or(ms, |m| m.max(ms)))
+            });
+        if let Some(largest) = largest {
+            stages
+                .entry("largest_instance_cpu".into())
+                .or_default()
+                .push(largest);
         }
         for (stage, dur) in timing {
             stages.entry(stage).or_default().push(dur);

@@ -55,16 +55,17 @@ md += ["Peak heap of one whole request (`moderate`, default policy) above the lo
                    for name, r in native["inputs"].items()) + ".", ""]
 
 md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
-md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite | cache lookup | instance CPU |",
-       "|---|---|---|---|---|---|---|---|"]
+md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite | cache lookup | instance CPU | largest instance CPU |",
+       "|---|---|---|---|---|---|---|---|---|"]
 def stage(r, name):
     timing = r["server_timing"].get(name)
     return cell(timing) if timing else ""
 for name, r in requests.items():
     md.append(f"| {name} | {cell(r['request'])} | {stage(r, 'classify')} | {stage(r, 'decode')} | "
-              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} | {stage(r, 'cpu')} |")
+              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} | {stage(r, 'cpu')} | {stage(r, 'largest_instance_cpu')} |")
 md += ["", "Stage columns are the service's own `Server-Timing`, each request a fresh instance; "
-       "instance CPU is `elapsed_vcpu_ms()` at reply time (what Fastly's 50 ms limit counts)."]
+       "instance CPU is `elapsed_vcpu_ms()` at reply time (what Fastly's 50 ms limit counts), "
+       "the largest instance the maximum of it and the siblings' (`x-moderation-sibling-cpu`)."]
 base = requests["plain proxy: 100 KB HTML"]["request"]["median"]
 filt = requests["filter: 100 KB HTML (non-image pass-through)"]["request"]["median"]
 md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms."]

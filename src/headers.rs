@@ -1,5 +1,5 @@
-//! The names of the HTTP headers the service writes, shared by the Compute glue and the
-//! tests (which cannot import from the binary, where the glue lives).
+//! The HTTP names the service speaks (headers it writes, its internal route), shared by the
+//! Compute glue and the tests (which cannot import from the binary, where the glue lives).
 
 /// `pass`, `block` or `rewrite`.
 pub const VERDICT: &str = "x-moderation-verdict";
@@ -11,8 +11,16 @@ pub const SCORES: &str = "x-moderation-scores";
 pub const POLICY: &str = "x-moderation-policy";
 /// `hit` or `miss`: whether the verdict came from the verdict cache.
 pub const CACHE: &str = "x-moderation-cache";
+/// The CPU milliseconds of each sibling instance that ran part of the work, in order:
+/// with the `cpu` entry of `Server-Timing`, the largest instance of a request.
+pub const SIBLING_CPU: &str = "x-moderation-sibling-cpu";
 /// Why the origin could not be reached (on our 502 and 504 answers).
 pub const ERROR: &str = "x-moderation-error";
 /// Stage costs: `decode;dur=6.29, inference;dur=48.89`, or `cache;dur=0.31` on a hit; then
 /// `cpu;dur=N`, the instance's CPU milliseconds at reply time.
 pub const SERVER_TIMING: &str = "server-timing";
+
+/// The internal route sibling instances receive hand-offs on (`edge/siblings.rs`).
+pub const SIBLING_ROUTE: &str = "/.edge-moderation/segments";
+/// Carries the shared secret on a hand-off; without it the route is ordinary traffic.
+pub const SIBLING_KEY: &str = "x-edge-moderation-sibling-key";

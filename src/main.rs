@@ -1,7 +1,8 @@
 //! Fastly Compute entry point. A request's journey:
 //!
 //! 1. **context** — before anything is sent, note what the rest needs to know of the
-//!    request (method, host, path) and load the policy in force;
+//!    request (method, host, path) and load the policy in force; a hand-off from a sibling
+//!    instance (authenticated by a shared secret) runs its part of an inference instead;
 //! 2. **forward** — every request goes to the `origin` backend (a `Range` request for an
 //!    image is widened, so unmoderated image bytes never leave in slices);
 //! 3. **judge** — the response's leading bytes say whether it is an image; anything else
@@ -21,9 +22,14 @@ static ALLOCATOR: edge_moderation::snapshot::SnapshotAllocator =
 #[cfg(target_arch = "wasm32")]
 #[fastly::main]
 fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
-    use edge::{context::RequestContext, origin, proxy, respond};
+    use edge::{context::RequestContext, model, origin, proxy, respond, siblings};
 
     let context = RequestContext::new(&request);
+    if siblings::is_sibling_call(&request) {
+        if let Ok(classifier) = model::shared() {
+            return Ok(siblings::serve(request, classifier, context.policy()));
+        }
+    }
     let response = match origin::fetch(request) {
         Ok(response) => response,
         Err(failure) => return Ok(respond::origin_failure(&context, &failure)),

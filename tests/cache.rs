@@ -6,18 +6,8 @@ mod support;
 
 use edge_moderation::headers;
 use std::collections::HashMap;
-use support::fixtures::{bytes_of, format_images};
+use support::fixtures::{bytes_of, drawing_policy, format_images};
 use support::{Origin, Reply, Resource, Service};
-
-/// The test policy of `tests/proxy.rs`: block at Drawing ≥ 0.93, pixelate at ≥ 0.5.
-const DRAWING_POLICY: &str = r#"{
-  "rules": [
-    {"classes": ["Drawing"], "at_least": 0.93, "action": "block"},
-    {"classes": ["Drawing"], "at_least": 0.5, "action": "rewrite"}
-  ],
-  "rewrite": {"method": "pixelate", "strength": 0.05},
-  "block": {"status": 451}
-}"#;
 
 struct World {
     fixtures: HashMap<&'static str, Resource>,
@@ -35,8 +25,8 @@ fn world() -> &'static World {
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let drawing =
-            std::thread::spawn(move || Service::start("cache", port, Some(DRAWING_POLICY)));
-        let off = DRAWING_POLICY.replacen('{', r#"{"cache": {"ttl_seconds": 0},"#, 1);
+            std::thread::spawn(move || Service::start("cache", port, Some(&drawing_policy(""))));
+        let off = drawing_policy(r#""cache": {"ttl_seconds": 0}"#);
         let uncached = Service::start("uncached", port, Some(&off));
         World {
             fixtures,

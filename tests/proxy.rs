@@ -13,21 +13,17 @@ use edge_moderation::media::ImageFormat as Format;
 use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use support::fixtures::{bytes_of, format_images};
+use support::fixtures::{bytes_of, drawing_policy, format_images};
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
 const BIG_STREAM: u64 = 50 * 1024 * 1024 + 17;
 
-const TEST_POLICY: &str = r#"{
-  "rules": [
-    {"classes": ["Drawing"], "at_least": 0.93, "action": "block"},
-    {"classes": ["Drawing"], "at_least": 0.5, "action": "rewrite"}
-  ],
-  "rewrite": {"method": "pixelate", "strength": 0.05},
-  "block": {"status": 451},
-  "limits": {"max_bytes": 2000000, "max_pixels": 4000000},
-  "on_oversize": "pass"
-}"#;
+/// The suites' Drawing policy, plus tighter limits whose oversize outcome is pass.
+fn test_policy() -> String {
+    drawing_policy(
+        r#""limits": {"max_bytes": 2000000, "max_pixels": 4000000}, "on_oversize": "pass""#,
+    )
+}
 
 struct World {
     fixtures: HashMap<&'static str, Resource>,
@@ -127,7 +123,7 @@ fn world() -> &'static World {
         let port = origin.port;
         let default_policy = std::thread::spawn(move || Service::start("default", port, None));
         let test_policy =
-            std::thread::spawn(move || Service::start("test", port, Some(TEST_POLICY)));
+            std::thread::spawn(move || Service::start("test", port, Some(&test_policy())));
         let invalid_policy = std::thread::spawn(move || {
             Service::start("invalid", port, Some(r#"{"rules": "block everything"}"#))
         });

@@ -9,6 +9,7 @@
 //! - `proxy`: the response direction: which responses are judged, and how;
 //! - `cache`: the verdict cache (Core Cache);
 //! - `model`: the shared classifier and the Wizer hook that loads it into the snapshot;
+//! - `siblings`: handing parts of an inference to sibling instances, and serving them;
 //! - `respond`: what the client receives for each outcome.
 
 pub mod body;
@@ -19,3 +20,4 @@ pub mod model;
 pub mod origin;
 pub mod proxy;
 pub mod respond;
+pub mod siblings;

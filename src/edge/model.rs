@@ -5,6 +5,7 @@
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
+use super::siblings::Relay;
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::{moderate as run, Moderation};
@@ -37,11 +38,30 @@ pub fn identity() -> Option<ModelIdentity> {
     classifier().as_ref().ok().map(Classifier::identity)
 }
 
-/// Moderates one image with the shared classifier.
-pub fn moderate(bytes: &[u8], format: ImageFormat, policy: &Policy) -> Moderation {
+/// The shared classifier, or why it failed to load.
+pub fn shared() -> Result<&'static Classifier, &'static ModelError> {
+    classifier().as_ref()
+}
+
+/// Moderates one image with the shared classifier, handing parts of the inference to
+/// sibling instances when this one's CPU runs short. Returns the CPU milliseconds of the
+/// siblings that took part.
+pub fn moderate(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    host: &str,
+) -> (Moderation, Vec<u64>) {
     match classifier() {
-        Ok(classifier) => run(bytes, format, policy, classifier),
-        Err(why) => Moderation::model_failed(policy, why.to_string()),
+        Ok(classifier) => {
+            let mut relay = Relay::new(classifier, policy, host);
+            let moderation = run(bytes, format, policy, &mut relay);
+            (moderation, relay.sibling_cpu)
+        }
+        Err(why) => (
+            Moderation::model_failed(policy, why.to_string()),
+            Vec::new(),
+        ),
     }
 }
 

@@ -33,13 +33,24 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             Moderation::undecodable(policy, detail)
         }
         Inspection::Image { bytes, format } => {
-            let (moderation, cached) =
-                cache::judged(&bytes, policy, || model::moderate(&bytes, format, policy));
+            let mut siblings = Vec::new();
+            let (moderation, cached) = cache::judged(&bytes, policy, || {
+                let (moderation, sibling_cpu) =
+                    model::moderate(&bytes, format, policy, &context.host);
+                siblings = sibling_cpu;
+                moderation
+            });
             response.set_body(bytes);
-            return respond::moderated(response, moderation, &context.config, cached);
+            let report = respond::Report { cached, siblings };
+            return respond::moderated(response, moderation, &context.config, report);
         }
     };
-    respond::moderated(response, moderation, &context.config, None)
+    respond::moderated(
+        response,
+        moderation,
+        &context.config,
+        respond::Report::default(),
+    )
 }
 
 /// Responses with no content to show (HEAD, 204, 205) and those that are not successes

@@ -15,14 +15,23 @@ use fastly::http::request::SendErrorCause;
 use fastly::http::{header, StatusCode};
 use fastly::Response;
 
-/// `response` (the origin's status, headers and, for a pass, body) as the outcome says;
-/// `cached` is what the verdict cache did, when it was consulted.
+/// How a verdict was reached, besides the moderation itself.
+#[derive(Default)]
+pub struct Report {
+    /// What the verdict cache did, when it was consulted.
+    pub cached: Option<cache::Status>,
+    /// The CPU milliseconds of each sibling instance that ran part of the inference.
+    pub siblings: Vec<u64>,
+}
+
+/// `response` (the origin's status, headers and, for a pass, body) as the outcome says.
 pub fn moderated(
     response: Response,
     moderation: Moderation,
     config: &Loaded,
-    cached: Option<cache::Status>,
+    report: Report,
 ) -> Response {
+    let Report { cached, siblings } = report;
     let verdict = moderation.verdict();
     let Moderation {
         outcome,
@@ -40,6 +49,10 @@ pub fn moderated(
     response.set_header(headers::POLICY, config.source.as_str());
     if let Some(status) = cached {
         response.set_header(headers::CACHE, status.as_str());
+    }
+    if !siblings.is_empty() {
+        let list: Vec<String> = siblings.iter().map(u64::to_string).collect();
+        response.set_header(headers::SIBLING_CPU, list.join(","));
     }
     if let Some(scores) = scores {
         response.set_header(headers::SCORES, scores.to_string());

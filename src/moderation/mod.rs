@@ -3,12 +3,13 @@
 //! so callers never interpret errors.
 
 pub mod budget;
+pub mod handoff;
 mod outcome;
 pub mod record;
 
 pub use outcome::{Moderation, Outcome, Reason, Timings};
 
-use crate::classifier::{preprocess, Classifier};
+use crate::classifier::{preprocess, Classifier, ModelError, Scores};
 use crate::media::decode::{decode_reduced, DecodeError};
 use crate::media::encode::encode;
 use crate::media::obscure::obscure;
@@ -17,11 +18,36 @@ use crate::policy::{Policy, Verdict};
 use anyhow::Context;
 use std::time::Instant;
 
+/// Runs the model on a preprocessed tensor: in this instance ([`Classifier`]), or with
+/// parts of it handed to sibling instances (the Compute glue).
+pub trait Inference {
+    fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError>;
+}
+
+/// Why an inference gave no scores; both cases get the policy's `on_error` outcome.
+#[derive(Debug)]
+pub enum InferenceError {
+    Model(ModelError),
+    Sibling(String),
+}
+
+impl<T: Inference + ?Sized> Inference for &mut T {
+    fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError> {
+        (**self).infer(input)
+    }
+}
+
+impl Inference for &Classifier {
+    fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError> {
+        self.classify(input).map_err(InferenceError::Model)
+    }
+}
+
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
     policy: &Policy,
-    classifier: &Classifier,
+    mut inference: impl Inference,
 ) -> Moderation {
     if bytes.len() > policy.limits.max_bytes {
         return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
@@ -38,9 +64,10 @@ pub fn moderate(
     };
     let input = preprocess(&decoded.image);
     let preprocessed = Instant::now();
-    let scores = match classifier.classify(input) {
+    let scores = match inference.infer(input) {
         Ok(scores) => scores,
-        Err(e) => return Moderation::model_failed(policy, e.to_string()),
+        Err(InferenceError::Model(e)) => return Moderation::model_failed(policy, e.to_string()),
+        Err(InferenceError::Sibling(why)) => return Moderation::sibling_failed(policy, why),
     };
     let classified = Instant::now();
     let decision = policy.decide(&scores);

@@ -60,9 +60,12 @@ pub enum Reason {
     Undecodable(String),
     /// The image was classified for rewrite but could not be re-encoded; it is blocked.
     RewriteFailed(String),
-    /// The model could not run; the image gets the policy's `on_undecodable` outcome. A
-    /// failure of ours, not a property of the image: never remembered.
+    /// The model could not run. A failure of ours, not a property of the image: the
+    /// policy's `on_error` outcome, never remembered.
     ModelFailed(String),
+    /// A sibling instance given part of the inference failed or did not answer; as
+    /// `ModelFailed`.
+    SiblingFailed(String),
 }
 
 impl fmt::Display for Reason {
@@ -74,6 +77,7 @@ impl fmt::Display for Reason {
             Reason::Undecodable(detail) => write!(f, "undecodable: {detail}"),
             Reason::RewriteFailed(detail) => write!(f, "rewrite failed: {detail}"),
             Reason::ModelFailed(detail) => write!(f, "model failed: {detail}"),
+            Reason::SiblingFailed(detail) => write!(f, "sibling failed: {detail}"),
         }
     }
 }
@@ -114,7 +118,12 @@ impl Moderation {
 
     /// The policy's outcome for an image the model could not judge.
     pub fn model_failed(policy: &Policy, detail: String) -> Self {
-        Self::unclassified(policy.on_undecodable, Reason::ModelFailed(detail))
+        Self::unclassified(policy.on_error, Reason::ModelFailed(detail))
+    }
+
+    /// The policy's outcome for an image whose inference a sibling instance failed.
+    pub fn sibling_failed(policy: &Policy, detail: String) -> Self {
+        Self::unclassified(policy.on_error, Reason::SiblingFailed(detail))
     }
 
     fn unclassified(fallback: Fallback, reason: Reason) -> Self {

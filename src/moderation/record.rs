@@ -77,7 +77,10 @@ impl std::error::Error for RecordError {}
 /// Whether this moderation may be reused for the same bytes: everything that follows
 /// from the image and the policy, never a failure of ours.
 pub fn cacheable(moderation: &Moderation) -> bool {
-    !matches!(moderation.reason, Reason::ModelFailed(_))
+    !matches!(
+        moderation.reason,
+        Reason::ModelFailed(_) | Reason::SiblingFailed(_)
+    )
 }
 
 /// The record to store for `moderation`.

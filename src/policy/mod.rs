@@ -32,8 +32,31 @@ pub struct Policy {
     /// `image/*` types we cannot classify and let through when their bytes are not a
     /// supported raster image (vector art and icons by default).
     pub unmoderated_types: Vec<String>,
+    /// Failures of ours rather than of the image: the model unavailable, a sibling
+    /// instance failed or timed out.
+    pub on_error: Fallback,
     /// The verdict cache.
     pub cache: CacheSettings,
+    /// How work is spread over sibling instances.
+    pub siblings: SiblingSettings,
+}
+
+/// When an instance hands the rest of an inference to a sibling instance (a fresh
+/// instance with its own CPU allowance, reached through the service itself).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiblingSettings {
+    /// An instance starts another segment of the network only while its CPU so far plus
+    /// that segment's expected cost stays within this many milliseconds; otherwise the
+    /// rest goes to a sibling. Compute allows 50 ms; the default leaves 10 for what
+    /// follows inference (a rewrite). 0 hands every segment on (for testing).
+    pub cpu_budget_ms: u64,
+}
+
+impl Default for SiblingSettings {
+    fn default() -> Self {
+        SiblingSettings { cpu_budget_ms: 40 }
+    }
 }
 
 /// How long a verdict is remembered for the same image bytes under the same policy and
@@ -104,7 +127,9 @@ impl Default for Policy {
             unmoderated_types: ["image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon"]
                 .map(String::from)
                 .to_vec(),
+            on_error: Fallback::Block,
             cache: CacheSettings::default(),
+            siblings: SiblingSettings::default(),
         }
     }
 }
@@ -198,6 +223,12 @@ impl Policy {
             return Err(out_of_range(
                 "block.status".into(),
                 "an HTTP status within 200..=599",
+            ));
+        }
+        if self.siblings.cpu_budget_ms > 50_000 {
+            return Err(out_of_range(
+                "siblings.cpu_budget_ms".into(),
+                "at most 50000",
             ));
         }
         if self.cache.ttl_seconds > MAX_CACHE_TTL {

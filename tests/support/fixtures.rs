@@ -7,6 +7,24 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
 
+/// The policy the suites drive block and rewrite with, on the benign `Drawing` class
+/// (`format_images`: `/drawing.*` blocked with 451, `/rocket.*` pixelated), with `extra`
+/// fields (`"cache": {...}, ...`, or empty) added.
+pub fn drawing_policy(extra: &str) -> String {
+    let separator = if extra.is_empty() { "" } else { "," };
+    format!(
+        r#"{{
+  "rules": [
+    {{"classes": ["Drawing"], "at_least": 0.93, "action": "block"}},
+    {{"classes": ["Drawing"], "at_least": 0.5, "action": "rewrite"}}
+  ],
+  "rewrite": {{"method": "pixelate", "strength": 0.05}},
+  "block": {{"status": 451}}{separator}
+  {extra}
+}}"#
+    )
+}
+
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -11,4 +11,4 @@ pub mod viceroy;
 
 pub use fixtures::{encode, fidelity_image, repo};
 pub use origin::{pattern_byte, Body, Origin, Resource};
-pub use viceroy::{Reply, Service};
+pub use viceroy::{Reply, Service, Siblings, SIBLING_KEY};

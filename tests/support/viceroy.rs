@@ -32,15 +32,39 @@ impl Drop for Service {
 const WATCHDOG: &str = r#"exec 3<&0; "$0" "$@" < /dev/null 3<&- & viceroy=$!
 (read -r _ <&3; kill $viceroy 2> /dev/null) & wait $viceroy"#;
 
+/// The secret the suites' services share with their sibling instances.
+pub const SIBLING_KEY: &str = "test-sibling-key-0123456789";
+
+/// How a service reaches its sibling instances.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Siblings {
+    /// The `self` backend is the service's own address, and the secret is set.
+    Reachable,
+    /// The secret is set but `self` points at a closed port: every hand-off fails.
+    Unreachable,
+    /// No secret: nothing is handed off, and the route is ordinary traffic.
+    Off,
+}
+
 impl Service {
     /// Starts Viceroy; `policy` is the Config Store value (None: no store at all).
     pub fn start(name: &str, origin_port: u16, policy: Option<&str>) -> Service {
+        Self::start_with(name, origin_port, policy, Siblings::Reachable)
+    }
+
+    /// As `start`, choosing how siblings are reached.
+    pub fn start_with(
+        name: &str,
+        origin_port: u16,
+        policy: Option<&str>,
+        siblings: Siblings,
+    ) -> Service {
         let wasm = repo().join("bin/main.wasm");
         assert!(
             wasm.exists(),
             "bin/main.wasm is missing: run `make test` (it builds the module first)"
         );
-        Self::start_module(name, &wasm, origin_port, policy)
+        Self::launch(name, &wasm, origin_port, policy, siblings)
     }
 
     /// Starts Viceroy on any Compute module (the benchmark's baseline proxy, say).
@@ -49,6 +73,16 @@ impl Service {
         wasm: &Path,
         origin_port: u16,
         policy: Option<&str>,
+    ) -> Service {
+        Self::launch(name, wasm, origin_port, policy, Siblings::Reachable)
+    }
+
+    fn launch(
+        name: &str,
+        wasm: &Path,
+        origin_port: u16,
+        policy: Option<&str>,
+        siblings: Siblings,
     ) -> Service {
         let dir = std::env::temp_dir().join(format!(
             "edge-moderation-test-{}-{name}",
@@ -65,9 +99,21 @@ impl Service {
                  [local_server.config_stores.moderation.contents]\npolicy = '''{policy}'''\n"
             );
         }
+        let port = free_port();
+        let self_port = match siblings {
+            Siblings::Unreachable => free_port(),
+            _ => port,
+        };
+        manifest +=
+            &format!("[local_server.backends.self]\nurl = \"http://127.0.0.1:{self_port}\"\n");
+        if siblings != Siblings::Off {
+            manifest += &format!(
+                "[local_server.secret_stores]\n\
+                 moderation = [{{key = \"sibling_key\", data = \"{SIBLING_KEY}\"}}]\n"
+            );
+        }
         let config = dir.join("fastly.toml");
         std::fs::write(&config, manifest).unwrap();
-        let port = free_port();
         let log = dir.join("viceroy.log");
         let viceroy = std::env::var("VICEROY").unwrap_or_else(|_| "viceroy".into());
         let child = Command::new("sh")
@@ -117,6 +163,20 @@ impl Service {
     }
 
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(method, path, headers, None)
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send("POST", path, headers, Some(body))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Reply {
         let agent = ureq::AgentBuilder::new()
             .redirects(0)
             .timeout(Duration::from_secs(120))
@@ -125,7 +185,11 @@ impl Service {
         for (name, value) in headers {
             request = request.set(name, value);
         }
-        let response = match request.call() {
+        let sent = match body {
+            Some(body) => request.send_bytes(body),
+            None => request.call(),
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
             Err(e) => panic!("{method} {path}: {e}"),

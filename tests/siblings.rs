@@ -1,0 +1,123 @@
+//! Work handed across sibling instances (`src/edge/siblings.rs`), end to end under Viceroy:
+//! each service's `self` backend is its own address and its Secret Store holds the shared
+//! secret (`support::viceroy::Siblings`). A policy with `siblings.cpu_budget_ms: 0` makes
+//! every instance hand on after the one segment it must run, so one image's inference
+//! crosses an instance per segment. Needs `bin/main.wasm` (`make test` builds it).
+
+mod support;
+
+use edge_moderation::classifier::SEGMENTS;
+use edge_moderation::headers;
+use std::collections::HashMap;
+use support::fixtures::{bytes_of, drawing_policy, format_images};
+use support::{Origin, Resource, Service, Siblings, SIBLING_KEY};
+
+/// Hand every segment on; judge afresh every time (no verdict cache).
+const HAND_OFF_ALL: &str = r#""cache": {"ttl_seconds": 0}, "siblings": {"cpu_budget_ms": 0}"#;
+
+struct World {
+    fixtures: HashMap<&'static str, Resource>,
+    handing_off: Service,
+    alone: Service,
+    unreachable: Service,
+    unreachable_pass: Service,
+}
+
+fn world() -> &'static World {
+    static WORLD: std::sync::OnceLock<World> = std::sync::OnceLock::new();
+    WORLD.get_or_init(|| {
+        let fixtures = format_images();
+        let origin = Origin::start(fixtures.clone());
+        let port = origin.port;
+        let start = |name: &'static str, policy: String, siblings| {
+            std::thread::spawn(move || Service::start_with(name, port, Some(&policy), siblings))
+        };
+        let pass_on_error = drawing_policy(&format!(r#"{HAND_OFF_ALL}, "on_error": "pass""#));
+        let hand_off = drawing_policy(HAND_OFF_ALL);
+        let handing_off = start("handing-off", hand_off.clone(), Siblings::Reachable);
+        let alone = start("alone", hand_off.clone(), Siblings::Off);
+        let unreachable = start("unreachable", hand_off, Siblings::Unreachable);
+        let unreachable_pass = start("unreachable-pass", pass_on_error, Siblings::Unreachable);
+        World {
+            fixtures,
+            handing_off: handing_off.join().unwrap(),
+            alone: alone.join().unwrap(),
+            unreachable: unreachable.join().unwrap(),
+            unreachable_pass: unreachable_pass.join().unwrap(),
+        }
+    })
+}
+
+#[test]
+fn an_inference_handed_across_instances_scores_like_one_instance() {
+    for path in ["/photo.jpg", "/rocket.png", "/drawing.webp"] {
+        let handed = world().handing_off.get(path);
+        let alone = world().alone.get(path);
+        assert_eq!(
+            handed.header(headers::SCORES),
+            alone.header(headers::SCORES),
+            "{path}"
+        );
+        assert_eq!(handed.verdict(), alone.verdict(), "{path}");
+        assert_eq!(handed.status, alone.status, "{path}");
+        // One sibling per segment: the coordinator hands on at once, each sibling after one.
+        let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
+        assert_eq!(siblings.split(',').count(), SEGMENTS, "{path}: {siblings}");
+        assert_eq!(alone.header(headers::SIBLING_CPU), None, "{path}");
+        for reply in [&handed, &alone] {
+            let timing = reply.header(headers::SERVER_TIMING).unwrap_or_default();
+            assert!(timing.contains("cpu;dur="), "{path}: {timing}");
+        }
+    }
+}
+
+#[test]
+fn a_rewrite_still_happens_when_the_inference_was_handed_off() {
+    let reply = world().handing_off.get("/rocket.jpg");
+    assert_eq!((reply.status, reply.verdict()), (200, Some("rewrite")));
+    assert_eq!(reply.header("content-type"), Some("image/jpeg"));
+    assert_ne!(reply.body, bytes_of(&world().fixtures, "/rocket.jpg"));
+    image::load_from_memory(&reply.body).expect("a decodable rewrite");
+}
+
+#[test]
+fn a_failed_sibling_gets_the_on_error_outcome() {
+    let blocked = world().unreachable.get("/photo.jpg");
+    assert_eq!((blocked.status, blocked.verdict()), (451, Some("block")));
+    let reason = blocked.header(headers::REASON).unwrap_or_default();
+    assert!(reason.starts_with("sibling failed: "), "{reason}");
+    assert!(edge_moderation::media::ImageFormat::sniff(&blocked.body).is_none());
+
+    let passed = world().unreachable_pass.get("/photo.jpg");
+    assert_eq!((passed.status, passed.verdict()), (200, Some("pass")));
+    assert_eq!(passed.body, bytes_of(&world().fixtures, "/photo.jpg"));
+}
+
+#[test]
+fn the_internal_route_without_the_secret_is_ordinary_traffic() {
+    let route = headers::SIBLING_ROUTE;
+    let handoff = b"EMH1\x00\x00";
+    for (service, key) in [
+        (&world().handing_off, None),
+        (&world().handing_off, Some("wrong-key")),
+        // The right key, but this service has no secret configured.
+        (&world().alone, Some(SIBLING_KEY)),
+    ] {
+        let headers: Vec<(&str, &str)> =
+            key.map(|k| (headers::SIBLING_KEY, k)).into_iter().collect();
+        let reply = service.post(route, &headers, handoff);
+        // Forwarded to the origin, which has no such path.
+        assert_eq!(
+            (reply.status, reply.body.as_slice()),
+            (404, &b"not found"[..])
+        );
+        assert!(reply.headers.keys().all(|h| !h.starts_with("x-moderation")));
+    }
+    // With the secret, a damaged message is refused by the service itself.
+    let refused = world().handing_off.post(
+        route,
+        &[(headers::SIBLING_KEY, SIBLING_KEY)],
+        b"EMH1\x00\x09",
+    );
+    assert_eq!(refused.status, 400);
+}
