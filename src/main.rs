@@ -22,13 +22,11 @@ static ALLOCATOR: edge_moderation::snapshot::SnapshotAllocator =
 #[cfg(target_arch = "wasm32")]
 #[fastly::main]
 fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
-    use edge::{context::RequestContext, model, origin, proxy, respond, siblings};
+    use edge::{context::RequestContext, origin, proxy, respond, siblings};
 
     let context = RequestContext::new(&request);
     if siblings::is_sibling_call(&request) {
-        if let Ok(classifier) = model::shared() {
-            return Ok(siblings::serve(request, classifier, context.policy()));
-        }
+        return Ok(siblings::serve(request, context.policy()));
     }
     let response = match origin::fetch(request) {
         Ok(response) => response,

@@ -11,6 +11,7 @@
 //! is handed off. Every hand-off moves at least one segment forward, so a chain has at most
 //! as many instances as segments.
 
+use super::model;
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::moderation::handoff::Handoff;
@@ -159,11 +160,15 @@ impl Inference for Relay<'_> {
 /// Serves a hand-off (`is_sibling_call` said so): runs at least one segment, hands the
 /// rest on if its own CPU runs out, and answers with the network's output and the CPU of
 /// every instance in the chain from this one on (`x-moderation-sibling-cpu`).
-pub fn serve(mut request: Request, classifier: &Classifier, policy: &Policy) -> Response {
+pub fn serve(mut request: Request, policy: &Policy) -> Response {
     let host = request.get_url().host_str().unwrap_or_default().to_string();
     let body = request.take_body_bytes();
     let reply = |status: StatusCode, why: String| {
         Response::from_status(status).with_body_text_plain(&format!("{why}\n"))
+    };
+    let classifier = match model::shared() {
+        Ok(classifier) => classifier,
+        Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let work = match Handoff::decode(&body) {
         Ok(work) if work.next < classifier.segment_count() => work,
