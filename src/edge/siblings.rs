@@ -99,11 +99,8 @@ impl<'a> Relay<'a> {
                 .map_err(InferenceError::Model)?;
             work.next += 1;
             ran += 1;
-            estimate = if ran == 1 {
-                cpu_ms() - used
-            } else {
-                estimate.max(cpu_ms() - used)
-            };
+            let cost = cpu_ms().saturating_sub(used);
+            estimate = if ran == 1 { cost } else { estimate.max(cost) };
         }
         Ok(work.tensor)
     }
