@@ -8,6 +8,17 @@ runs="${RUNS:-15}"
 out=bench/out
 mkdir -p "$out/inputs"
 
+# The host's CPU, printed with every run: Wasm SIMD speed depends on the microarchitecture
+# (AVX-512 or AVX2 only) more than anything else here.
+{
+  grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs
+  echo ", family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo " model $(grep -m1 '^model\s*:' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  grep -qw avx512f /proc/cpuinfo && echo ", AVX-512" || echo ", AVX2 only"
+  echo ", $(nproc) cores"
+} | tr -d '\n' > "$out/host.txt"
+echo "== host: $(cat "$out/host.txt")"
+
 echo "== building: native and wasm32 stage benchmark, baseline proxy"
 # Native at its best: tract-core is built for size for the snapshot (Cargo.toml), which
 # costs the native build ~6 ms of inference (its depthwise convolutions run in tract-core;

@@ -10,7 +10,9 @@ wasm = json.loads((out / "stages-wasm.json").read_text())
 requests = json.loads((out / "requests.json").read_text())
 nsfwjs = json.loads((out / "nsfwjs.json").read_text())
 
-md = [f"Medians (p90) in ms over {runs} runs, one machine, one run of `make bench`.", ""]
+host = (out / "host.txt").read_text().strip() if (out / "host.txt").exists() else "unknown host"
+md = [f"Host: {host}.", "",
+      f"Medians (p90) in ms over {runs} runs, one machine, one run of `make bench`.", ""]
 md += ["### Stages: native vs Wasm (simd128, Viceroy)", ""]
 md += ["| input | bytes | decode | (full decode) | preprocess | inference | rewrite | classify total | Wasm/native inference | peak heap MB |",
        "|---|---|---|---|---|---|---|---|---|---|"]
@@ -92,4 +94,4 @@ for name, r in nsfwjs["inputs"].items():
 Path("bench/results.md").write_text("\n".join(md) + "\n")
 Path("bench/results.json").write_text(json.dumps(
     {"runs": int(runs), "wasm_size_bytes": wasm_size, "stages_native": native, "stages_wasm": wasm,
-     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs}, indent=1) + "\n")
+     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "host": host}, indent=1) + "\n")
