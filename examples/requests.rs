@@ -35,6 +35,8 @@ fn main() {
         "jpeg_320x240.jpg",
         "jpeg_1024x768.jpg",
         "jpeg_4000x3000.jpg",
+        "jpeg_12mp_4032x3024.jpg",
+        "jpeg_progressive_4000x3000.jpg",
         "png_alpha_800x600.png",
     ] {
         let bytes = std::fs::read(inputs.join(name)).unwrap();
@@ -72,6 +74,14 @@ fn main() {
                 ("filter pass: JPEG 320x240", "/jpeg_320x240.jpg"),
                 ("filter pass: JPEG 1024x768", "/jpeg_1024x768.jpg"),
                 ("filter pass: JPEG 4000x3000", "/jpeg_4000x3000.jpg"),
+                (
+                    "filter pass: JPEG 12 MP 4032x3024 (~4 MB)",
+                    "/jpeg_12mp_4032x3024.jpg",
+                ),
+                (
+                    "filter pass: progressive JPEG 4000x3000",
+                    "/jpeg_progressive_4000x3000.jpg",
+                ),
                 ("filter pass: PNG alpha 800x600", "/png_alpha_800x600.png"),
             ],
         ),
