@@ -70,7 +70,9 @@ fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     out.into_inner()
 }
 
-/// Inputs measured only natively and through the real service (see `main`).
+/// Inputs measured only natively and through the real service (`examples/requests.rs`):
+/// without the snapshot, this process still holds the fragments of loading the model (its
+/// peak is ~85 MB), and Viceroy's 128 MB memory cannot then fit their 36 MB canvases.
 const LARGE_INPUTS: [&str; 3] = [
     "jpeg_4000x3000",
     "jpeg_12mp_4032x3024",
@@ -78,6 +80,7 @@ const LARGE_INPUTS: [&str; 3] = [
 ];
 
 pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+    use image::ImageFormat::{Gif, Jpeg, Png, WebP};
     let rgba = |w, h| {
         let rgb = synthetic(w, h);
         DynamicImage::ImageRgba8(RgbaImage::from_fn(w, h, |x, y| {
@@ -104,25 +107,31 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
             .unwrap();
         out
     };
-    vec![
-        ("jpeg_320x240", photo(320, 240, image::ImageFormat::Jpeg)),
-        ("jpeg_1024x768", photo(1024, 768, image::ImageFormat::Jpeg)),
+    type Make<'a> = Box<dyn Fn() -> Vec<u8> + 'a>;
+    let all: Vec<(&'static str, Make)> = vec![
+        ("jpeg_320x240", Box::new(|| photo(320, 240, Jpeg))),
+        ("jpeg_1024x768", Box::new(|| photo(1024, 768, Jpeg))),
+        ("jpeg_4000x3000", Box::new(|| photo(4000, 3000, Jpeg))),
         (
-            "jpeg_4000x3000",
-            photo(4000, 3000, image::ImageFormat::Jpeg),
+            "jpeg_12mp_4032x3024",
+            Box::new(|| jpeg_with(4032, 3024, 86, false)),
         ),
-        ("jpeg_12mp_4032x3024", jpeg_with(4032, 3024, 86, false)),
         (
             "jpeg_progressive_4000x3000",
-            jpeg_with(4000, 3000, 80, true),
+            Box::new(|| jpeg_with(4000, 3000, 80, true)),
         ),
         (
             "png_alpha_800x600",
-            encode(rgba(800, 600), image::ImageFormat::Png),
+            Box::new(|| encode(rgba(800, 600), Png)),
         ),
-        ("webp_800x600", photo(800, 600, image::ImageFormat::WebP)),
-        ("gif_400x300", photo(400, 300, image::ImageFormat::Gif)),
-    ]
+        ("webp_800x600", Box::new(|| photo(800, 600, WebP))),
+        ("gif_400x300", Box::new(|| photo(400, 300, Gif))),
+    ];
+    all.into_iter()
+        // Not even made inside Wasm: see `LARGE_INPUTS`.
+        .filter(|(name, _)| !(cfg!(target_arch = "wasm32") && LARGE_INPUTS.contains(name)))
+        .map(|(name, make)| (name, make()))
+        .collect()
 }
 
 fn summary(mut ms: Vec<f64>) -> serde_json::Value {
@@ -153,12 +162,6 @@ fn main() {
     let policy = Policy::default();
     let mut results = serde_json::Map::new();
     for (name, bytes) in inputs() {
-        // Without the snapshot, this process still holds the fragments of loading the model
-        // (its peak is ~85 MB), and Viceroy's 128 MB memory cannot then fit a 36 MB canvas;
-        // the 12-megapixel input is measured through the real service (examples/requests.rs).
-        if cfg!(target_arch = "wasm32") && LARGE_INPUTS.contains(&name) {
-            continue;
-        }
         let format = ImageFormat::sniff(&bytes).unwrap();
         // The full decode that the service's reduced decode replaces, for comparison
         // (outside the peak-heap measurement, which is the service's path).
