@@ -73,10 +73,18 @@ pub fn moderated(
     response
 }
 
-/// `cpu;dur=N`: the CPU this instance has used so far (what Fastly's 50 ms limit counts).
+/// The CPU milliseconds this instance has used so far (what Fastly's 50 ms limit counts).
+pub fn cpu_ms() -> Option<u64> {
+    fastly::compute_runtime::elapsed_vcpu_ms().ok()
+}
+
+/// The `Server-Timing` entry for `used` ms of this instance's CPU.
+pub fn cpu_timing(used: u64) -> String {
+    format!("cpu;dur={used}")
+}
+
 fn cpu() -> Option<String> {
-    let used = fastly::compute_runtime::elapsed_vcpu_ms().ok()?;
-    Some(format!("cpu;dur={used}"))
+    cpu_ms().map(cpu_timing)
 }
 
 /// Not one byte of the image: a short text reason, never cached so a policy change

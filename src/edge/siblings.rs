@@ -11,7 +11,7 @@
 //! is handed off. Every hand-off moves at least one segment forward, so a chain has at most
 //! as many instances as segments.
 
-use super::model;
+use super::{model, respond};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::moderation::handoff::Handoff;
@@ -54,14 +54,16 @@ pub fn is_sibling_call(request: &Request) -> bool {
 }
 
 fn cpu_ms() -> u64 {
-    fastly::compute_runtime::elapsed_vcpu_ms().unwrap_or(0)
+    respond::cpu_ms().unwrap_or(0)
 }
 
 /// An inference run here while the CPU allows, and handed to siblings after that.
 pub struct Relay<'a> {
     classifier: &'a Classifier,
     budget_ms: u64,
-    secret: Option<Vec<u8>>,
+    /// Looked up the first time a hand-off is due: most images never need one, and a
+    /// fresh instance pays for every Secret Store lookup.
+    secret: Option<Option<Vec<u8>>>,
     /// The host siblings are addressed by (the service's own).
     host: String,
     /// A sibling must move the work on before handing it further.
@@ -75,7 +77,7 @@ impl<'a> Relay<'a> {
         Relay {
             classifier,
             budget_ms: policy.siblings.cpu_budget_ms,
-            secret: shared_secret(),
+            secret: None,
             host: host.to_string(),
             must_run_one: false,
             sibling_cpu: Vec::new(),
@@ -89,9 +91,11 @@ impl<'a> Relay<'a> {
         let (mut ran, mut estimate) = (0, FIRST_SEGMENT_ESTIMATE_MS);
         while work.next < count {
             let used = cpu_ms();
-            let may_hand_off = self.secret.is_some() && !(self.must_run_one && ran == 0);
-            if may_hand_off && used + estimate > self.budget_ms {
-                return self.hand_off(work);
+            let over_budget = used + estimate > self.budget_ms;
+            if over_budget && !(self.must_run_one && ran == 0) {
+                if let Some(secret) = self.secret.get_or_insert_with(shared_secret).clone() {
+                    return self.hand_off(work, &secret);
+                }
             }
             work.tensor = self
                 .classifier
@@ -105,9 +109,8 @@ impl<'a> Relay<'a> {
         Ok(work.tensor)
     }
 
-    fn hand_off(&mut self, work: Handoff) -> Result<Tensor, InferenceError> {
+    fn hand_off(&mut self, work: Handoff, secret: &[u8]) -> Result<Tensor, InferenceError> {
         let failed = |why: String| InferenceError::Sibling(why);
-        let secret = self.secret.as_deref().unwrap_or_default();
         let body = work.encode().map_err(|e| failed(e.to_string()))?;
         let mut request = Request::post(format!("https://{}{ROUTE}", self.host))
             .with_header(header::CONTENT_TYPE, "application/octet-stream")
@@ -197,6 +200,6 @@ pub fn serve(mut request: Request, policy: &Policy) -> Response {
     Response::from_status(StatusCode::OK)
         .with_header(header::CONTENT_TYPE, "application/octet-stream")
         .with_header(headers::SIBLING_CPU, chain.join(","))
-        .with_header(headers::SERVER_TIMING, format!("cpu;dur={own}"))
+        .with_header(headers::SERVER_TIMING, respond::cpu_timing(own))
         .with_body(encoded)
 }
