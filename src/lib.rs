@@ -39,3 +39,4 @@ pub mod media;
 pub mod moderation;
 pub mod policy;
 pub mod snapshot;
+pub mod upload;

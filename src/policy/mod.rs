@@ -39,6 +39,89 @@ pub struct Policy {
     pub cache: CacheSettings,
     /// How work is spread over sibling instances.
     pub siblings: SiblingSettings,
+    /// Which request bodies are judged before they reach the origin, and how.
+    pub uploads: UploadSettings,
+}
+
+/// Upload moderation: request bodies judged before anything is sent to the origin.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// false: request bodies are forwarded unjudged.
+    pub enabled: bool,
+    /// Request methods whose bodies are judged (case-insensitive).
+    pub methods: Vec<String>,
+    /// Path patterns whose requests are judged: `*` matches any run of characters
+    /// (`/api/*/avatar`), anything else itself; the query is not part of the path.
+    pub paths: Vec<String>,
+    /// What an upload the rules rewrite becomes: `rewrite` (the obscured image is
+    /// forwarded) or `block`.
+    pub rewrite_as: UploadRewrite,
+    /// A blocked image in a multipart body: `block_request` (the origin receives
+    /// nothing) or `drop_part` (the rest of the form is forwarded without it).
+    pub blocked_part: BlockedPart,
+    /// Most images judged in one request; an upload with more gets `on_oversize`.
+    pub max_images: usize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadRewrite {
+    Rewrite,
+    Block,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockedPart {
+    BlockRequest,
+    DropPart,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            enabled: true,
+            methods: ["POST", "PUT", "PATCH"].map(String::from).to_vec(),
+            paths: vec!["*".into()],
+            rewrite_as: UploadRewrite::Rewrite,
+            blocked_part: BlockedPart::BlockRequest,
+            max_images: 8,
+        }
+    }
+}
+
+/// The most images a policy may allow in one request: each may take a sibling instance,
+/// and an instance may send at most 32 backend requests.
+pub const MAX_UPLOAD_IMAGES: usize = 16;
+
+impl UploadSettings {
+    /// Whether the body of a `method` request to `path` is judged.
+    pub fn applies(&self, method: &str, path: &str) -> bool {
+        self.enabled
+            && self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+            && self.paths.iter().any(|pattern| glob_matches(pattern, path))
+    }
+}
+
+/// `*` matches any run of characters (including `/`); everything else matches itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// When an instance hands the rest of an inference to a sibling instance (a fresh
@@ -130,6 +213,7 @@ impl Default for Policy {
             on_error: Fallback::Block,
             cache: CacheSettings::default(),
             siblings: SiblingSettings::default(),
+            uploads: UploadSettings::default(),
         }
     }
 }
@@ -235,6 +319,25 @@ impl Policy {
             return Err(out_of_range(
                 "cache.ttl_seconds".into(),
                 "at most a year (31536000)",
+            ));
+        }
+        if !(1..=MAX_UPLOAD_IMAGES).contains(&self.uploads.max_images) {
+            return Err(out_of_range("uploads.max_images".into(), "within 1..=16"));
+        }
+        if let Some(i) =
+            self.uploads.methods.iter().position(|m| {
+                m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+            })
+        {
+            return Err(out_of_range(
+                format!("uploads.methods[{i}]"),
+                "an HTTP method name",
+            ));
+        }
+        if let Some(i) = self.uploads.paths.iter().position(|p| p.is_empty()) {
+            return Err(out_of_range(
+                format!("uploads.paths[{i}]"),
+                "a path pattern",
             ));
         }
         for (field, value) in [
@@ -437,6 +540,73 @@ mod tests {
             assert_ne!(other, default, "{changed}");
         }
         assert_eq!(default.to_string().len(), 16);
+    }
+
+    #[test]
+    fn uploads_are_judged_by_method_and_path() {
+        let default = UploadSettings::default();
+        assert!(default.applies("POST", "/anything"));
+        assert!(default.applies("put", "/"));
+        assert!(!default.applies("GET", "/upload"));
+        assert!(!default.applies("DELETE", "/upload"));
+        let policy = Policy::from_json(
+            r#"{"uploads": {"methods": ["POST"], "paths": ["/api/*/avatar", "/upload", "/media/*"]}}"#,
+        )
+        .unwrap();
+        let uploads = &policy.uploads;
+        assert!(uploads.applies("POST", "/api/users/avatar"));
+        assert!(uploads.applies("POST", "/api/a/b/avatar"));
+        assert!(uploads.applies("POST", "/upload"));
+        assert!(uploads.applies("POST", "/media/"));
+        assert!(uploads.applies("POST", "/media/x/y.png"));
+        assert!(!uploads.applies("POST", "/upload/2"));
+        assert!(!uploads.applies("POST", "/api/avatar"));
+        assert!(!uploads.applies("PUT", "/upload"));
+        let off = Policy::from_json(r#"{"uploads": {"enabled": false}}"#).unwrap();
+        assert!(!off.uploads.applies("POST", "/upload"));
+        for (json, field) in [
+            (r#"{"uploads": {"max_images": 0}}"#, "uploads.max_images"),
+            (r#"{"uploads": {"max_images": 17}}"#, "uploads.max_images"),
+            (
+                r#"{"uploads": {"methods": ["PO ST"]}}"#,
+                "uploads.methods[0]",
+            ),
+            (r#"{"uploads": {"paths": [""]}}"#, "uploads.paths[0]"),
+        ] {
+            match Policy::from_json(json) {
+                Err(PolicyError::OutOfRange { field: f, .. }) => assert_eq!(f, field, "{json}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        assert!(Policy::from_json(r#"{"uploads": {"rewrite_as": "blur"}}"#).is_err());
+    }
+
+    #[test]
+    fn glob_patterns() {
+        for (pattern, text, expected) in [
+            ("*", "", true),
+            ("*", "/a", true),
+            ("/a*", "/a", true),
+            ("/a*b", "/ab", true),
+            ("/a*b", "/a", false),
+            ("*b*b", "/bb", true),
+            ("*b*b", "/b", false),
+            ("/x", "/x", true),
+            ("/x", "/xy", false),
+        ] {
+            assert_eq!(glob_matches(pattern, text), expected, "{pattern} {text}");
+        }
+    }
+
+    #[test]
+    fn a_policy_travels_as_json() {
+        let policy = Policy::from_json(
+            r#"{"rules": [{"classes": ["Drawing"], "at_least": 0.5, "action": "rewrite"}],
+                "uploads": {"blocked_part": "drop_part"}}"#,
+        )
+        .unwrap();
+        let sent = serde_json::to_string(&policy).unwrap();
+        assert_eq!(Policy::from_json(&sent).unwrap(), policy);
     }
 
     #[test]
