@@ -20,7 +20,14 @@ pub const ERROR: &str = "x-moderation-error";
 /// `cpu;dur=N`, the instance's CPU milliseconds at reply time.
 pub const SERVER_TIMING: &str = "server-timing";
 
+/// Every header the service writes starts so; a client's own are removed from requests
+/// before they are forwarded, so the origin can trust them.
+pub const PREFIX: &str = "x-moderation-";
+
 /// The internal route sibling instances receive hand-offs on (`edge/siblings.rs`).
 pub const SIBLING_ROUTE: &str = "/.edge-moderation/segments";
 /// Carries the shared secret on a hand-off; without it the route is ordinary traffic.
 pub const SIBLING_KEY: &str = "x-edge-moderation-sibling-key";
+/// The internal route on which a sibling instance judges a whole image (one image of an
+/// upload with several).
+pub const SIBLING_IMAGE_ROUTE: &str = "/.edge-moderation/image";

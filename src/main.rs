@@ -3,12 +3,15 @@
 //! 1. **context** — before anything is sent, note what the rest needs to know of the
 //!    request (method, host, path) and load the policy in force; a hand-off from a sibling
 //!    instance (authenticated by a shared secret) runs its part of an inference instead;
-//! 2. **forward** — every request goes to the `origin` backend (a `Range` request for an
+//! 2. **upload** — a request body (POST, PUT, PATCH by default) that is an image, or a
+//!    multipart form with images, is judged before anything is sent: a blocked upload
+//!    never reaches the origin, a rewritten one arrives obscured;
+//! 3. **forward** — the request goes to the `origin` backend (a `Range` request for an
 //!    image is widened, so unmoderated image bytes never leave in slices);
-//! 3. **judge** — the response's leading bytes say whether it is an image; anything else
+//! 4. **judge** — the response's leading bytes say whether it is an image; anything else
 //!    streams to the client untouched, never buffered. An image is buffered within the
 //!    policy's limits, classified by the embedded model and judged by the policy;
-//! 4. **respond** — pass (the origin's bytes), block (a status and a reason) or rewrite
+//! 5. **respond** — pass (the origin's bytes), block (a status and a reason) or rewrite
 //!    (an obscured re-encoding), each with `x-moderation-*` and `Server-Timing` headers.
 
 #[cfg(target_arch = "wasm32")]
@@ -22,17 +25,28 @@ static ALLOCATOR: edge_moderation::snapshot::SnapshotAllocator =
 #[cfg(target_arch = "wasm32")]
 #[fastly::main]
 fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
+    use edge::upload::{self, Upload};
     use edge::{context::RequestContext, origin, proxy, respond, siblings};
+    use edge_moderation::headers;
 
     let context = RequestContext::new(&request);
-    if siblings::is_sibling_call(&request) {
-        return Ok(siblings::serve(request, context.policy()));
+    if let Some(call) = siblings::call(&request) {
+        return Ok(siblings::serve(call, request, context.policy()));
     }
+    let (request, upload) = match upload::judge(&context, request) {
+        Upload::Forward { request, judged } => (request, judged),
+        Upload::Reply(refused) => return Ok(refused),
+    };
     let response = match origin::fetch(request) {
         Ok(response) => response,
         Err(failure) => return Ok(respond::origin_failure(&context, &failure)),
     };
-    Ok(proxy::judge(&context, response))
+    let mut response = proxy::judge(&context, response);
+    // The upload's verdict, unless the response was judged itself.
+    if let Some(upload) = upload.filter(|_| !response.contains_header(headers::VERDICT)) {
+        upload.apply(&mut response);
+    }
+    Ok(response)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -31,6 +31,20 @@ impl Status {
     }
 }
 
+/// The remembered verdict for `bytes`, if there is one (an image about to be sent to a
+/// sibling need not be).
+pub fn remembered(bytes: &[u8], policy: &Policy) -> Option<(Moderation, Status)> {
+    let ttl = policy.cache.ttl_seconds;
+    let model = model::identity().filter(|_| ttl > 0)?;
+    let started = Instant::now();
+    let key = CacheKey::new(bytes, policy.fingerprint(), model);
+    let found = lookup(&key)?;
+    let status = Status::Hit {
+        lookup: started.elapsed(),
+    };
+    Some((found, status))
+}
+
 /// The verdict for `bytes`: remembered, or made by `judge` and remembered. `None` for the
 /// status when the policy turns the cache off or the model is unavailable (no identity).
 pub fn judged(

@@ -10,6 +10,7 @@
 //! - `cache`: the verdict cache (Core Cache);
 //! - `model`: the shared classifier and the Wizer hook that loads it into the snapshot;
 //! - `siblings`: handing parts of an inference to sibling instances, and serving them;
+//! - `upload`: the request direction: bodies judged before the origin sees them;
 //! - `respond`: what the client receives for each outcome.
 
 pub mod body;
@@ -21,3 +22,4 @@ pub mod origin;
 pub mod proxy;
 pub mod respond;
 pub mod siblings;
+pub mod upload;

@@ -5,6 +5,8 @@
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
+use super::cache;
+use super::respond::Report;
 use super::siblings::Relay;
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
 use edge_moderation::media::ImageFormat;
@@ -63,6 +65,22 @@ pub fn moderate(
             Vec::new(),
         ),
     }
+}
+
+/// Judges one image in this instance: the verdict cache, else [`moderate`].
+pub fn judge(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    host: &str,
+) -> (Moderation, Report) {
+    let mut siblings = Vec::new();
+    let (moderation, cached) = cache::judged(bytes, policy, || {
+        let (moderation, sibling_cpu) = moderate(bytes, format, policy, host);
+        siblings = sibling_cpu;
+        moderation
+    });
+    (moderation, Report { cached, siblings })
 }
 
 extern "C" {

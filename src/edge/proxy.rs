@@ -4,13 +4,23 @@
 use super::body::{self, Inspection};
 use super::context::RequestContext;
 use super::origin::Failure;
-use super::{cache, model, respond};
+use super::{model, respond};
+use edge_moderation::headers;
 use edge_moderation::moderation::Moderation;
 use fastly::http::{header, Method, StatusCode};
 use fastly::Response;
 
-/// The response the client receives for the origin's `response`.
+/// The response the client receives for the origin's `response`. The origin's own
+/// `x-moderation-*` headers are removed: on what reaches the client they are ours.
 pub fn judge(context: &RequestContext, mut response: Response) -> Response {
+    let forged: Vec<_> = response
+        .get_header_names()
+        .filter(|name| name.as_str().starts_with(headers::PREFIX))
+        .cloned()
+        .collect();
+    for name in forged {
+        response.remove_header(name);
+    }
     if !carries_content(context, &response) {
         return response;
     }
@@ -33,15 +43,8 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             Moderation::undecodable(policy, detail)
         }
         Inspection::Image { bytes, format } => {
-            let mut siblings = Vec::new();
-            let (moderation, cached) = cache::judged(&bytes, policy, || {
-                let (moderation, sibling_cpu) =
-                    model::moderate(&bytes, format, policy, &context.host);
-                siblings = sibling_cpu;
-                moderation
-            });
+            let (moderation, report) = model::judge(&bytes, format, policy, &context.host);
             response.set_body(bytes);
-            let report = respond::Report { cached, siblings };
             return respond::moderated(response, moderation, &context.config, report);
         }
     };

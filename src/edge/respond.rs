@@ -5,23 +5,79 @@
 //! source) and reports stage costs in `Server-Timing`.
 
 use super::cache;
-use super::config::Loaded;
+use super::config::{Loaded, Source};
 use super::context::RequestContext;
 use super::origin::Failure;
+use edge_moderation::classifier::Scores;
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
-use edge_moderation::moderation::{Moderation, Outcome, Reason};
+use edge_moderation::moderation::{Moderation, Outcome};
+use edge_moderation::policy::Verdict;
 use fastly::http::request::SendErrorCause;
 use fastly::http::{header, StatusCode};
 use fastly::Response;
 
 /// How a verdict was reached, besides the moderation itself.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Report {
     /// What the verdict cache did, when it was consulted.
     pub cached: Option<cache::Status>,
     /// The CPU milliseconds of each sibling instance that ran part of the inference.
     pub siblings: Vec<u64>,
+}
+
+/// What the `x-moderation-*` and `Server-Timing` headers say of a verdict, for an image
+/// served or an upload.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub verdict: Verdict,
+    pub reason: String,
+    /// Present when the model ran.
+    pub scores: Option<Scores>,
+    /// Where the policy came from.
+    pub source: Source,
+    pub report: Report,
+    /// The stages' `Server-Timing` entries, when the model ran here.
+    pub stages: Option<String>,
+}
+
+impl Summary {
+    /// The headers, `Server-Timing` ending with this instance's CPU so far.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let Report { cached, siblings } = &self.report;
+        let mut out = vec![
+            (headers::VERDICT, self.verdict.as_str().to_string()),
+            (headers::REASON, self.reason.clone()),
+            (headers::POLICY, self.source.as_str().to_string()),
+        ];
+        if let Some(status) = cached {
+            out.push((headers::CACHE, status.as_str().to_string()));
+        }
+        if !siblings.is_empty() {
+            let list: Vec<String> = siblings.iter().map(u64::to_string).collect();
+            out.push((headers::SIBLING_CPU, list.join(",")));
+        }
+        if let Some(scores) = self.scores {
+            out.push((headers::SCORES, scores.to_string()));
+        }
+        let stages = match cached {
+            // Nothing ran: what the verdict cost is the hash and the lookup.
+            Some(cache::Status::Hit { lookup }) => {
+                Some(format!("cache;dur={:.2}", lookup.as_secs_f64() * 1e3))
+            }
+            _ => self.stages.clone(),
+        };
+        let timing = stages.into_iter().chain(cpu()).collect::<Vec<_>>();
+        out.push((headers::SERVER_TIMING, timing.join(", ")));
+        out
+    }
+
+    /// Sets the headers on a response.
+    pub fn apply(&self, response: &mut Response) {
+        for (name, value) in self.headers() {
+            response.set_header(name, value);
+        }
+    }
 }
 
 /// `response` (the origin's status, headers and, for a pass, body) as the outcome says.
@@ -31,7 +87,6 @@ pub fn moderated(
     config: &Loaded,
     report: Report,
 ) -> Response {
-    let Report { cached, siblings } = report;
     let verdict = moderation.verdict();
     let Moderation {
         outcome,
@@ -41,35 +96,18 @@ pub fn moderated(
     } = moderation;
     let mut response = match outcome {
         Outcome::Pass => response,
-        Outcome::Block => blocked(config.policy.block.status, &reason),
+        Outcome::Block => blocked(config.policy.block.status, &reason.to_string()),
         Outcome::Rewrite { bytes, format } => rewritten(response, bytes, format),
     };
-    response.set_header(headers::VERDICT, verdict.as_str());
-    response.set_header(headers::REASON, reason.to_string());
-    response.set_header(headers::POLICY, config.source.as_str());
-    if let Some(status) = cached {
-        response.set_header(headers::CACHE, status.as_str());
-    }
-    if !siblings.is_empty() {
-        let list: Vec<String> = siblings.iter().map(u64::to_string).collect();
-        response.set_header(headers::SIBLING_CPU, list.join(","));
-    }
-    if let Some(scores) = scores {
-        response.set_header(headers::SCORES, scores.to_string());
-    }
-    let stages = match cached {
-        // Nothing ran: what the verdict cost is the hash and the lookup.
-        Some(cache::Status::Hit { lookup }) => {
-            Some(format!("cache;dur={:.2}", lookup.as_secs_f64() * 1e3))
-        }
-        _ => scores.map(|_| timings.server_timing()),
+    let summary = Summary {
+        verdict,
+        reason: reason.to_string(),
+        scores,
+        source: config.source,
+        report,
+        stages: scores.map(|_| timings.server_timing()),
     };
-    let timing = stages
-        .into_iter()
-        .chain(cpu())
-        .collect::<Vec<_>>()
-        .join(", ");
-    response.set_header(headers::SERVER_TIMING, timing);
+    summary.apply(&mut response);
     response
 }
 
@@ -89,7 +127,7 @@ fn cpu() -> Option<String> {
 
 /// Not one byte of the image: a short text reason, never cached so a policy change
 /// takes effect at once.
-fn blocked(status: u16, reason: &Reason) -> Response {
+pub fn blocked(status: u16, reason: &str) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
     Response::from_status(status)
         .with_header(header::CACHE_CONTROL, "no-store")
@@ -102,7 +140,7 @@ fn rewritten(mut response: Response, bytes: Vec<u8>, format: ImageFormat) -> Res
     for stale in [header::ETAG, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
         response.remove_header(stale);
     }
-    for stale in ["content-md5", "digest", "repr-digest", "content-digest"] {
+    for stale in STALE_DIGESTS {
         response.remove_header(stale);
     }
     response.set_header(header::CONTENT_TYPE, format.mime_type());
@@ -110,6 +148,9 @@ fn rewritten(mut response: Response, bytes: Vec<u8>, format: ImageFormat) -> Res
     response.set_body(bytes);
     response
 }
+
+/// Digests of a body, wrong once its bytes are changed.
+pub const STALE_DIGESTS: [&str; 4] = ["content-md5", "digest", "repr-digest", "content-digest"];
 
 /// 504 when the origin timed out, 502 for every other way it failed us.
 pub fn origin_failure(context: &RequestContext, failure: &Failure) -> Response {

@@ -4,38 +4,60 @@
 //! several: an instance runs segments while its CPU allows (`siblings.cpu_budget_ms`),
 //! then hands the rest, with the tensor at the cut, to a sibling, which does the same.
 //!
+//! Independent images (those of one upload) go to siblings whole, in parallel
+//! ([`dispatch`], then [`PendingImage::wait`]): each sibling judges one image as a
+//! response would be judged (verdict cache, then decode and inference, handing segments
+//! on in turn if it must) and answers with the moderation.
+//!
 //! Siblings are reached through the backend [`BACKEND`] (production: the service's own
-//! domain; locally: Viceroy's address), on [`ROUTE`], with a shared secret from the Secret
-//! Store [`SECRET_STORE`]. Without the secret, a request to the route is ordinary traffic
+//! domain; locally: Viceroy's address), on [`ROUTE`] or [`IMAGE_ROUTE`], with a shared
+//! secret from the Secret Store [`SECRET_STORE`]. Without the secret, a request to the route is ordinary traffic
 //! (forwarded to the origin), so nothing reveals it. Without a secret configured, nothing
 //! is handed off. Every hand-off moves at least one segment forward, so a chain has at most
 //! as many instances as segments.
 
-use super::{model, respond};
+use super::{cache, model, respond};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
+use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::handoff::Handoff;
-use edge_moderation::moderation::{Inference, InferenceError};
+use edge_moderation::moderation::{job, Inference, InferenceError, Moderation};
 use edge_moderation::policy::Policy;
+use fastly::http::request::PendingRequest;
 use fastly::http::{header, Method, StatusCode};
-use fastly::{Request, Response, SecretStore};
+use fastly::{Body, Request, Response, SecretStore};
+use std::io::Write;
+use std::sync::OnceLock;
 use tract_onnx::prelude::Tensor;
 
 pub const BACKEND: &str = "self";
 pub const ROUTE: &str = headers::SIBLING_ROUTE;
+pub const IMAGE_ROUTE: &str = headers::SIBLING_IMAGE_ROUTE;
 pub const SECRET_STORE: &str = "moderation";
 pub const SECRET_KEY: &str = "sibling_key";
 const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// What one segment is assumed to cost before this instance has run one.
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 10;
 
-fn shared_secret() -> Option<Vec<u8>> {
-    let secret = SecretStore::open(SECRET_STORE)
-        .ok()?
-        .try_get(SECRET_KEY)
-        .ok()??;
-    let plaintext = secret.try_plaintext().ok()?.to_vec();
-    (!plaintext.is_empty()).then_some(plaintext)
+/// The shared secret, looked up the first time it is needed: most requests never need
+/// it, and a fresh instance pays for every Secret Store lookup.
+fn shared_secret() -> Option<&'static [u8]> {
+    static SECRET: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    SECRET
+        .get_or_init(|| {
+            let secret = SecretStore::open(SECRET_STORE)
+                .ok()?
+                .try_get(SECRET_KEY)
+                .ok()??;
+            let plaintext = secret.try_plaintext().ok()?.to_vec();
+            (!plaintext.is_empty()).then_some(plaintext)
+        })
+        .as_deref()
+}
+
+/// Whether sibling instances can be reached (a secret is configured).
+pub fn available() -> bool {
+    shared_secret().is_some()
 }
 
 /// Equality that takes as long whatever the first differing byte.
@@ -43,14 +65,56 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Whether `request` is a hand-off from one of this service's instances.
-pub fn is_sibling_call(request: &Request) -> bool {
-    request.get_method() == Method::POST
-        && request.get_path() == ROUTE
-        && request
-            .get_header(KEY_HEADER)
-            .zip(shared_secret())
-            .is_some_and(|(given, secret)| same_secret(given.as_bytes(), &secret))
+/// Work one of this service's instances sent to another.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Call {
+    /// The rest of an inference, from a cut.
+    Segments,
+    /// A whole image to judge.
+    Image,
+}
+
+/// What `request` is, when it comes from one of this service's instances.
+pub fn call(request: &Request) -> Option<Call> {
+    if request.get_method() != Method::POST {
+        return None;
+    }
+    let call = match request.get_path() {
+        ROUTE => Call::Segments,
+        IMAGE_ROUTE => Call::Image,
+        _ => return None,
+    };
+    let given = request.get_header(KEY_HEADER)?;
+    let secret = shared_secret()?;
+    same_secret(given.as_bytes(), secret).then_some(call)
+}
+
+/// A POST of `body` to a sibling on `route`.
+fn sibling_request(host: &str, route: &str, body: Body) -> Result<Request, String> {
+    let secret = shared_secret().ok_or("no sibling secret configured")?;
+    let key = fastly::http::HeaderValue::from_bytes(secret).map_err(|e| e.to_string())?;
+    Ok(Request::post(format!("https://{host}{route}"))
+        .with_header(header::CONTENT_TYPE, "application/octet-stream")
+        .with_header(KEY_HEADER, key)
+        .with_body(body))
+}
+
+/// The CPU list a sibling reports (its own and its siblings', in order).
+fn reported_cpu(reply: &Response) -> Vec<u64> {
+    reply
+        .get_header_str(headers::SIBLING_CPU)
+        .map(|cpu| {
+            cpu.split(',')
+                .filter_map(|ms| ms.trim().parse::<u64>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A sibling's non-200 answer, as a reason.
+fn refusal(status: StatusCode, body: &[u8]) -> String {
+    let why = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    format!("{status}: {}", why.trim_end())
 }
 
 fn cpu_ms() -> u64 {
@@ -61,9 +125,6 @@ fn cpu_ms() -> u64 {
 pub struct Relay<'a> {
     classifier: &'a Classifier,
     budget_ms: u64,
-    /// Looked up the first time a hand-off is due: most images never need one, and a
-    /// fresh instance pays for every Secret Store lookup.
-    secret: Option<Option<Vec<u8>>>,
     /// The host siblings are addressed by (the service's own).
     host: String,
     /// A sibling must move the work on before handing it further.
@@ -77,7 +138,6 @@ impl<'a> Relay<'a> {
         Relay {
             classifier,
             budget_ms: policy.siblings.cpu_budget_ms,
-            secret: None,
             host: host.to_string(),
             must_run_one: false,
             sibling_cpu: Vec::new(),
@@ -92,10 +152,8 @@ impl<'a> Relay<'a> {
         while work.next < count {
             let used = cpu_ms();
             let over_budget = used + estimate > self.budget_ms;
-            if over_budget && !(self.must_run_one && ran == 0) {
-                if let Some(secret) = self.secret.get_or_insert_with(shared_secret).clone() {
-                    return self.hand_off(work, &secret);
-                }
+            if over_budget && !(self.must_run_one && ran == 0) && available() {
+                return self.hand_off(work);
             }
             work.tensor = self
                 .classifier
@@ -109,31 +167,19 @@ impl<'a> Relay<'a> {
         Ok(work.tensor)
     }
 
-    fn hand_off(&mut self, work: Handoff, secret: &[u8]) -> Result<Tensor, InferenceError> {
-        let failed = |why: String| InferenceError::Sibling(why);
+    fn hand_off(&mut self, work: Handoff) -> Result<Tensor, InferenceError> {
+        let failed = |why: String| InferenceError::Sibling(format!("segment {}: {why}", work.next));
         let body = work.encode().map_err(|e| failed(e.to_string()))?;
-        let mut request = Request::post(format!("https://{}{ROUTE}", self.host))
-            .with_header(header::CONTENT_TYPE, "application/octet-stream")
-            .with_body(body);
-        request.set_header(
-            KEY_HEADER,
-            fastly::http::HeaderValue::from_bytes(secret).map_err(|e| failed(e.to_string()))?,
-        );
+        let request = sibling_request(&self.host, ROUTE, body.into()).map_err(failed)?;
         let mut reply = request
             .send(BACKEND)
-            .map_err(|e| failed(format!("segment {}: {}", work.next, e.root_cause())))?;
+            .map_err(|e| failed(e.root_cause().to_string()))?;
         let status = reply.get_status();
         let body = reply.take_body_bytes();
         if status != StatusCode::OK {
-            let why = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(failed(format!("segment {}: {status}: {why}", work.next)));
+            return Err(failed(refusal(status, &body)));
         }
-        if let Some(cpu) = reply.get_header_str(headers::SIBLING_CPU) {
-            self.sibling_cpu.extend(
-                cpu.split(',')
-                    .filter_map(|ms| ms.trim().parse::<u64>().ok()),
-            );
-        }
+        self.sibling_cpu.extend(reported_cpu(&reply));
         let done = Handoff::decode(&body).map_err(|e| failed(e.to_string()))?;
         if done.next != self.classifier.segment_count() {
             return Err(failed(format!(
@@ -157,15 +203,135 @@ impl Inference for Relay<'_> {
     }
 }
 
-/// Serves a hand-off (`is_sibling_call` said so): runs at least one segment, hands the
-/// rest on if its own CPU runs out, and answers with the network's output and the CPU of
-/// every instance in the chain from this one on (`x-moderation-sibling-cpu`).
-pub fn serve(mut request: Request, policy: &Policy) -> Response {
+/// Serves work from a sibling (`call` said what it is).
+pub fn serve(call: Call, request: Request, policy: &Policy) -> Response {
+    match call {
+        Call::Segments => serve_segments(request, policy),
+        Call::Image => serve_image(request),
+    }
+}
+
+fn plain_reply(status: StatusCode, why: String) -> Response {
+    Response::from_status(status).with_body_text_plain(&format!("{why}\n"))
+}
+
+/// A 200 answer carrying `body`, with the CPU of this instance and of `chain`, the
+/// siblings it used in turn.
+fn answer(body: Vec<u8>, chain: Vec<u64>) -> Response {
+    let own = cpu_ms();
+    let cpu: Vec<String> = std::iter::once(own)
+        .chain(chain)
+        .map(|ms| ms.to_string())
+        .collect();
+    Response::from_status(StatusCode::OK)
+        .with_header(header::CONTENT_TYPE, "application/octet-stream")
+        .with_header(headers::SIBLING_CPU, cpu.join(","))
+        .with_header(headers::SERVER_TIMING, respond::cpu_timing(own))
+        .with_body(body)
+}
+
+/// Judges one whole image for a sibling: the verdict cache, else decode and inference
+/// (handing segments on if this instance's CPU runs short), by the policy the job
+/// carries. Answers with the moderation, and `x-moderation-cache`.
+fn serve_image(mut request: Request) -> Response {
     let host = request.get_url().host_str().unwrap_or_default().to_string();
     let body = request.take_body_bytes();
-    let reply = |status: StatusCode, why: String| {
-        Response::from_status(status).with_body_text_plain(&format!("{why}\n"))
+    let job = match job::decode_job(&body) {
+        Ok(job) => job,
+        Err(e) => return plain_reply(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    let policy = &job.policy;
+    let mut chain = Vec::new();
+    let (moderation, cached) = cache::judged(job.image, policy, || {
+        let Some(format) = ImageFormat::sniff(job.image) else {
+            return Moderation::undecodable(policy, "not an image".into());
+        };
+        let (moderation, cpu) = model::moderate(job.image, format, policy, &host);
+        chain = cpu;
+        moderation
+    });
+    let mut reply = answer(job::encode_answer(&moderation), chain);
+    if let Some(status) = cached {
+        reply.set_header(headers::CACHE, status.as_str());
+    }
+    reply
+}
+
+/// An image sent to a sibling, not yet answered.
+pub struct PendingImage {
+    pending: Result<PendingRequest, String>,
+}
+
+/// What a sibling decided for an image, with the CPU of every instance that worked on it.
+pub struct JudgedBySibling {
+    pub moderation: Moderation,
+    pub cached: Option<cache::Status>,
+    pub cpu: Vec<u64>,
+}
+
+/// Sends `image` to a sibling to be judged by `policy`; the answer is collected with
+/// [`PendingImage::wait`], so several images are judged at once.
+pub fn dispatch(image: &[u8], policy: &Policy, host: &str) -> PendingImage {
+    let mut body = Body::new();
+    let written = body
+        .write_all(&job::job_header(policy))
+        .and_then(|()| body.write_all(image))
+        .map_err(|e| e.to_string());
+    let pending = written
+        .and_then(|()| sibling_request(host, IMAGE_ROUTE, body))
+        .and_then(|request| {
+            request
+                .send_async(BACKEND)
+                .map_err(|e| e.root_cause().to_string())
+        });
+    PendingImage { pending }
+}
+
+impl PendingImage {
+    /// The sibling's moderation; its failure gets the policy's `on_error` outcome.
+    pub fn wait(self, policy: &Policy) -> JudgedBySibling {
+        let failed = |why: String| JudgedBySibling {
+            moderation: Moderation::sibling_failed(policy, why),
+            cached: None,
+            cpu: Vec::new(),
+        };
+        let mut reply = match self
+            .pending
+            .and_then(|p| p.wait().map_err(|e| e.root_cause().to_string()))
+        {
+            Ok(reply) => reply,
+            Err(why) => return failed(why),
+        };
+        let status = reply.get_status();
+        let body = reply.take_body_bytes();
+        if status != StatusCode::OK {
+            return failed(refusal(status, &body));
+        }
+        let cached = match reply.get_header_str(headers::CACHE) {
+            Some("hit") => Some(cache::Status::Hit {
+                lookup: std::time::Duration::ZERO,
+            }),
+            Some(_) => Some(cache::Status::Miss),
+            None => None,
+        };
+        match job::decode_answer(&body) {
+            Ok(moderation) => JudgedBySibling {
+                moderation,
+                cached,
+                cpu: reported_cpu(&reply),
+            },
+            Err(e) => failed(e.to_string()),
+        }
+    }
+}
+
+/// Serves a hand-off: runs at least one segment, hands the
+/// rest on if its own CPU runs out, and answers with the network's output and the CPU of
+/// every instance in the chain from this one on (`x-moderation-sibling-cpu`).
+fn serve_segments(mut request: Request, policy: &Policy) -> Response {
+    let host = request.get_url().host_str().unwrap_or_default().to_string();
+    let body = request.take_body_bytes();
+    let reply = plain_reply;
     let classifier = match model::shared() {
         Ok(classifier) => classifier,
         Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
@@ -192,14 +358,5 @@ pub fn serve(mut request: Request, policy: &Policy) -> Response {
         Ok(encoded) => encoded,
         Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let own = cpu_ms();
-    let chain: Vec<String> = std::iter::once(own)
-        .chain(relay.sibling_cpu)
-        .map(|ms| ms.to_string())
-        .collect();
-    Response::from_status(StatusCode::OK)
-        .with_header(header::CONTENT_TYPE, "application/octet-stream")
-        .with_header(headers::SIBLING_CPU, chain.join(","))
-        .with_header(headers::SERVER_TIMING, respond::cpu_timing(own))
-        .with_body(encoded)
+    answer(encoded, relay.sibling_cpu)
 }

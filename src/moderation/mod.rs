@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod handoff;
+pub mod job;
 mod outcome;
 pub mod record;
 

@@ -10,5 +10,5 @@ pub mod origin;
 pub mod viceroy;
 
 pub use fixtures::{encode, fidelity_image, repo};
-pub use origin::{pattern_byte, Body, Origin, Resource};
-pub use viceroy::{Reply, Service, Siblings, SIBLING_KEY};
+pub use origin::{pattern_byte, Body, Origin, Received, Resource};
+pub use viceroy::{Framing, Reply, Service, Siblings, SIBLING_KEY};

@@ -1,9 +1,30 @@
 //! A real HTTP/1.1 origin on loopback serving fixed resources, with byte ranges like a
-//! real one, and bodies generated while streaming for the large ones.
+//! real one, and bodies generated while streaming for the large ones. It records every
+//! request it receives, body included, and stores any upload to a path it does not serve
+//! (201).
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// A request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
 
 /// One resource the origin serves.
 #[derive(Clone)]
@@ -49,6 +70,7 @@ impl Resource {
 /// A loopback HTTP/1.1 origin serving fixed resources, with byte ranges like a real one.
 pub struct Origin {
     pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Origin {
@@ -56,19 +78,64 @@ impl Origin {
         let server = tiny_http::Server::http("127.0.0.1:0").expect("origin binds");
         let port = server.server_addr().to_ip().expect("ip address").port();
         let resources = Arc::new(resources);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
         std::thread::spawn(move || {
             for request in server.incoming_requests() {
                 let resources = resources.clone();
-                std::thread::spawn(move || serve(request, &resources));
+                let log = log.clone();
+                std::thread::spawn(move || serve(request, &resources, &log));
             }
         });
-        Origin { port }
+        Origin { port, received }
+    }
+
+    /// Every request received for `path` so far, in order.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 }
 
-fn serve(request: tiny_http::Request, resources: &HashMap<&'static str, Resource>) {
+fn serve(
+    mut request: tiny_http::Request,
+    resources: &HashMap<&'static str, Resource>,
+    log: &Mutex<Vec<Received>>,
+) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
+    let mut body = Vec::new();
+    if request.as_reader().read_to_end(&mut body).is_err() {
+        return;
+    }
+    let method = request.method().as_str().to_string();
+    log.lock().unwrap().push(Received {
+        method: method.clone(),
+        path: path.clone(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect(),
+        body,
+    });
     let Some(resource) = resources.get(path.as_str()).cloned() else {
+        if method != "GET" && method != "HEAD" {
+            let stored = tiny_http::Response::from_string(r#"{"stored": true}"#)
+                .with_status_code(201)
+                .with_header(header("Content-Type", "application/json"));
+            let _ = request.respond(stored);
+            return;
+        }
         let _ =
             request.respond(tiny_http::Response::from_string("not found").with_status_code(404));
         return;

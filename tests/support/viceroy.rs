@@ -170,6 +170,65 @@ impl Service {
         self.send("POST", path, headers, Some(body))
     }
 
+    /// A request with a body, any method, sent with `Content-Length`.
+    pub fn upload(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send(method, path, headers, Some(body))
+    }
+
+    /// A request with a body written by hand on a raw connection, as `framing` says:
+    /// chunked, or sent only after the service answers `100 Continue`.
+    pub fn upload_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        framing: Framing,
+    ) -> Reply {
+        use std::io::Write;
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        let mut head = format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head += &format!("{name}: {value}\r\n");
+        }
+        match framing {
+            Framing::Chunked => head += "Transfer-Encoding: chunked\r\n\r\n",
+            Framing::ExpectContinue => {
+                head += &format!(
+                    "Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+                    body.len()
+                )
+            }
+        }
+        stream.write_all(head.as_bytes()).unwrap();
+        match framing {
+            Framing::Chunked => {
+                for chunk in body.chunks(7_000) {
+                    write!(stream, "{:x}\r\n", chunk.len()).unwrap();
+                    stream.write_all(chunk).unwrap();
+                    stream.write_all(b"\r\n").unwrap();
+                }
+                stream.write_all(b"0\r\n\r\n").unwrap();
+            }
+            Framing::ExpectContinue => {
+                let mut interim = [0u8; 25];
+                stream.read_exact(&mut interim).expect("interim response");
+                assert!(
+                    interim.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+                    "expected 100 Continue, got {:?}",
+                    String::from_utf8_lossy(&interim)
+                );
+                stream.write_all(body).unwrap();
+            }
+        }
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("read response");
+        parse_response(&raw)
+    }
+
     fn send(
         &self,
         method: &str,
@@ -214,6 +273,62 @@ impl Service {
             headers,
             body,
         }
+    }
+}
+
+/// How [`Service::upload_raw`] frames its body.
+#[derive(Clone, Copy, Debug)]
+pub enum Framing {
+    Chunked,
+    ExpectContinue,
+}
+
+/// An HTTP/1.1 response read to the connection's end.
+fn parse_response(raw: &[u8]) -> Reply {
+    let mut storage = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut storage);
+    let start = match response.parse(raw).expect("an HTTP response") {
+        httparse::Status::Complete(start) => start,
+        httparse::Status::Partial => panic!("incomplete response head"),
+    };
+    let headers: HashMap<String, String> = response
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let mut rest = &raw[start..];
+    let body = if headers
+        .get("transfer-encoding")
+        .is_some_and(|te| te.contains("chunked"))
+    {
+        let mut body = Vec::new();
+        loop {
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .expect("hex chunk size");
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break body;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+    } else {
+        rest.to_vec()
+    };
+    Reply {
+        status: response.code.expect("status"),
+        headers,
+        body,
     }
 }
 

@@ -1,0 +1,124 @@
+//! A whole image handed to a sibling instance (the images of one upload are judged in
+//! parallel, one instance each): the policy it is judged by and its bytes. The sibling
+//! answers with the [`Moderation`] in the verdict cache's record form.
+//!
+//! ```text
+//! job:    "EMJ1" | policy JSON length: u32 LE | policy JSON | image bytes
+//! answer: "EMV1" | record metadata length: u32 LE | metadata | rewritten image (or empty)
+//! ```
+//!
+//! The policy travels with the job so the sibling judges by exactly the policy the
+//! coordinator chose for the request (per route, once routes have policies); it is
+//! validated again on arrival.
+
+use super::handoff::HandoffError;
+use super::record;
+use super::Moderation;
+use crate::policy::Policy;
+
+const JOB: &[u8; 4] = b"EMJ1";
+const ANSWER: &[u8; 4] = b"EMV1";
+
+/// A job as received.
+#[derive(Debug)]
+pub struct ImageJob<'a> {
+    pub policy: Policy,
+    pub image: &'a [u8],
+}
+
+/// Everything of a job before the image bytes, which follow it (the glue streams them
+/// into the request body without another copy).
+pub fn job_header(policy: &Policy) -> Vec<u8> {
+    // Serialising plain data into JSON cannot fail.
+    let json = serde_json::to_vec(policy).unwrap_or_default();
+    framed(JOB, &json, &[])
+}
+
+pub fn encode_job(policy: &Policy, image: &[u8]) -> Vec<u8> {
+    [job_header(policy).as_slice(), image].concat()
+}
+
+pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
+    let (json, image) = unframe(JOB, bytes)?;
+    let json = std::str::from_utf8(json).map_err(|_| HandoffError::Malformed("policy"))?;
+    let policy = Policy::from_json(json).map_err(|_| HandoffError::Malformed("policy"))?;
+    Ok(ImageJob { policy, image })
+}
+
+pub fn encode_answer(moderation: &Moderation) -> Vec<u8> {
+    let record = record::encode(moderation);
+    framed(ANSWER, &record.metadata, record.body)
+}
+
+pub fn decode_answer(bytes: &[u8]) -> Result<Moderation, HandoffError> {
+    let (metadata, body) = unframe(ANSWER, bytes)?;
+    record::decode(metadata, body.to_vec()).map_err(|_| HandoffError::Malformed("record"))
+}
+
+fn framed(magic: &[u8; 4], head: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + head.len() + body.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(head);
+    out.extend_from_slice(body);
+    out
+}
+
+fn unframe<'a>(magic: &[u8; 4], bytes: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), HandoffError> {
+    let rest = bytes.strip_prefix(magic).ok_or(HandoffError::NotAHandoff)?;
+    let (length, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or(HandoffError::Malformed("truncated header"))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if rest.len() < length {
+        return Err(HandoffError::Malformed("truncated"));
+    }
+    Ok(rest.split_at(length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::Scores;
+    use crate::media::ImageFormat;
+    use crate::moderation::{Outcome, Reason, Timings};
+
+    #[test]
+    fn jobs_and_answers_round_trip() {
+        let policy = Policy::from_json(r#"{"block": {"status": 451}}"#).unwrap();
+        let image = b"\x89PNG\r\n\x1a\n...".to_vec();
+        let bytes = encode_job(&policy, &image);
+        let job = decode_job(&bytes).unwrap();
+        assert_eq!(job.policy, policy);
+        assert_eq!(job.image, image);
+
+        let moderation = Moderation {
+            outcome: Outcome::Rewrite {
+                bytes: image.clone(),
+                format: ImageFormat::Png,
+            },
+            reason: Reason::NoRuleMatched,
+            scores: Some(Scores::new([0.5, 0.1, 0.2, 0.1, 0.1])),
+            timings: Timings::default(),
+        };
+        let back = decode_answer(&encode_answer(&moderation)).unwrap();
+        assert_eq!(back.outcome, moderation.outcome);
+        assert_eq!(back.scores, moderation.scores);
+    }
+
+    #[test]
+    fn damaged_messages_are_refused() {
+        let bytes = encode_job(&Policy::default(), b"image");
+        for cut in 0..bytes.len() - b"image".len() {
+            assert!(decode_job(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(
+            decode_job(b"EMH1....").unwrap_err(),
+            HandoffError::NotAHandoff
+        );
+        let mut invalid = framed(JOB, br#"{"block": {"status": 7}}"#, b"x");
+        assert!(decode_job(&invalid).is_err());
+        invalid = framed(ANSWER, b"{}", b"");
+        assert!(decode_answer(&invalid).is_err());
+    }
+}
