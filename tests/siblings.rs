@@ -95,23 +95,26 @@ fn a_failed_sibling_gets_the_on_error_outcome() {
 
 #[test]
 fn the_internal_route_without_the_secret_is_ordinary_traffic() {
-    let route = headers::SIBLING_ROUTE;
     let handoff = b"EMH1\x00\x00";
-    for (service, key) in [
-        (&world().handing_off, None),
-        (&world().handing_off, Some("wrong-key")),
-        // The right key, but this service has no secret configured.
-        (&world().alone, Some(SIBLING_KEY)),
-    ] {
-        let headers: Vec<(&str, &str)> =
-            key.map(|k| (headers::SIBLING_KEY, k)).into_iter().collect();
-        let reply = service.post(route, &headers, handoff);
-        // Forwarded to the origin, which has no such path.
-        assert_eq!(
-            (reply.status, reply.body.as_slice()),
-            (404, &b"not found"[..])
-        );
-        assert!(reply.headers.keys().all(|h| !h.starts_with("x-moderation")));
+    for route in [headers::SIBLING_ROUTE, headers::SIBLING_IMAGE_ROUTE] {
+        for (service, key) in [
+            (&world().handing_off, None),
+            (&world().handing_off, Some("wrong-key")),
+            // The right key, but this service has no secret configured.
+            (&world().alone, Some(SIBLING_KEY)),
+        ] {
+            let headers: Vec<(&str, &str)> =
+                key.map(|k| (headers::SIBLING_KEY, k)).into_iter().collect();
+            let reply = service.post(route, &headers, handoff);
+            // Forwarded to the origin, which stores whatever is posted to a path it
+            // does not serve.
+            assert_eq!(
+                (reply.status, reply.body.as_slice()),
+                (201, &br#"{"stored": true}"#[..]),
+                "{route} {key:?}"
+            );
+            assert!(reply.headers.keys().all(|h| !h.starts_with("x-moderation")));
+        }
     }
     // With the secret, a damaged message is refused by the service itself.
     let refused = world().handing_off.post(

@@ -42,7 +42,12 @@ pub fn parameters(value: &str) -> Option<Vec<(String, String)>> {
             Some(quoted) => unquote(quoted)?,
             None => {
                 let end = after.find(';').unwrap_or(after.len());
-                (after[..end].trim_end().to_string(), &after[end..])
+                let token = after[..end].trim_end();
+                // Anything else must be quoted; parsers split it differently.
+                if token.is_empty() || !token.bytes().all(is_token_byte) {
+                    return None;
+                }
+                (token.to_string(), &after[end..])
             }
         };
         found.push((name.to_ascii_lowercase(), parsed));
@@ -53,19 +58,21 @@ pub fn parameters(value: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// RFC 9110 `tchar`: what an unquoted parameter value (or a token) is made of.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// The quoted string that `text` continues (after its opening quote), and what follows
-/// its closing quote.
+/// its closing quote. A backslash is itself: browsers send form-data filenames so (a
+/// Windows path keeps its backslashes; a quote is sent as `%22`). A backslash before a
+/// quote is refused: some parsers end the string there, others read an escaped quote.
 fn unquote(text: &str) -> Option<(String, &str)> {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((value, &text[i + 1..])),
-            '\\' => value.push(chars.next()?.1),
-            c => value.push(c),
-        }
+    let end = text.find('"')?;
+    if text[..end].ends_with('\\') {
+        return None;
     }
-    None
+    Some((text[..end].to_string(), &text[end + 1..]))
 }
 
 #[cfg(test)]
@@ -83,10 +90,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            pairs(r#"form-data; name="a;b"; filename="c \"d\".png""#),
+            pairs(r#"form-data; name="a;b"; filename="C:\dir\d.png""#),
             [
                 ("name".into(), "a;b".into()),
-                ("filename".into(), r#"c "d".png"#.into())
+                ("filename".into(), r#"C:\dir\d.png"#.into())
             ]
         );
         assert_eq!(pairs("text/plain"), Vec::<(String, String)>::new());
@@ -95,6 +102,10 @@ mod tests {
             "multipart/form-data; boundary",
             r#"form-data; name="unterminated"#,
             r#"form-data; name="a"junk"#,
+            r#"form-data; filename=a b.png"#,
+            r#"form-data; filename="a \"b\".png""#,
+            r#"form-data; filename=a"b"#,
+            "form-data; name=",
         ] {
             assert_eq!(parameters(malformed), None, "{malformed}");
         }

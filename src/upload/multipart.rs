@@ -332,11 +332,14 @@ impl Splitter {
         sink: &mut impl Sink,
     ) -> Result<Option<usize>, MultipartError> {
         let block = &rest[framing_start..];
-        let end = if block.starts_with(CRLF) {
-            Some(2)
-        } else {
-            memmem::find(block, b"\r\n\r\n").map(|at| at + 4)
-        };
+        if block.len() >= 2 && block.starts_with(CRLF) {
+            // Legal in RFC 2046, never sent by a browser (form-data parts have a
+            // Content-Disposition), and parsers split it differently: some read the
+            // lines after it as the headers, so content we take for text would be, to
+            // them, headers followed by an image.
+            return Err(MultipartError::Headers("a part without headers".into()));
+        }
+        let end = memmem::find(block, b"\r\n\r\n").map(|at| at + 4);
         let Some(end) = end else {
             if block.len() > MAX_HEADER_BYTES {
                 return Err(MultipartError::Headers("header block too long".into()));
@@ -390,6 +393,13 @@ impl Splitter {
             match name.as_str() {
                 "content-disposition" => {
                     dispositions += 1;
+                    // One token (`form-data`), else parsers disagree on what follows.
+                    let kind = value.split(';').next().unwrap_or_default().trim();
+                    if kind.is_empty() || !kind.bytes().all(content_type::is_token_byte) {
+                        return Err(MultipartError::Headers(
+                            "unreadable Content-Disposition".into(),
+                        ));
+                    }
                     let parameters = content_type::parameters(value).ok_or_else(|| {
                         MultipartError::Headers("unreadable Content-Disposition".into())
                     })?;
@@ -528,8 +538,8 @@ hello\r\n--XyZ  \r\n\
 Content-Disposition: form-data; name=\"photo\"; filename=\"a.png\"\r\n\
 Content-Type: image/png\r\n\r\n\
 \x89PNG\r\n\x1a\n--XyNOT the boundary\r\n\r\n--XyZ\r\n\
-\r\n\
-no headers\r\n--XyZ--\r\nepilogue";
+X-Other: header\r\n\r\n\
+no disposition\r\n--XyZ--\r\nepilogue";
 
     #[test]
     fn parts_are_found_and_bytes_kept() {
@@ -556,7 +566,7 @@ no headers\r\n--XyZ--\r\nepilogue";
                 ..PartHead::default()
             }
         );
-        assert_eq!(parts[2].1, "no headers");
+        assert_eq!(parts[2].1, "no disposition");
     }
 
     #[test]
@@ -613,6 +623,7 @@ no headers\r\n--XyZ--\r\nepilogue";
                 "twice",
             ),
             ("no colon here\r\n\r\n", "header"),
+            ("\r\nContent-Type: image/png\r\n\r\n", "without headers"),
         ] {
             let body = format!("--b\r\n{headers}x\r\n--b--");
             match split_all_ways(body.as_bytes(), "b") {
@@ -648,7 +659,7 @@ no headers\r\n--XyZ--\r\nepilogue";
 
     #[test]
     fn part_count_is_bounded() {
-        let many = "--b\r\n\r\nx\r\n".repeat(MAX_PARTS + 1) + "--b--";
+        let many = "--b\r\nX: y\r\n\r\nx\r\n".repeat(MAX_PARTS + 1) + "--b--";
         assert_eq!(
             split(many.as_bytes(), "b", 4096).map(|r| r.parts.len()),
             Err(MultipartError::TooManyParts)
