@@ -117,10 +117,14 @@ fn the_internal_route_without_the_secret_is_ordinary_traffic() {
         }
     }
     // With the secret, a damaged message is refused by the service itself.
-    let refused = world().handing_off.post(
-        route,
-        &[(headers::SIBLING_KEY, SIBLING_KEY)],
-        b"EMH1\x00\x09",
-    );
-    assert_eq!(refused.status, 400);
+    for (route, message) in [
+        (headers::SIBLING_ROUTE, &b"EMH1\x00\x09"[..]),
+        (headers::SIBLING_IMAGE_ROUTE, &b"EMJ1\xff\xff\x00\x00{}"[..]),
+    ] {
+        let refused =
+            world()
+                .handing_off
+                .post(route, &[(headers::SIBLING_KEY, SIBLING_KEY)], message);
+        assert_eq!(refused.status, 400, "{route}");
+    }
 }
