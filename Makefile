@@ -1,6 +1,6 @@
 # The two commands a person needs:
 #   make serve   start the demo origin and the service under the Fastly CLI (Viceroy)
-#   make test    run every test (unit, model fidelity, Viceroy end to end)
+#   make test    run every test (unit, model fidelity, Viceroy end to end, a fuzzing smoke run)
 # Both install what they need first (scripts/setup.sh).
 # `make check` (rustfmt, clippy on the host and on wasm32-wasip1) runs in CI before them.
 
@@ -8,7 +8,9 @@ SERVE_ADDR ?= 127.0.0.1:7676
 DEMO_ORIGIN_PORT ?= 7878
 FASTLY := node_modules/@fastly/cli-linux-x64/fastly
 
-.PHONY: setup build serve test check model bench
+FUZZ_SECONDS ?= 600
+
+.PHONY: setup build serve test check model bench fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -19,8 +21,14 @@ build: setup
 serve: build
 	@bash scripts/serve.sh "$(SERVE_ADDR)" "$(DEMO_ORIGIN_PORT)"
 
+# Every test, then a 20-second coverage-guided fuzzing run per parser (scripts/fuzz.sh).
 test: build
 	cargo test
+	bash scripts/fuzz.sh 20
+
+# A real fuzzing run: FUZZ_SECONDS per target (default 10 minutes).
+fuzz: setup
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Formatting, and clippy with warnings as errors for both targets the code builds for.
 check: setup
