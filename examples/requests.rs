@@ -1,6 +1,7 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
 //! loopback origin: image pass, image rewrite, verdict cache hits, non-image pass-through,
-//! and the plain proxy (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
+//! uploads (one raw image; a multipart form with 4 images), and the plain proxy
+//! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
 //!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM
 //! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
@@ -50,6 +51,16 @@ fn main() {
             Resource::bytes(mime, bytes),
         );
     }
+    let jpeg = std::fs::read(inputs.join("jpeg_1024x768.jpg")).unwrap();
+    let form = upload_form(&jpeg, 4);
+    let raw_upload = Request::Upload {
+        content_type: "image/jpeg".into(),
+        body: jpeg.clone(),
+    };
+    let form_upload = Request::Upload {
+        content_type: format!("multipart/form-data; boundary={FORM_BOUNDARY}"),
+        body: form,
+    };
     let page: Vec<u8> = (0..100_000u32)
         .map(|i| b"<p>lorem ipsum</p>\n"[i as usize % 19])
         .collect();
@@ -59,63 +70,112 @@ fn main() {
     // One Viceroy at a time: an idle one still costs ~15% of a core (its epoch ticker
     // wakes every millisecond), which would be noise in the others' numbers.
     let port = origin.port;
-    let services: [(ServiceStart, &[(&str, &str)]); 5] = [
+    let get = |path: &'static str| Request::Get(path);
+    let services: [(ServiceStart, Vec<(&str, &str, Request)>); 5] = [
         (
             Box::new(move || Service::start_module("bench-plain", plain_proxy, port, None)),
-            &[
-                ("plain proxy: 100 KB HTML", "/page.html"),
-                ("plain proxy: JPEG 1024x768", "/jpeg_1024x768.jpg"),
+            vec![
+                ("plain proxy: 100 KB HTML", "/page.html", get("/page.html")),
+                (
+                    "plain proxy: JPEG 1024x768",
+                    "/jpeg_1024x768.jpg",
+                    get("/jpeg_1024x768.jpg"),
+                ),
+                (
+                    "plain proxy: upload, multipart with 4 JPEG 1024x768",
+                    "/upload",
+                    form_upload.clone(),
+                ),
             ],
         ),
         (
             Box::new(move || Service::start("bench-pass", port, Some(PASS_ALL))),
-            &[
-                ("filter: 100 KB HTML (non-image pass-through)", "/page.html"),
-                ("filter pass: JPEG 320x240", "/jpeg_320x240.jpg"),
-                ("filter pass: JPEG 1024x768", "/jpeg_1024x768.jpg"),
-                ("filter pass: JPEG 4000x3000", "/jpeg_4000x3000.jpg"),
+            vec![
+                (
+                    "filter: 100 KB HTML (non-image pass-through)",
+                    "/page.html",
+                    get("/page.html"),
+                ),
+                (
+                    "filter pass: JPEG 320x240",
+                    "/jpeg_320x240.jpg",
+                    get("/jpeg_320x240.jpg"),
+                ),
+                (
+                    "filter pass: JPEG 1024x768",
+                    "/jpeg_1024x768.jpg",
+                    get("/jpeg_1024x768.jpg"),
+                ),
+                (
+                    "filter pass: JPEG 4000x3000",
+                    "/jpeg_4000x3000.jpg",
+                    get("/jpeg_4000x3000.jpg"),
+                ),
                 (
                     "filter pass: JPEG 12 MP 4032x3024 (~4 MB)",
                     "/jpeg_12mp_4032x3024.jpg",
+                    get("/jpeg_12mp_4032x3024.jpg"),
                 ),
                 (
                     "filter pass: progressive JPEG 4000x3000",
                     "/jpeg_progressive_4000x3000.jpg",
+                    get("/jpeg_progressive_4000x3000.jpg"),
                 ),
-                ("filter pass: PNG alpha 800x600", "/png_alpha_800x600.png"),
+                (
+                    "filter pass: PNG alpha 800x600",
+                    "/png_alpha_800x600.png",
+                    get("/png_alpha_800x600.png"),
+                ),
+                (
+                    "filter upload pass: raw JPEG 1024x768",
+                    "/upload",
+                    raw_upload.clone(),
+                ),
+                (
+                    "filter upload pass: multipart with 4 JPEG 1024x768",
+                    "/upload",
+                    form_upload.clone(),
+                ),
             ],
         ),
         (
             Box::new(move || Service::start("bench-rewrite", port, Some(REWRITE_ALL))),
-            &[("filter rewrite: JPEG 1024x768", "/jpeg_1024x768.jpg")],
+            vec![(
+                "filter rewrite: JPEG 1024x768",
+                "/jpeg_1024x768.jpg",
+                get("/jpeg_1024x768.jpg"),
+            )],
         ),
         (
             // `measure`'s warm-up request is the miss; every measured one is a hit.
             Box::new(move || Service::start("bench-cached", port, Some(PASS_ALL_CACHED))),
-            &[
+            vec![
                 (
                     "filter pass, cache hit: JPEG 1024x768",
                     "/jpeg_1024x768.jpg",
+                    get("/jpeg_1024x768.jpg"),
                 ),
                 (
                     "filter pass, cache hit: JPEG 4000x3000",
                     "/jpeg_4000x3000.jpg",
+                    get("/jpeg_4000x3000.jpg"),
                 ),
             ],
         ),
         (
             Box::new(move || Service::start("bench-handoff", port, Some(PASS_ALL_HANDED_OFF))),
-            &[(
+            vec![(
                 "filter pass, handed across siblings: JPEG 1024x768",
                 "/jpeg_1024x768.jpg",
+                get("/jpeg_1024x768.jpg"),
             )],
         ),
     ];
     let mut report = serde_json::Map::new();
     for (start, scenarios) in services {
         let service = start();
-        for &(name, path) in scenarios {
-            report.insert(name.into(), measure(&service, name, path, runs));
+        for (name, path, request) in scenarios {
+            report.insert(name.into(), measure(&service, name, path, &request, runs));
         }
     }
     println!("{}", serde_json::Value::Object(report));
@@ -123,15 +183,66 @@ fn main() {
 
 type ServiceStart<'a> = Box<dyn FnOnce() -> Service + 'a>;
 
-/// `runs` requests for `path`, each a fresh instance: the whole request and each stage the
-/// service reports.
-fn measure(service: &Service, name: &str, path: &str, runs: usize) -> serde_json::Value {
-    service.get(path); // warm Viceroy's connection to the origin
+/// What a scenario sends.
+#[derive(Clone)]
+enum Request {
+    Get(&'static str),
+    /// A POST of `body` (the origin stores it: 201).
+    Upload {
+        content_type: String,
+        body: Vec<u8>,
+    },
+}
+
+impl Request {
+    fn send(&self, service: &Service, path: &str) -> support::Reply {
+        match self {
+            Request::Get(path) => service.get(path),
+            Request::Upload { content_type, body } => {
+                service.post(path, &[("content-type", content_type)], body)
+            }
+        }
+    }
+}
+
+const FORM_BOUNDARY: &str = "----bench-7MA4YWxkTrZu0gW";
+
+/// A multipart form: a text field and `count` copies of `jpeg`.
+fn upload_form(jpeg: &[u8], count: usize) -> Vec<u8> {
+    let mut body = format!(
+        "--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nholiday\r\n"
+    )
+    .into_bytes();
+    for i in 0..count {
+        body.extend_from_slice(
+            format!(
+                "--{FORM_BOUNDARY}\r\nContent-Disposition: form-data; name=\"photo{i}\"; \
+                 filename=\"{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(jpeg);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{FORM_BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// `runs` requests, each a fresh instance: the whole request and each stage the service
+/// reports.
+fn measure(
+    service: &Service,
+    name: &str,
+    path: &str,
+    request: &Request,
+    runs: usize,
+) -> serde_json::Value {
+    request.send(service, path); // warm Viceroy's connection to the origin
     let mut ms = Vec::with_capacity(runs);
     let mut stages: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let reply = service.get(path);
+        let reply = request.send(service, path);
         ms.push(start.elapsed().as_secs_f64() * 1e3);
         assert!(reply.status < 400, "{name}: {}", reply.status);
         let timing = server_timing(reply.header("server-timing").unwrap_or(""));
