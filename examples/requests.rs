@@ -71,7 +71,7 @@ fn main() {
     // wakes every millisecond), which would be noise in the others' numbers.
     let port = origin.port;
     let get = |path: &'static str| Request::Get(path);
-    let services: [(ServiceStart, Vec<(&str, &str, Request)>); 5] = [
+    let services: [(ServiceStart, Scenarios); 5] = [
         (
             Box::new(move || Service::start_module("bench-plain", plain_proxy, port, None)),
             vec![
@@ -182,6 +182,8 @@ fn main() {
 }
 
 type ServiceStart<'a> = Box<dyn FnOnce() -> Service + 'a>;
+/// (name, path, what is sent) for each scenario of one service.
+type Scenarios = Vec<(&'static str, &'static str, Request)>;
 
 /// What a scenario sends.
 #[derive(Clone)]

@@ -43,6 +43,31 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         "/lying.txt",
         Resource::bytes("text/plain", drawing_png.clone()),
     );
+    // Every format browsers sniff, served as something else: each is judged.
+    for (path, codec) in [
+        ("/sniffed-bmp.bin", image::ImageFormat::Bmp),
+        ("/sniffed-tiff.bin", image::ImageFormat::Tiff),
+        ("/sniffed-webp.txt", image::ImageFormat::WebP),
+    ] {
+        fixtures.insert(
+            path,
+            Resource::bytes("application/octet-stream", encode(&drawing_like, codec)),
+        );
+    }
+    // Images browsers render that are not decoded here: the undecodable outcome.
+    for (path, bytes) in [
+        (
+            "/unreadable.avif",
+            &b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf"[..],
+        ),
+        ("/unreadable.heic", b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"),
+        ("/unreadable.jxl", b"\xff\x0a\xfa\x7f\x01\x90\x08\x06\x01"),
+    ] {
+        fixtures.insert(
+            path,
+            Resource::bytes("application/octet-stream", bytes.to_vec()),
+        );
+    }
     fixtures.insert(
         "/untyped",
         Resource::bytes("application/octet-stream", jpeg.clone()),
@@ -275,6 +300,31 @@ fn content_type_does_not_decide_what_is_an_image() {
         (451, Some("block")),
         "PNG bytes served as text/plain"
     );
+
+    for path in ["/sniffed-bmp.bin", "/sniffed-tiff.bin", "/sniffed-webp.txt"] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}"
+        );
+    }
+    for (path, name) in [
+        ("/unreadable.avif", "AVIF"),
+        ("/unreadable.heic", "HEIF"),
+        ("/unreadable.jxl", "JPEG XL"),
+    ] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}"
+        );
+        assert_eq!(
+            reply.header(headers::REASON),
+            Some(format!("undecodable: {name} images are not decoded here").as_str())
+        );
+    }
 
     let default = &world().default_policy;
     let untyped = default.get("/untyped");

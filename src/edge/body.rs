@@ -5,7 +5,7 @@
 //! body as a host-side stream, so it goes on byte for byte without passing through Wasm
 //! memory.
 
-use edge_moderation::media::format::{ImageFormat, SNIFF_LEN};
+use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
 use edge_moderation::policy::Policy;
 use fastly::Body;
 use std::io::{self, Read};
@@ -18,7 +18,8 @@ pub enum Inspection {
     Image { bytes: Vec<u8>, format: ImageFormat },
     /// An image beyond the byte limit.
     Oversize { body: Body, detail: String },
-    /// Claims to be an image (by its `Content-Type`), but its bytes are not one we read.
+    /// Claims to be an image (by its `Content-Type`), but its bytes are not one we read;
+    /// or an image browsers render (AVIF, HEIF, JPEG XL) that we cannot decode.
     Undecodable { body: Body, detail: String },
 }
 
@@ -37,6 +38,13 @@ pub fn inspect(
     policy: &Policy,
 ) -> io::Result<Inspection> {
     let Some(format) = sniff(&mut body)? else {
+        let prefix = body.try_get_prefix_mut(SNIFF_LEN)?;
+        if let Some(name) = unreadable_image(&prefix) {
+            drop(prefix);
+            let detail = format!("{name} images are not decoded here");
+            return Ok(Inspection::Undecodable { body, detail });
+        }
+        drop(prefix);
         if policy.claims_moderated_image(content_type) {
             let detail = format!(
                 "{} body is not a {}",

@@ -21,7 +21,7 @@ use super::context::RequestContext;
 use super::respond::{self, Report, Summary, STALE_DIGESTS};
 use super::{cache, model, siblings};
 use edge_moderation::headers;
-use edge_moderation::media::format::{ImageFormat, SNIFF_LEN};
+use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
 use edge_moderation::moderation::{Moderation, Outcome};
 use edge_moderation::policy::{Policy, Verdict};
 use edge_moderation::upload::multipart::{self, PartHead, Sink, Splitter};
@@ -496,12 +496,16 @@ impl<'a> Collector<'a> {
                 bytes: prefix,
             };
         }
-        if policy.claims_moderated_image(head.content_type.as_deref()) {
-            let detail = format!(
-                "{} part is not a {}",
-                head.content_type.as_deref().unwrap_or_default(),
-                ImageFormat::list()
-            );
+        let unreadable = unreadable_image(&prefix);
+        if unreadable.is_some() || policy.claims_moderated_image(head.content_type.as_deref()) {
+            let detail = match unreadable {
+                Some(name) => format!("{name} images are not decoded here"),
+                None => format!(
+                    "{} part is not a {}",
+                    head.content_type.as_deref().unwrap_or_default(),
+                    ImageFormat::list()
+                ),
+            };
             let mut body = Body::new();
             self.write_kept(&mut body, &prefix);
             return Content::Unjudged {

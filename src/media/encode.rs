@@ -39,7 +39,11 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
             let mut encoder = GifEncoder::new_with_speed(&mut out, GIF_PALETTE_SPEED);
             encoder.encode_frame(Frame::new(image.to_rgba8()))?;
         }
-        ImageFormat::Png | ImageFormat::WebP => {
+        ImageFormat::Ico => {
+            // image-rs reads back only icons whose PNG entry is RGBA.
+            DynamicImage::ImageRgba8(image.to_rgba8()).write_to(&mut out, format.codec())?;
+        }
+        ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff => {
             rgb8_or_rgba8(image).write_to(&mut out, format.codec())?;
         }
     }
@@ -69,12 +73,9 @@ mod tests {
             assert_eq!(ImageFormat::sniff(&bytes), Some(format));
             let decoded = decode(&bytes, format, limits).unwrap();
             assert_eq!(decoded.dimensions(), (64, 48));
-            let keeps_alpha = matches!(format, ImageFormat::Png | ImageFormat::WebP);
-            assert_eq!(
-                decoded.color().has_alpha(),
-                keeps_alpha || format == ImageFormat::Gif,
-                "{format:?}"
-            );
+            // GIF and ICO are always written with alpha; JPEG never has it.
+            let alpha = format != ImageFormat::Jpeg;
+            assert_eq!(decoded.color().has_alpha(), alpha, "{format:?}");
         }
     }
 }

@@ -15,19 +15,38 @@ pub enum ImageFormat {
     Png,
     WebP,
     Gif,
+    Bmp,
+    /// ICO: a browser shows the entry it picks; image-rs decodes the largest.
+    Ico,
+    Tiff,
 }
 
 impl ImageFormat {
     /// Every format, in the order reasons and documentation list them.
-    pub const ALL: [ImageFormat; 4] = [Self::Jpeg, Self::Png, Self::WebP, Self::Gif];
+    pub const ALL: [ImageFormat; 7] = [
+        Self::Jpeg,
+        Self::Png,
+        Self::WebP,
+        Self::Gif,
+        Self::Bmp,
+        Self::Ico,
+        Self::Tiff,
+    ];
 
-    /// The format whose signature starts `prefix`, if any.
+    /// The format whose signature starts `prefix`, if any: the WHATWG mimesniff image
+    /// table (what every browser sniffs, whatever the `Content-Type`), plus TIFF, which
+    /// Safari renders.
     pub fn sniff(prefix: &[u8]) -> Option<Self> {
         match prefix {
             [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
             [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
             [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::WebP),
+            // Chromium's BMP decoder also takes OS/2's `BA` (bitmap array).
+            [b'B', b'M' | b'A', ..] => Some(Self::Bmp),
+            // Icon (1) and cursor (2) directories.
+            [0, 0, 1 | 2, 0, ..] => Some(Self::Ico),
+            [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Self::Tiff),
             _ => None,
         }
     }
@@ -39,6 +58,9 @@ impl ImageFormat {
             Self::Png => "PNG",
             Self::WebP => "WebP",
             Self::Gif => "GIF",
+            Self::Bmp => "BMP",
+            Self::Ico => "ICO",
+            Self::Tiff => "TIFF",
         }
     }
 
@@ -49,6 +71,9 @@ impl ImageFormat {
             Self::Png => "image/png",
             Self::WebP => "image/webp",
             Self::Gif => "image/gif",
+            Self::Bmp => "image/bmp",
+            Self::Ico => "image/x-icon",
+            Self::Tiff => "image/tiff",
         }
     }
 
@@ -59,6 +84,9 @@ impl ImageFormat {
             Self::Png => "png",
             Self::WebP => "webp",
             Self::Gif => "gif",
+            Self::Bmp => "bmp",
+            Self::Ico => "ico",
+            Self::Tiff => "tiff",
         }
     }
 
@@ -79,7 +107,30 @@ impl ImageFormat {
             Self::Png => image::ImageFormat::Png,
             Self::WebP => image::ImageFormat::WebP,
             Self::Gif => image::ImageFormat::Gif,
+            Self::Bmp => image::ImageFormat::Bmp,
+            Self::Ico => image::ImageFormat::Ico,
+            Self::Tiff => image::ImageFormat::Tiff,
         }
+    }
+}
+
+/// Images browsers render that the filter recognises but cannot decode: their name, for
+/// the reason they get the policy's `on_undecodable` outcome (never a silent pass).
+pub fn unreadable_image(prefix: &[u8]) -> Option<&'static str> {
+    match prefix {
+        // ISO-BMFF `ftyp` with an AVIF or HEIF major brand.
+        [_, _, _, _, b'f', b't', b'y', b'p', brand @ ..] if brand.len() >= 4 => match &brand[..4] {
+            b"avif" | b"avis" => Some("AVIF"),
+            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
+                Some("HEIF")
+            }
+            _ => None,
+        },
+        // JPEG XL: a bare codestream, or its ISO-BMFF container.
+        [0xFF, 0x0A, ..] | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', 0x0D, 0x0A, 0x87, 0x0A, ..] => {
+            Some("JPEG XL")
+        }
+        _ => None,
     }
 }
 
@@ -109,6 +160,30 @@ mod tests {
             ImageFormat::sniff(b"RIFF\x24\0\0\0WEBPVP8 "),
             Some(ImageFormat::WebP)
         );
+        for (prefix, format) in [
+            (&b"BM\x36\0\0\0\0\0"[..], ImageFormat::Bmp),
+            (b"BA\x36\0", ImageFormat::Bmp),
+            (b"\0\0\x01\0\x01\0", ImageFormat::Ico),
+            (b"\0\0\x02\0\x01\0", ImageFormat::Ico),
+            (b"II*\0\x08\0", ImageFormat::Tiff),
+            (b"MM\0*\0\0", ImageFormat::Tiff),
+        ] {
+            assert_eq!(ImageFormat::sniff(prefix), Some(format), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn recognises_images_it_cannot_decode() {
+        assert_eq!(unreadable_image(b"\0\0\0\x1cftypavif\0\0"), Some("AVIF"));
+        assert_eq!(unreadable_image(b"\0\0\0\x18ftypheic"), Some("HEIF"));
+        assert_eq!(unreadable_image(b"\0\0\0\x18ftypmif1"), Some("HEIF"));
+        assert_eq!(unreadable_image(b"\xff\x0a\xfa"), Some("JPEG XL"));
+        assert_eq!(
+            unreadable_image(b"\0\0\0\x0cJXL \r\n\x87\n"),
+            Some("JPEG XL")
+        );
+        assert_eq!(unreadable_image(b"\0\0\0\x18ftypisom"), None);
+        assert_eq!(unreadable_image(b"\0\0\0\x18ftyp"), None);
     }
 
     #[test]
@@ -123,7 +198,10 @@ mod tests {
 
     #[test]
     fn every_format_names_itself_consistently() {
-        assert_eq!(ImageFormat::list(), "JPEG, PNG, WebP or GIF");
+        assert_eq!(
+            ImageFormat::list(),
+            "JPEG, PNG, WebP, GIF, BMP, ICO or TIFF"
+        );
         for format in ImageFormat::ALL {
             assert_eq!(
                 format.mime_type(),

@@ -34,6 +34,14 @@ pub fn fidelity_image(name: &str) -> DynamicImage {
 }
 
 pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    if format == ImageFormat::Ico {
+        // An icon is at most 256 px a side, and image-rs reads back only RGBA entries.
+        let icon = DynamicImage::ImageRgba8(image.thumbnail(256, 256).to_rgba8());
+        let mut out = Cursor::new(Vec::new());
+        icon.write_to(&mut out, format)
+            .expect("encode icon fixture");
+        return out.into_inner();
+    }
     let image = match format {
         ImageFormat::Jpeg => DynamicImage::ImageRgb8(image.to_rgb8()),
         _ => DynamicImage::ImageRgba8(image.to_rgba8()),
@@ -52,8 +60,16 @@ pub fn format_images() -> HashMap<&'static str, Resource> {
     let rocket = fidelity_image("photo_rocket.png");
     let drawing_like = fidelity_image("panorama_wide.png");
     let mut fixtures = HashMap::new();
+    // Icons are at most 256 px a side; these crops classify as the full images do under
+    // the test policy (a thumbnail of the panorama would not).
+    let icon_rocket = rocket.crop_imm(192, 85, 256, 256);
+    let icon_drawing = fidelity_image("flat_logo_alpha.png").crop_imm(44, 44, 256, 256);
     for format in Format::ALL {
         let (ext, mime, codec) = (format.extension(), format.mime_type(), format.codec());
+        let (rocket, drawing_like) = match format {
+            Format::Ico => (&icon_rocket, &icon_drawing),
+            _ => (&rocket, &drawing_like),
+        };
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
         fixtures.insert(
             leak(format!("/photo.{ext}")),
@@ -61,14 +77,14 @@ pub fn format_images() -> HashMap<&'static str, Resource> {
         );
         fixtures.insert(
             leak(format!("/rocket.{ext}")),
-            Resource::bytes(mime, encode(&rocket, codec))
+            Resource::bytes(mime, encode(rocket, codec))
                 .with_header("ETag", "\"original\"")
                 .with_header("Content-MD5", "bm90IHJlYWxseQ==")
                 .with_header("Cache-Control", "public, max-age=600"),
         );
         fixtures.insert(
             leak(format!("/drawing.{ext}")),
-            Resource::bytes(mime, encode(&drawing_like, codec)),
+            Resource::bytes(mime, encode(drawing_like, codec)),
         );
     }
     fixtures

@@ -106,7 +106,6 @@ pub fn decode_reduced(
 mod tests {
     use super::*;
     use image::{GenericImageView, Rgb, RgbImage};
-    use std::io::Cursor;
 
     const LIMITS: DecodeLimits = DecodeLimits {
         max_pixels: 1_000_000,
@@ -117,11 +116,7 @@ mod tests {
 
     fn encoded(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
         let image = RgbImage::from_fn(width, height, |x, y| Rgb([x as u8, y as u8, 128]));
-        let mut out = Cursor::new(Vec::new());
-        DynamicImage::ImageRgb8(image)
-            .write_to(&mut out, format.codec())
-            .unwrap();
-        out.into_inner()
+        crate::media::encode::encode(&DynamicImage::ImageRgb8(image), format).unwrap()
     }
 
     #[test]
