@@ -54,6 +54,49 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             Resource::bytes("application/octet-stream", encode(&drawing_like, codec)),
         );
     }
+    // Compressed bodies a browser decompresses and shows, whatever the type.
+    let drawing = encode(&drawing_like, image::ImageFormat::Png);
+    for (path, coding, bytes) in [
+        ("/encoded-drawing.gz", "gzip", gzip(&drawing)),
+        ("/encoded-drawing.zz", "deflate", zlib(&drawing)),
+        (
+            "/encoded-drawing.zst",
+            "zstd",
+            ruzstd::encoding::compress_to_vec(
+                &drawing[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+        ),
+        (
+            "/encoded-drawing-twice",
+            "gzip, gzip",
+            gzip(&gzip(&drawing)),
+        ),
+        ("/encoded-photo.gz", "gzip", gzip(&jpeg)),
+        (
+            "/encoded-page.gz",
+            "gzip",
+            gzip(b"<!doctype html><p>compressed page</p>"),
+        ),
+    ] {
+        fixtures.insert(
+            path,
+            Resource::bytes("application/octet-stream", bytes)
+                .with_header("Content-Encoding", coding),
+        );
+    }
+    fixtures.insert(
+        "/encoded-unknown.png",
+        Resource::bytes("image/png", drawing.clone()).with_header("Content-Encoding", "compress"),
+    );
+    fixtures.insert(
+        "/encoded-bomb.gz",
+        Resource::bytes(
+            "application/octet-stream",
+            gzip(&[&drawing[..], &vec![0; 30 << 20]].concat()),
+        )
+        .with_header("Content-Encoding", "gzip"),
+    );
     // Images browsers render that are not decoded here: the undecodable outcome.
     for (path, bytes) in [
         (
@@ -132,6 +175,20 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         Resource::bytes("image/jpeg", b"origin exploded".to_vec()).with_status(500),
     );
     fixtures
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 fn world() -> &'static World {
@@ -349,6 +406,48 @@ fn content_type_does_not_decide_what_is_an_image() {
         "vector art is an unmoderated type by default"
     );
     assert_eq!(svg.body, origin_bytes("/icon.svg"));
+}
+
+#[test]
+fn compressed_bodies_are_judged_as_the_browser_shows_them() {
+    let test = &world().test_policy;
+    for path in [
+        "/encoded-drawing.gz",
+        "/encoded-drawing.zz",
+        "/encoded-drawing.zst",
+        "/encoded-drawing-twice",
+    ] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}"
+        );
+    }
+    // What passes is the origin's encoded bytes, still encoded.
+    for path in ["/encoded-photo.gz", "/encoded-page.gz"] {
+        let reply = test.get(path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.body, origin_bytes(path), "{path}");
+        assert_eq!(reply.header("content-encoding"), Some("gzip"), "{path}");
+    }
+    assert_eq!(test.get("/encoded-photo.gz").verdict(), Some("pass"));
+    assert_eq!(test.get("/encoded-page.gz").verdict(), None);
+
+    let unknown = test.get("/encoded-unknown.png");
+    assert_eq!((unknown.status, unknown.verdict()), (451, Some("block")));
+    assert!(unknown
+        .header(headers::REASON)
+        .unwrap()
+        .contains("unsupported Content-Encoding compress"));
+    // 30 MB of decompressed output from ~30 KB: stopped at the byte limit, on_oversize
+    // (pass under this policy) sends the origin's bytes.
+    let bomb = test.get("/encoded-bomb.gz");
+    assert!(bomb
+        .header(headers::REASON)
+        .unwrap()
+        .starts_with("oversize: decompresses"));
+    assert_eq!(bomb.body, origin_bytes("/encoded-bomb.gz"));
 }
 
 #[test]

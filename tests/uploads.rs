@@ -184,6 +184,47 @@ fn image_uploads_the_policy_blocks_never_reach_the_origin() {
     }
 }
 
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn compressed_uploads_are_judged_decompressed_and_forwarded_as_sent() {
+    let world = world();
+    let encoding = [
+        ("content-encoding", "gzip"),
+        ("content-type", "application/octet-stream"),
+    ];
+    let reply = world.strict.post(
+        "/upload/gzip-drawing",
+        &encoding,
+        &gzip(&image("/drawing.png")),
+    );
+    assert_blocked_unseen(&reply, "/upload/gzip-drawing");
+
+    let photo = gzip(&image("/photo.png"));
+    let reply = world.strict.post("/upload/gzip-photo", &encoding, &photo);
+    assert_eq!((reply.status, reply.verdict()), (201, Some("pass")));
+    let sent = the_request("/upload/gzip-photo");
+    assert_eq!(sent.body, photo);
+    assert_eq!(sent.header("content-encoding"), Some("gzip"));
+
+    let json = gzip(br#"{"compressed": true}"#);
+    let reply = world.strict.post(
+        "/upload/gzip-json",
+        &[
+            ("content-encoding", "gzip"),
+            ("content-type", "application/json"),
+        ],
+        &json,
+    );
+    assert_eq!((reply.status, reply.verdict()), (201, None));
+    assert_eq!(the_request("/upload/gzip-json").body, json);
+}
+
 #[test]
 fn benign_uploads_arrive_byte_identical_with_the_verdict() {
     let world = world();

@@ -28,7 +28,12 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
     let content_type = response
         .get_header_str(header::CONTENT_TYPE)
         .map(str::to_owned);
-    let inspection = match body::inspect(response.take_body(), content_type.as_deref(), policy) {
+    let content_encoding = response
+        .get_header_str(header::CONTENT_ENCODING)
+        .map(str::to_owned);
+    let body = response.take_body();
+    let claimed = (content_type.as_deref(), content_encoding.as_deref());
+    let inspection = match body::inspect(body, claimed.0, claimed.1, policy) {
         Ok(inspection) => inspection,
         Err(e) => return respond::origin_failure(context, &Failure::Body(e)),
     };
@@ -42,9 +47,13 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             response.set_body(body);
             Moderation::undecodable(policy, detail)
         }
-        Inspection::Image { bytes, format } => {
+        Inspection::Image {
+            bytes,
+            format,
+            encoded,
+        } => {
             let (moderation, report) = model::judge(&bytes, format, policy, &context.host);
-            response.set_body(bytes);
+            response.set_body(encoded.unwrap_or(bytes));
             return respond::moderated(response, moderation, &context.config, report);
         }
     };

@@ -137,7 +137,13 @@ pub fn blocked(status: u16, reason: &str) -> Response {
 /// The origin's status and caching headers around the obscured image. Validators and
 /// digests of the original would be wrong for these bytes, so they go.
 fn rewritten(mut response: Response, bytes: Vec<u8>, format: ImageFormat) -> Response {
-    for stale in [header::ETAG, header::CONTENT_RANGE, header::ACCEPT_RANGES] {
+    // The obscured image is sent as is, whatever coding the original came in.
+    for stale in [
+        header::ETAG,
+        header::CONTENT_RANGE,
+        header::ACCEPT_RANGES,
+        header::CONTENT_ENCODING,
+    ] {
         response.remove_header(stale);
     }
     for stale in STALE_DIGESTS {

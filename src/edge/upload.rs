@@ -93,16 +93,9 @@ fn content_encoding(request: &Request) -> Option<String> {
 
 fn judge_raw(context: &RequestContext, mut request: Request, content_type: Option<&str>) -> Upload {
     let policy = context.policy();
-    if let Some(coding) = content_encoding(&request) {
-        // Until request bodies are decoded, an encoded body is one we cannot inspect.
-        let detail = format!("request body with Content-Encoding {coding} cannot be inspected");
-        let image = JudgedImage {
-            part: None,
-            moderation: Moderation::undecodable(policy, detail),
-        };
-        return conclude_raw(context, request, image, Report::default());
-    }
-    let inspection = match body::inspect(request.take_body(), content_type, policy) {
+    let coding = content_encoding(&request);
+    let body = request.take_body();
+    let inspection = match body::inspect(body, content_type, coding.as_deref(), policy) {
         Ok(inspection) => inspection,
         Err(e) => return Upload::Reply(unreadable(&context.config, &e)),
     };
@@ -122,13 +115,16 @@ fn judge_raw(context: &RequestContext, mut request: Request, content_type: Optio
             request.set_body(body);
             (Moderation::undecodable(policy, detail), Report::default())
         }
-        Inspection::Image { bytes, format } => {
+        Inspection::Image {
+            bytes,
+            format,
+            encoded,
+        } => {
             let judged = model::judge(&bytes, format, policy, &context.host);
-            set_body(
-                &mut request,
-                Body::from(bytes.as_slice()),
-                bytes.len() as u64,
-            );
+            // What goes on is what the client sent (still encoded, if it was).
+            let sent = encoded.unwrap_or(bytes);
+            let length = sent.len() as u64;
+            set_body(&mut request, Body::from(sent), length);
             judged
         }
     };
@@ -162,6 +158,7 @@ fn conclude_raw(
         Some(PartAction::Replace) => {
             if let Outcome::Rewrite { bytes, format } = image.moderation.outcome {
                 request.set_header(header::CONTENT_TYPE, format.mime_type());
+                request.remove_header(header::CONTENT_ENCODING);
                 let length = bytes.len() as u64;
                 set_body(&mut request, Body::from(bytes), length);
             }
@@ -174,7 +171,8 @@ fn conclude_raw(
 fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &str) -> Upload {
     let policy = context.policy();
     if let Some(coding) = content_encoding(&request) {
-        let detail = format!("request body with Content-Encoding {coding} cannot be inspected");
+        // A form's parts are not decoded yet: an encoded form cannot be inspected.
+        let detail = format!("multipart body with Content-Encoding {coding} cannot be inspected");
         let image = JudgedImage {
             part: None,
             moderation: Moderation::undecodable(policy, detail),

@@ -2,6 +2,7 @@
 //! within limits, obscuring it and writing it back. Knows formats; knows nothing of the
 //! policy, the model or HTTP.
 
+pub mod content_encoding;
 pub mod content_type;
 pub mod decode;
 pub mod encode;
