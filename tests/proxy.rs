@@ -28,6 +28,9 @@ fn test_policy() -> String {
 struct World {
     fixtures: HashMap<&'static str, Resource>,
     default_policy: Service,
+    /// Blocks `Neutral` ≥ 0.5: a photo in grey is Neutral to the model, a flat colour is
+    /// not, so a picture hidden in an alpha channel can be told from its black ink.
+    neutral_policy: Service,
     test_policy: Service,
     invalid_policy: Service,
     origin_down: Service,
@@ -54,6 +57,27 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             Resource::bytes("application/octet-stream", encode(&drawing_like, codec)),
         );
     }
+    let hidden = picture_in_alpha(&fidelity_image("photo_rocket.png"));
+    fixtures.insert(
+        "/alpha-hidden.png",
+        Resource::bytes("image/png", encode(&hidden, image::ImageFormat::Png)),
+    );
+    fixtures.insert(
+        "/alpha-hidden.webp",
+        Resource::bytes("image/webp", encode(&hidden, image::ImageFormat::WebP)),
+    );
+    // A translucent flat tint: flat colour over either backdrop.
+    let sticker = image::RgbaImage::from_pixel(300, 300, image::Rgba([200, 30, 30, 128]));
+    fixtures.insert(
+        "/alpha-sticker.png",
+        Resource::bytes(
+            "image/png",
+            encode(
+                &image::DynamicImage::ImageRgba8(sticker),
+                image::ImageFormat::Png,
+            ),
+        ),
+    );
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);
     for (path, coding, bytes) in [
@@ -177,6 +201,20 @@ fn fixtures() -> HashMap<&'static str, Resource> {
     fixtures
 }
 
+const NEUTRAL_POLICY: &str =
+    r#"{"rules": [{"classes": ["Neutral"], "at_least": 0.5, "action": "block"}]}"#;
+
+/// A picture drawn in the alpha channel of black ink: a white page shows it (in grey);
+/// with alpha dropped, as the model alone reads it, it is a black square.
+fn picture_in_alpha(picture: &image::DynamicImage) -> image::DynamicImage {
+    let grey = picture.to_luma8();
+    image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(
+        grey.width(),
+        grey.height(),
+        |x, y| image::Rgba([0, 0, 0, 255 - grey.get_pixel(x, y)[0]]),
+    ))
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -210,9 +248,12 @@ fn world() -> &'static World {
             Service::start("invalid", port, Some(r#"{"rules": "block everything"}"#))
         });
         let origin_down = std::thread::spawn(move || Service::start("down", closed_port, None));
+        let neutral_policy =
+            std::thread::spawn(move || Service::start("neutral", port, Some(NEUTRAL_POLICY)));
         World {
             fixtures,
             default_policy: default_policy.join().unwrap(),
+            neutral_policy: neutral_policy.join().unwrap(),
             test_policy: test_policy.join().unwrap(),
             invalid_policy: invalid_policy.join().unwrap(),
             origin_down: origin_down.join().unwrap(),
@@ -406,6 +447,36 @@ fn content_type_does_not_decide_what_is_an_image() {
         "vector art is an unmoderated type by default"
     );
     assert_eq!(svg.body, origin_bytes("/icon.svg"));
+}
+
+#[test]
+fn transparent_images_are_judged_as_shown_on_white_and_on_black() {
+    let neutral = &world().neutral_policy;
+    for path in ["/alpha-hidden.png", "/alpha-hidden.webp"] {
+        let reply = neutral.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (403, Some("block")),
+            "{path}"
+        );
+        assert!(
+            reply
+                .header(headers::REASON)
+                .unwrap()
+                .ends_with("(shown on white)"),
+            "{path}: {:?}",
+            reply.header(headers::REASON)
+        );
+    }
+    // A translucent tint is Neutral over neither: it passes untouched.
+    let sticker = neutral.get("/alpha-sticker.png");
+    assert_eq!(
+        (sticker.status, sticker.verdict()),
+        (200, Some("pass")),
+        "{:?}",
+        sticker.header(headers::SCORES)
+    );
+    assert_eq!(sticker.body, origin_bytes("/alpha-sticker.png"));
 }
 
 #[test]

@@ -16,7 +16,9 @@ mod scores;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_gemm;
 
-pub use preprocess::{preprocess, INPUT_SIDE, TENSOR_SIDE};
+pub use preprocess::{
+    preprocess, preprocess_over, transparency, Backdrop, INPUT_SIDE, TENSOR_SIDE,
+};
 pub use profile::OperatorTime;
 pub use scores::{Class, Scores};
 

@@ -17,10 +17,70 @@ pub const INPUT_SIDE: usize = 224;
 /// Side of the tensor [`preprocess`] writes: the image plus the padding row and column.
 pub const TENSOR_SIDE: usize = INPUT_SIDE + 1;
 
+/// What a transparent image is shown over. nsfwjs drops alpha (`None`), which is what
+/// the model saw in training; a browser composites the image over the page, so an image
+/// whose picture lives in its alpha channel is judged over both extremes a page can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backdrop {
+    White,
+    Black,
+}
+
+impl Backdrop {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backdrop::White => "white",
+            Backdrop::Black => "black",
+        }
+    }
+
+    fn value(self) -> f32 {
+        match self {
+            Backdrop::White => 1.0,
+            Backdrop::Black => 0.0,
+        }
+    }
+}
+
+/// The share of the pixels the model samples (the 224×224 bilinear neighbours) that are
+/// not opaque: 0 for images without alpha.
+pub fn transparency(image: &DynamicImage) -> f32 {
+    let (pixels, channels) = interleaved(image);
+    if channels != 2 && channels != 4 {
+        return 0.0;
+    }
+    let stride = image.width() as usize * channels;
+    let rows = axis_samples(image.height() as usize, INPUT_SIDE);
+    let cols = axis_samples(image.width() as usize, INPUT_SIDE);
+    let alpha = |y: usize, x: usize| pixels[y * stride + x * channels + channels - 1];
+    let mut translucent = 0usize;
+    for row in &rows {
+        for col in &cols {
+            let corners = [
+                alpha(row.low, col.low),
+                alpha(row.low, col.high),
+                alpha(row.high, col.low),
+                alpha(row.high, col.high),
+            ];
+            translucent += corners.iter().filter(|&&a| a < 255).count();
+        }
+    }
+    translucent as f32 / (rows.len() * cols.len() * 4) as f32
+}
+
 /// nsfwjs's preprocessing: RGB / 255, then bilinear resize with `align_corners = true`,
 /// into a `[1, TENSOR_SIDE, TENSOR_SIDE, 3]` tensor whose last row and column are zero.
 pub fn preprocess(image: &DynamicImage) -> Tensor {
+    preprocess_over(image, None)
+}
+
+/// [`preprocess`] of the image as shown over `backdrop` (alpha composited, as a browser
+/// does, at each sampled pixel: compositing and bilinear interpolation are both linear,
+/// so this equals resizing the composited image). `None` drops alpha, as nsfwjs does.
+pub fn preprocess_over(image: &DynamicImage, backdrop: Option<Backdrop>) -> Tensor {
     let (pixels, channels) = interleaved(image);
+    let composite = backdrop.filter(|_| channels == 2 || channels == 4);
+    let background = composite.map_or(0.0, Backdrop::value);
     let stride = image.width() as usize * channels;
     // Grey images repeat their one value in R, G and B, as fromPixels does.
     let offsets: [usize; 3] = if channels >= 3 { [0, 1, 2] } else { [0; 3] };
@@ -35,7 +95,16 @@ pub fn preprocess(image: &DynamicImage) -> Tensor {
         for col in &cols {
             let (left, right) = (col.low * channels, col.high * channels);
             for offset in offsets {
-                let at = |line: &[u8], x: usize| normalised[usize::from(line[x + offset])];
+                let at = |line: &[u8], x: usize| {
+                    let value = normalised[usize::from(line[x + offset])];
+                    match composite {
+                        None => value,
+                        Some(_) => {
+                            let alpha = normalised[usize::from(line[x + channels - 1])];
+                            value * alpha + background * (1.0 - alpha)
+                        }
+                    }
+                };
                 let upper = at(top, left) + (at(top, right) - at(top, left)) * col.fraction;
                 let lower =
                     at(bottom, left) + (at(bottom, right) - at(bottom, left)) * col.fraction;
@@ -110,6 +179,33 @@ mod tests {
         assert_eq!(view[[0, 0, 0, 0]], 0.0);
         assert_eq!(view[[0, 223, 223, 0]], (999 % 256) as f32 / 255.0);
         assert_eq!(view[[0, 223, 223, 1]], 29.0 / 255.0);
+    }
+
+    #[test]
+    fn transparent_pixels_show_the_backdrop() {
+        use image::{Rgba, RgbaImage};
+        // Black ink whose picture is in the alpha channel: a ramp from clear to opaque.
+        let image = DynamicImage::ImageRgba8(RgbaImage::from_fn(224, 224, |x, _| {
+            Rgba([0, 0, 0, x as u8])
+        }));
+        assert!(transparency(&image) > 0.99);
+        let dropped = preprocess(&image);
+        let on_white = preprocess_over(&image, Some(Backdrop::White));
+        let on_black = preprocess_over(&image, Some(Backdrop::Black));
+        let at = |t: &Tensor, x: usize| t.to_plain_array_view::<f32>().unwrap()[[0, 5, x, 0]];
+        // The model alone sees black everywhere; a white page shows the ramp.
+        assert_eq!(at(&dropped, 200), 0.0);
+        assert_eq!(at(&on_black, 200), 0.0);
+        assert!((at(&on_white, 0) - 1.0).abs() < 1e-6);
+        assert!((at(&on_white, 200) - (1.0 - 200.0 / 255.0)).abs() < 1e-6);
+        let opaque = DynamicImage::ImageRgba8(RgbaImage::from_pixel(50, 50, Rgba([9, 9, 9, 255])));
+        assert_eq!(transparency(&opaque), 0.0);
+        assert_eq!(
+            preprocess_over(&opaque, Some(Backdrop::White)),
+            preprocess(&opaque)
+        );
+        let rgb = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 50, Rgb([1, 2, 3])));
+        assert_eq!(transparency(&rgb), 0.0);
     }
 
     #[test]

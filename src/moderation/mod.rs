@@ -10,12 +10,12 @@ pub mod record;
 
 pub use outcome::{Moderation, Outcome, Reason, Timings};
 
-use crate::classifier::{preprocess, Classifier, ModelError, Scores};
+use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
 use crate::media::decode::{decode_reduced, DecodeError};
 use crate::media::encode::encode;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
-use crate::policy::{Policy, Verdict};
+use crate::policy::{Decision, Policy, Verdict};
 use anyhow::Context;
 use std::time::Instant;
 
@@ -44,6 +44,21 @@ impl Inference for &Classifier {
     }
 }
 
+/// An image is judged as shown over white and over black when at least this share of
+/// the pixels the model samples is not opaque (a logo's soft edge is not; a cut-out or a
+/// picture drawn in the alpha channel is).
+pub const MEANINGFUL_TRANSPARENCY: f32 = 0.01;
+
+/// The backdrops an image is judged over: none (alpha dropped, as nsfwjs does) for an
+/// opaque image; white and black (the page's extremes) for a transparent one.
+fn backdrops(image: &image::DynamicImage) -> &'static [Option<Backdrop>] {
+    if transparency(image) >= MEANINGFUL_TRANSPARENCY {
+        &[Some(Backdrop::White), Some(Backdrop::Black)]
+    } else {
+        &[None]
+    }
+}
+
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
@@ -63,27 +78,47 @@ pub fn moderate(
             return Moderation::undecodable(policy, unreadable.to_string())
         }
     };
-    let input = preprocess(&decoded.image);
-    let preprocessed = Instant::now();
-    let scores = match inference.infer(input) {
-        Ok(scores) => scores,
-        Err(InferenceError::Model(e)) => return Moderation::model_failed(policy, e.to_string()),
-        Err(InferenceError::Sibling(why)) => return Moderation::sibling_failed(policy, why),
+    let decoded_at = Instant::now();
+    // The worst verdict over the backdrops decides (the first of equals).
+    let mut judged: Option<(Decision, Scores, Option<Backdrop>)> = None;
+    for &backdrop in backdrops(&decoded.image) {
+        let input = preprocess_over(&decoded.image, backdrop);
+        let scores = match inference.infer(input) {
+            Ok(scores) => scores,
+            Err(InferenceError::Model(e)) => {
+                return Moderation::model_failed(policy, e.to_string())
+            }
+            Err(InferenceError::Sibling(why)) => return Moderation::sibling_failed(policy, why),
+        };
+        let decision = policy.decide(&scores);
+        let worse = judged
+            .as_ref()
+            .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
+        if worse {
+            judged = Some((decision, scores, backdrop));
+        }
+    }
+    let Some((decision, scores, backdrop)) = judged else {
+        return Moderation::model_failed(policy, "no inference ran".into());
     };
     let classified = Instant::now();
-    let decision = policy.decide(&scores);
     let mut moderation = Moderation {
         outcome: Outcome::Pass,
         reason: decision
             .rule
             .map_or(Reason::NoRuleMatched, |index| Reason::Rule {
                 index,
-                rule: policy.rules[index].to_string(),
+                rule: match backdrop {
+                    Some(backdrop) => {
+                        format!("{} (shown on {})", policy.rules[index], backdrop.name())
+                    }
+                    None => policy.rules[index].to_string(),
+                },
             }),
         scores: Some(scores),
         timings: Timings {
-            decode: preprocessed - started,
-            inference: classified - preprocessed,
+            decode: decoded_at - started,
+            inference: classified - decoded_at,
             ..Timings::default()
         },
     };
@@ -137,6 +172,49 @@ mod tests {
             .write_to(&mut out, Codec::Jpeg)
             .unwrap();
         out.into_inner()
+    }
+
+    /// A picture drawn in the alpha channel of black ink: shown on a white page it is the
+    /// picture (in grey); alpha dropped, the model sees a black square.
+    fn picture_in_alpha(path: &str) -> Vec<u8> {
+        let picture = image::open(path).unwrap().to_luma8();
+        let hidden = image::RgbaImage::from_fn(picture.width(), picture.height(), |x, y| {
+            image::Rgba([0, 0, 0, 255 - picture.get_pixel(x, y)[0]])
+        });
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgba8(hidden)
+            .write_to(&mut out, Codec::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_picture_in_the_alpha_channel_is_judged_as_shown() {
+        let classifier = Classifier::load().unwrap();
+        // The stand-in class: a photo in grey is Neutral to this model, a flat square is
+        // not (flat colour reads as Drawing).
+        let neutral = Policy::from_json(
+            r#"{"rules": [{"classes": ["Neutral"], "at_least": 0.5, "action": "block"}]}"#,
+        )
+        .unwrap();
+        let png = picture_in_alpha("models/fidelity/images/photo_rocket.png");
+        let judged = moderate(&png, ImageFormat::Png, &neutral, &classifier);
+        assert_eq!(judged.outcome, Outcome::Block, "{:?}", judged.scores);
+        assert!(
+            matches!(&judged.reason, Reason::Rule { rule, .. } if rule.ends_with("(shown on white)")),
+            "{:?}",
+            judged.reason
+        );
+        // What the model alone would have seen: a black square, not a drawing.
+        let dropped = classifier
+            .classify(crate::classifier::preprocess(
+                &image::load_from_memory(&png).unwrap(),
+            ))
+            .unwrap();
+        assert!(
+            dropped.get(crate::classifier::Class::Neutral) < 0.5,
+            "{dropped}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The pipeline's revision: raise it when decoding, preprocessing or rewriting change
 /// what a verdict would be, so verdicts cached by older code are not reused.
-pub const REVISION: u32 = 1;
+pub const REVISION: u32 = 2;
 
 /// Where one image's verdict under one policy and model is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,7 +209,9 @@ mod tests {
         let model = ModelIdentity([1; 32]);
         let key = CacheKey::new(b"image", policy, model);
         assert_eq!(key, CacheKey::new(b"image", policy, model));
-        assert!(key.as_str().starts_with("moderation/v1/"));
+        assert!(key
+            .as_str()
+            .starts_with(&format!("moderation/v{REVISION}/")));
         for other in [
             CacheKey::new(b"imagf", policy, model),
             CacheKey::new(b"image", other_policy, model),

@@ -54,6 +54,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// How much of the image a verdict lets through, least first: block < rewrite < pass
+    /// in what is shown, so block is the most severe.
+    pub fn severity(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Rewrite => 1,
+            Verdict::Block => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
