@@ -13,7 +13,7 @@ use edge_moderation::media::ImageFormat as Format;
 use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use support::fixtures::{bytes_of, drawing_policy, format_images};
+use support::fixtures::{bytes_of, drawing_policy, format_images, jpeg_turned};
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
 const BIG_STREAM: u64 = 50 * 1024 * 1024 + 17;
@@ -77,6 +77,15 @@ fn fixtures() -> HashMap<&'static str, Resource> {
                 image::ImageFormat::Png,
             ),
         ),
+    );
+    // Stored turned, shown upright by its EXIF orientation.
+    fixtures.insert(
+        "/oriented-drawing.jpg",
+        Resource::bytes("image/jpeg", jpeg_turned(&drawing_like, 6)),
+    );
+    fixtures.insert(
+        "/oriented-photo.jpg",
+        Resource::bytes("image/jpeg", jpeg_turned(&photo, 8)),
     );
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);
@@ -477,6 +486,17 @@ fn transparent_images_are_judged_as_shown_on_white_and_on_black() {
         sticker.header(headers::SCORES)
     );
     assert_eq!(sticker.body, origin_bytes("/alpha-sticker.png"));
+}
+
+#[test]
+fn images_are_judged_in_the_orientation_browsers_show() {
+    let test = &world().test_policy;
+    // Stored turned, the stand-in is no drawing to a reader that ignores EXIF (0.43).
+    let drawing = test.get("/oriented-drawing.jpg");
+    assert_eq!((drawing.status, drawing.verdict()), (451, Some("block")));
+    let photo = test.get("/oriented-photo.jpg");
+    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/oriented-photo.jpg"));
 }
 
 #[test]

@@ -97,3 +97,33 @@ pub fn bytes_of(fixtures: &HashMap<&'static str, Resource>, path: &str) -> Vec<u
         Body::Pattern(_) => panic!("{path} is generated while streaming"),
     }
 }
+
+/// `image` as a JPEG that stores it turned, with the EXIF orientation (`value`, 1–8) that
+/// turns it back: a browser shows `image`, a reader ignoring EXIF does not.
+pub fn jpeg_turned(image: &DynamicImage, value: u16) -> Vec<u8> {
+    let stored = match value {
+        6 => image.rotate270(), // shown rotated 90° clockwise
+        8 => image.rotate90(),  // shown rotated 270° clockwise
+        3 => image.rotate180(),
+        _ => image.clone(),
+    }
+    .to_rgb8();
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    // One IFD entry: tag 0x0112 (Orientation), type SHORT, count 1, the value; no next IFD.
+    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+    exif.extend_from_slice(&value.to_be_bytes());
+    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+    encoder.add_app_segment(1, exif).expect("EXIF segment");
+    let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
+    encoder
+        .encode(
+            stored.as_raw(),
+            side(stored.width()),
+            side(stored.height()),
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode turned fixture");
+    out
+}

@@ -14,6 +14,7 @@ mod codec;
 mod jpeg;
 
 use super::format::ImageFormat;
+use image::metadata::Orientation;
 use image::{ColorType, DynamicImage};
 
 pub use jpeg::REDUCED_MIN_SIDE;
@@ -77,26 +78,46 @@ pub fn decode(
 /// Decodes for moderation: JPEGs large enough are decoded reduced (see the module doc);
 /// everything else at full size. The limits apply to the declared size, the memory
 /// budget to the canvas actually decoded.
+///
+/// The image comes out as a browser shows it: its EXIF orientation (JPEG, PNG `eXIf`,
+/// WebP, TIFF) applied, and `width` × `height` are the displayed size.
 pub fn decode_reduced(
     bytes: &[u8],
     format: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
-    let decoder = codec::checked_decoder(bytes, format, limits)?;
+    let mut decoder = codec::checked_decoder(bytes, format, limits)?;
+    // Unreadable metadata is no reason to refuse the pixels: shown as stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
-    if format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg {
-        if let Some(image) = jpeg::decode_reduced(bytes, width, height, limits)? {
-            return Ok(Decoded {
-                image,
-                width,
-                height,
-            });
+    let reduced = if format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg {
+        jpeg::decode_reduced(bytes, width, height, limits)?
+    } else {
+        None
+    };
+    let mut image = match reduced {
+        Some(image) => image,
+        None => {
+            codec::within_canvas_budget(decoder.as_ref(), limits)?;
+            codec::decode_full(decoder, limits)?
         }
-    }
-    codec::within_canvas_budget(decoder.as_ref(), limits)?;
+    };
+    image.apply_orientation(orientation);
+    let turned = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (width, height) = if turned {
+        (height, width)
+    } else {
+        (width, height)
+    };
     Ok(Decoded {
-        image: codec::decode_full(decoder, limits)?,
+        image,
         width,
         height,
     })
@@ -117,6 +138,63 @@ mod tests {
     fn encoded(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
         let image = RgbImage::from_fn(width, height, |x, y| Rgb([x as u8, y as u8, 128]));
         crate::media::encode::encode(&DynamicImage::ImageRgb8(image), format).unwrap()
+    }
+
+    /// A JPEG carrying an EXIF orientation (`value`, 1–8) in an APP1 segment.
+    pub(crate) fn jpeg_with_orientation(image: &RgbImage, value: u16) -> Vec<u8> {
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        // Tag 0x0112 (Orientation), type SHORT, count 1, value, then no next IFD.
+        exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+        exif.extend_from_slice(&value.to_be_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+        encoder.add_app_segment(1, exif).unwrap();
+        encoder
+            .encode(
+                image.as_raw(),
+                image.width() as u16,
+                image.height() as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn images_are_decoded_as_their_orientation_shows_them() {
+        // Red on the left, blue on the right, stored 80x40.
+        let stored = RgbImage::from_fn(80, 40, |x, _| {
+            if x < 40 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        for (value, size, top_left_red) in [
+            (1, (80, 40), true),
+            (3, (80, 40), false), // rotated 180: blue on the left
+            (6, (40, 80), true),  // rotated 90 clockwise: red on top
+            (8, (40, 80), false), // rotated 270 clockwise: blue on top
+        ] {
+            let bytes = jpeg_with_orientation(&stored, value);
+            for reduce_jpeg in [false, true] {
+                let limits = DecodeLimits {
+                    reduce_jpeg,
+                    ..LIMITS
+                };
+                let decoded = decode_reduced(&bytes, ImageFormat::Jpeg, limits).unwrap();
+                assert_eq!((decoded.width, decoded.height), size, "orientation {value}");
+                let image = decoded.image.to_rgb8();
+                assert_eq!(image.dimensions(), size, "orientation {value}");
+                let corner = image.get_pixel(2, 2);
+                assert_eq!(
+                    corner[0] > 128,
+                    top_left_red,
+                    "orientation {value}: {corner:?}"
+                );
+            }
+        }
     }
 
     #[test]
