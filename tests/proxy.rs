@@ -13,7 +13,9 @@ use edge_moderation::media::ImageFormat as Format;
 use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use support::fixtures::{bytes_of, drawing_policy, format_images, jpeg_turned};
+use support::fixtures::{
+    animated_gif, animated_png, bytes_of, drawing_policy, format_images, jpeg_turned,
+};
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
 const BIG_STREAM: u64 = 50 * 1024 * 1024 + 17;
@@ -76,6 +78,29 @@ fn fixtures() -> HashMap<&'static str, Resource> {
                 &image::DynamicImage::ImageRgba8(sticker),
                 image::ImageFormat::Png,
             ),
+        ),
+    );
+    // A benign first frame for 80 ms, then the stand-in.
+    let photo_small = photo.thumbnail(400, 400);
+    fixtures.insert(
+        "/animated-drawing.gif",
+        Resource::bytes(
+            "image/gif",
+            animated_gif(&[(&photo_small, 80), (&drawing_like, 5000)]),
+        ),
+    );
+    fixtures.insert(
+        "/animated-drawing.png",
+        Resource::bytes(
+            "image/png",
+            animated_png(&[(&photo_small, 80), (&drawing_like, 5000)]),
+        ),
+    );
+    fixtures.insert(
+        "/animated-photo.gif",
+        Resource::bytes(
+            "image/gif",
+            animated_gif(&[(&photo_small, 500), (&photo_small.fliph(), 500)]),
         ),
     );
     // Stored turned, shown upright by its EXIF orientation.
@@ -486,6 +511,28 @@ fn transparent_images_are_judged_as_shown_on_white_and_on_black() {
         sticker.header(headers::SCORES)
     );
     assert_eq!(sticker.body, origin_bytes("/alpha-sticker.png"));
+}
+
+#[test]
+fn animations_are_judged_beyond_their_first_frame() {
+    let test = &world().test_policy;
+    for path in ["/animated-drawing.gif", "/animated-drawing.png"] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}"
+        );
+        let reason = reply.header(headers::REASON).unwrap();
+        assert!(reason.contains("(frame 2"), "{path}: {reason}");
+        assert!(
+            Format::sniff(&reply.body).is_none(),
+            "{path}: image bytes in a block"
+        );
+    }
+    let photo = test.get("/animated-photo.gif");
+    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/animated-photo.gif"));
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod content_type;
 pub mod decode;
 pub mod encode;
 pub mod format;
+pub mod frames;
 pub mod obscure;
 
 pub use format::ImageFormat;

@@ -11,8 +11,9 @@ pub mod record;
 pub use outcome::{Moderation, Outcome, Reason, Timings};
 
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
-use crate::media::decode::{decode_reduced, DecodeError};
+use crate::media::decode::decode_reduced;
 use crate::media::encode::encode;
+use crate::media::frames;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
 use crate::policy::{Decision, Policy, Verdict};
@@ -44,6 +45,27 @@ impl Inference for &Classifier {
     }
 }
 
+/// Which view of an image a verdict came from: a frame of an animation, a backdrop under
+/// a transparent image. Shown after the rule in the reason (` (frame 3, shown on white)`).
+#[derive(Clone, Copy, Debug, Default)]
+struct View {
+    frame: Option<usize>,
+    backdrop: Option<Backdrop>,
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.frame, self.backdrop) {
+            (None, None) => Ok(()),
+            (Some(frame), None) => write!(f, " (frame {})", frame + 1),
+            (None, Some(backdrop)) => write!(f, " (shown on {})", backdrop.name()),
+            (Some(frame), Some(backdrop)) => {
+                write!(f, " (frame {}, shown on {})", frame + 1, backdrop.name())
+            }
+        }
+    }
+}
+
 /// An image is judged as shown over white and over black when at least this share of
 /// the pixels the model samples is not opaque (a logo's soft edge is not; a cut-out or a
 /// picture drawn in the alpha channel is).
@@ -71,34 +93,50 @@ pub fn moderate(
     let started = Instant::now();
     let decoded = match decode_reduced(bytes, format, budget::decode_limits(&policy.limits)) {
         Ok(decoded) => decoded,
-        Err(too_large @ DecodeError::TooLarge { .. }) => {
-            return Moderation::oversize(policy, too_large.to_string())
+        Err(e) => return Moderation::not_decoded(policy, e),
+    };
+    // An animation is judged on the frames a browser would show longest and most unlike
+    // each other; a still on its one image.
+    let animated = frames::is_animated(bytes, format);
+    let frames = if animated {
+        let limits = budget::decode_limits(&policy.limits);
+        match frames::judged_frames(bytes, format, limits, policy.animations.max_frames) {
+            Ok(frames) => frames,
+            Err(e) => return Moderation::not_decoded(policy, e),
         }
-        Err(unreadable @ (DecodeError::Corrupt(_) | DecodeError::Unsupported(_))) => {
-            return Moderation::undecodable(policy, unreadable.to_string())
-        }
+    } else {
+        Vec::new()
+    };
+    let views: Vec<(Option<usize>, &image::DynamicImage)> = if animated {
+        frames.iter().map(|f| (Some(f.index), &f.image)).collect()
+    } else {
+        vec![(None, &decoded.image)]
     };
     let decoded_at = Instant::now();
-    // The worst verdict over the backdrops decides (the first of equals).
-    let mut judged: Option<(Decision, Scores, Option<Backdrop>)> = None;
-    for &backdrop in backdrops(&decoded.image) {
-        let input = preprocess_over(&decoded.image, backdrop);
-        let scores = match inference.infer(input) {
-            Ok(scores) => scores,
-            Err(InferenceError::Model(e)) => {
-                return Moderation::model_failed(policy, e.to_string())
+    // The worst verdict over the frames and backdrops decides (the first of equals).
+    let mut judged: Option<(Decision, Scores, View)> = None;
+    for (frame, image) in views {
+        for &backdrop in backdrops(image) {
+            let input = preprocess_over(image, backdrop);
+            let scores = match inference.infer(input) {
+                Ok(scores) => scores,
+                Err(InferenceError::Model(e)) => {
+                    return Moderation::model_failed(policy, e.to_string())
+                }
+                Err(InferenceError::Sibling(why)) => {
+                    return Moderation::sibling_failed(policy, why)
+                }
+            };
+            let decision = policy.decide(&scores);
+            let worse = judged
+                .as_ref()
+                .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
+            if worse {
+                judged = Some((decision, scores, View { frame, backdrop }));
             }
-            Err(InferenceError::Sibling(why)) => return Moderation::sibling_failed(policy, why),
-        };
-        let decision = policy.decide(&scores);
-        let worse = judged
-            .as_ref()
-            .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
-        if worse {
-            judged = Some((decision, scores, backdrop));
         }
     }
-    let Some((decision, scores, backdrop)) = judged else {
+    let Some((decision, scores, view)) = judged else {
         return Moderation::model_failed(policy, "no inference ran".into());
     };
     let classified = Instant::now();
@@ -108,12 +146,7 @@ pub fn moderate(
             .rule
             .map_or(Reason::NoRuleMatched, |index| Reason::Rule {
                 index,
-                rule: match backdrop {
-                    Some(backdrop) => {
-                        format!("{} (shown on {})", policy.rules[index], backdrop.name())
-                    }
-                    None => policy.rules[index].to_string(),
-                },
+                rule: format!("{}{view}", policy.rules[index]),
             }),
         scores: Some(scores),
         timings: Timings {
@@ -127,7 +160,12 @@ pub fn moderate(
         Verdict::Block => Outcome::Block,
         Verdict::Rewrite => {
             let size = (decoded.width, decoded.height);
-            let rewritten = rewrite(&decoded.image, size, format, policy);
+            // An animation becomes an obscured still of the frame that decided.
+            let deciding = view
+                .frame
+                .and_then(|index| frames.iter().find(|f| f.index == index))
+                .map_or(&decoded.image, |f| &f.image);
+            let rewritten = rewrite(deciding, size, format, policy);
             moderation.timings.rewrite = classified.elapsed();
             match rewritten {
                 Ok(bytes) => Outcome::Rewrite { bytes, format },

@@ -2,6 +2,7 @@
 //! there is one), the [`Reason`], the scores and what each stage cost.
 
 use crate::classifier::Scores;
+use crate::media::decode::DecodeError;
 use crate::media::ImageFormat;
 use crate::policy::{Fallback, Policy, Verdict};
 use serde::{Deserialize, Serialize};
@@ -114,6 +115,19 @@ impl Moderation {
     /// The policy's outcome for bytes that cannot be read as the image they claim to be.
     pub fn undecodable(policy: &Policy, detail: String) -> Self {
         Self::unclassified(policy.on_undecodable, Reason::Undecodable(detail))
+    }
+
+    /// The policy's outcome for an image that could not be decoded: beyond the limits
+    /// (`on_oversize`) or unreadable (`on_undecodable`).
+    pub fn not_decoded(policy: &Policy, error: DecodeError) -> Self {
+        match error {
+            DecodeError::TooLarge { .. } | DecodeError::TooManyFrames { .. } => {
+                Self::oversize(policy, error.to_string())
+            }
+            DecodeError::Corrupt(_) | DecodeError::Unsupported(_) => {
+                Self::undecodable(policy, error.to_string())
+            }
+        }
     }
 
     /// The policy's outcome for an image the model could not judge.

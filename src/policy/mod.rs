@@ -41,6 +41,24 @@ pub struct Policy {
     pub siblings: SiblingSettings,
     /// Which request bodies are judged before they reach the origin, and how.
     pub uploads: UploadSettings,
+    /// How animations (GIF, animated WebP, APNG) are judged.
+    pub animations: AnimationSettings,
+}
+
+/// Animations are judged on several frames (`media::frames` chooses which); the verdict
+/// is the worst frame's.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnimationSettings {
+    /// Most frames judged per animation (each is one inference, on a sibling instance
+    /// when this one's CPU runs short).
+    pub max_frames: usize,
+}
+
+impl Default for AnimationSettings {
+    fn default() -> Self {
+        AnimationSettings { max_frames: 4 }
+    }
 }
 
 /// Upload moderation: request bodies judged before anything is sent to the origin.
@@ -214,6 +232,7 @@ impl Default for Policy {
             cache: CacheSettings::default(),
             siblings: SiblingSettings::default(),
             uploads: UploadSettings::default(),
+            animations: AnimationSettings::default(),
         }
     }
 }
@@ -319,6 +338,12 @@ impl Policy {
             return Err(out_of_range(
                 "cache.ttl_seconds".into(),
                 "at most a year (31536000)",
+            ));
+        }
+        if !(1..=16).contains(&self.animations.max_frames) {
+            return Err(out_of_range(
+                "animations.max_frames".into(),
+                "within 1..=16",
             ));
         }
         if !(1..=MAX_UPLOAD_IMAGES).contains(&self.uploads.max_images) {

@@ -127,3 +127,50 @@ pub fn jpeg_turned(image: &DynamicImage, value: u16) -> Vec<u8> {
         .expect("encode turned fixture");
     out
 }
+
+/// An animated GIF: each frame (resized to the last's size) shown for its milliseconds.
+pub fn animated_gif(frames: &[(&DynamicImage, u32)]) -> Vec<u8> {
+    let last = frames[frames.len() - 1].0;
+    let (width, height) = (last.width(), last.height());
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 30);
+        encoder
+            .set_repeat(image::codecs::gif::Repeat::Infinite)
+            .expect("loop");
+        for (image, ms) in frames {
+            let frame = image.resize_exact(width, height, image::imageops::FilterType::Triangle);
+            let delay = image::Delay::from_numer_denom_ms(*ms, 1);
+            encoder
+                .encode_frame(image::Frame::from_parts(frame.to_rgba8(), 0, 0, delay))
+                .expect("encode frame");
+        }
+    }
+    out
+}
+
+/// An APNG whose default image (`IDAT`, what a reader ignoring animation shows) is the
+/// first frame, each frame (resized to the last's size) shown for its milliseconds.
+pub fn animated_png(frames: &[(&DynamicImage, u16)]) -> Vec<u8> {
+    let last = frames[frames.len() - 1].0;
+    let (width, height) = (last.width(), last.height());
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, width, height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .set_animated(frames.len() as u32, 0)
+            .expect("animated");
+        let mut writer = encoder.write_header().expect("header");
+        for (image, ms) in frames {
+            let frame = image.resize_exact(width, height, image::imageops::FilterType::Triangle);
+            writer.set_frame_delay(*ms, 1000).expect("delay");
+            writer
+                .write_image_data(frame.to_rgba8().as_raw())
+                .expect("frame");
+        }
+        writer.finish().expect("finish");
+    }
+    out
+}

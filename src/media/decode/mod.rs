@@ -40,6 +40,8 @@ pub enum DecodeError {
     Corrupt(String),
     /// A valid image using a feature the decoder does not implement.
     Unsupported(String),
+    /// An animation with more frames than can be inspected (`read` were).
+    TooManyFrames { read: usize },
 }
 
 impl std::fmt::Display for DecodeError {
@@ -50,6 +52,9 @@ impl std::fmt::Display for DecodeError {
             }
             DecodeError::Corrupt(why) => write!(f, "corrupt image: {why}"),
             DecodeError::Unsupported(why) => write!(f, "unsupported image: {why}"),
+            DecodeError::TooManyFrames { read } => {
+                write!(f, "animation has more frames than the {read} inspected")
+            }
         }
     }
 }

@@ -1,0 +1,264 @@
+//! Which frames of an animation to judge (GIF, animated WebP, APNG), and decoding them.
+//!
+//! A browser plays every frame, so judging only the first lets a benign first frame shown
+//! for 80 ms carry anything after it. Every frame is decoded once (bounded in count and in
+//! pixels) into a 16×16 grey signature and its display time; then up to `max_frames` are
+//! chosen: the first (the still a page shows before playing), then greedily the frame
+//! that differs most from those already chosen, weighted by how long it is shown; frames
+//! that look like a chosen one add nothing. The chosen frames are decoded again, alone.
+
+use super::decode::{DecodeError, DecodeLimits};
+use super::format::ImageFormat;
+use image::codecs::gif::GifDecoder;
+use image::codecs::png::PngDecoder;
+use image::codecs::webp::WebPDecoder;
+use image::{AnimationDecoder, DynamicImage, Frames, ImageDecoder};
+use std::io::Cursor;
+
+/// Most frames read from one animation; beyond them the rest is not played here.
+pub const MAX_FRAMES_READ: usize = 1000;
+/// Total pixels decoded while reading an animation's frames (all frames together): about
+/// 160 frames of 640×480. An animation with more is not fully inspected, and gets the
+/// policy's oversize outcome rather than a verdict on part of it.
+pub const MAX_PIXELS_READ: u64 = 50_000_000;
+/// Side of the grey signature frames are compared by.
+const SIGNATURE_SIDE: u32 = 16;
+/// Mean absolute difference (0–255) under which two frames look alike.
+const ALIKE: f32 = 4.0;
+
+/// One chosen frame, as shown (composited on the canvas).
+pub struct Frame {
+    pub index: usize,
+    pub image: DynamicImage,
+}
+
+/// Whether `bytes` is an animation with more than one frame.
+pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
+    match format {
+        ImageFormat::Gif => frames(bytes, format).is_ok_and(|frames| frames.take(2).count() > 1),
+        ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
+            .and_then(|decoder| decoder.is_apng())
+            .unwrap_or(false),
+        ImageFormat::WebP => {
+            WebPDecoder::new(Cursor::new(bytes)).is_ok_and(|decoder| decoder.has_animation())
+        }
+        _ => false,
+    }
+}
+
+fn frames(bytes: &[u8], format: ImageFormat) -> Result<Frames<'_>, DecodeError> {
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+    Ok(match format {
+        ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
+            .map_err(corrupt)?
+            .into_frames(),
+        ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
+            .and_then(|decoder| decoder.apng())
+            .map_err(corrupt)?
+            .into_frames(),
+        ImageFormat::WebP => WebPDecoder::new(Cursor::new(bytes))
+            .map_err(corrupt)?
+            .into_frames(),
+        other => {
+            return Err(DecodeError::Unsupported(format!(
+                "{} has no animation",
+                other.name()
+            )))
+        }
+    })
+}
+
+/// The canvas size an animation declares, checked against the limits before any frame
+/// is decoded.
+fn checked_size(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+) -> Result<u64, DecodeError> {
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+    let (width, height) = match format {
+        ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
+            .map_err(corrupt)?
+            .dimensions(),
+        ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
+            .map_err(corrupt)?
+            .dimensions(),
+        ImageFormat::WebP => WebPDecoder::new(Cursor::new(bytes))
+            .map_err(corrupt)?
+            .dimensions(),
+        _ => return Err(DecodeError::Unsupported("not an animation".into())),
+    };
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels
+        || width.max(height) > limits.max_dimension
+        || pixels * 4 > limits.max_canvas_bytes
+    {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    Ok(pixels.max(1))
+}
+
+/// A frame's grey 16×16 thumbnail.
+fn signature(frame: &image::RgbaImage) -> Vec<u8> {
+    let small = image::imageops::thumbnail(frame, SIGNATURE_SIDE, SIGNATURE_SIDE);
+    small
+        .pixels()
+        .map(|p| {
+            // Over white, as a page most often shows a transparent frame.
+            let a = u32::from(p[3]);
+            let grey =
+                (u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000;
+            ((grey * a + 255 * (255 - a)) / 255) as u8
+        })
+        .collect()
+}
+
+fn distance(a: &[u8], b: &[u8]) -> f32 {
+    let total: u32 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| u32::from(x.abs_diff(*y)))
+        .sum();
+    total as f32 / a.len().max(1) as f32
+}
+
+/// Indices of the frames to judge, at most `max_frames`, from each frame's signature and
+/// display time in milliseconds.
+pub fn choose(signatures: &[Vec<u8>], delays_ms: &[u32], max_frames: usize) -> Vec<usize> {
+    let mut chosen: Vec<usize> = Vec::new();
+    if signatures.is_empty() || max_frames == 0 {
+        return chosen;
+    }
+    chosen.push(0);
+    while chosen.len() < max_frames {
+        let best = (0..signatures.len())
+            .filter(|i| !chosen.contains(i))
+            .map(|i| {
+                let unlike = chosen
+                    .iter()
+                    .map(|&c| distance(&signatures[i], &signatures[c]))
+                    .fold(f32::INFINITY, f32::min);
+                // Longer shown counts more; at least a browser's 10 ms minimum.
+                let shown = delays_ms.get(i).copied().unwrap_or(0).max(10) as f32;
+                (i, unlike, unlike * shown.sqrt())
+            })
+            .filter(|&(_, unlike, _)| unlike > ALIKE)
+            .max_by(|a, b| a.2.total_cmp(&b.2));
+        match best {
+            Some((i, _, _)) => chosen.push(i),
+            None => break,
+        }
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// The frames of an animation to judge, at most `max_frames`, each as shown.
+pub fn judged_frames(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+    max_frames: usize,
+) -> Result<Vec<Frame>, DecodeError> {
+    let canvas = checked_size(bytes, format, limits)?;
+    let readable = (MAX_PIXELS_READ / canvas).clamp(1, MAX_FRAMES_READ as u64) as usize;
+    let mut signatures = Vec::new();
+    let mut delays = Vec::new();
+    let mut all = frames(bytes, format)?;
+    for frame in all.by_ref().take(readable) {
+        let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+        let (numerator, denominator) = frame.delay().numer_denom_ms();
+        delays.push(numerator / denominator.max(1));
+        signatures.push(signature(frame.buffer()));
+    }
+    if all.next().is_some() {
+        return Err(DecodeError::TooManyFrames { read: readable });
+    }
+    let chosen = choose(&signatures, &delays, max_frames);
+    let last = chosen.last().copied().unwrap_or(0);
+    let mut out = Vec::with_capacity(chosen.len());
+    for (index, frame) in frames(bytes, format)?.take(last + 1).enumerate() {
+        if chosen.contains(&index) {
+            let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            out.push(Frame {
+                index,
+                image: DynamicImage::ImageRgba8(frame.into_buffer()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::codecs::gif::GifEncoder;
+    use image::{Delay, Rgba, RgbaImage};
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_pixels: 1_000_000,
+        max_dimension: 4096,
+        max_canvas_bytes: 40_000_000,
+        reduce_jpeg: true,
+    };
+
+    pub(crate) fn gif(frames: &[(RgbaImage, u32)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut encoder = GifEncoder::new_with_speed(&mut out, 30);
+            encoder
+                .set_repeat(image::codecs::gif::Repeat::Infinite)
+                .unwrap();
+            for (image, ms) in frames {
+                let delay = Delay::from_numer_denom_ms(*ms, 1);
+                encoder
+                    .encode_frame(image::Frame::from_parts(image.clone(), 0, 0, delay))
+                    .unwrap();
+            }
+        }
+        out
+    }
+
+    fn flat(value: u8) -> RgbaImage {
+        RgbaImage::from_pixel(32, 24, Rgba([value, value, value, 255]))
+    }
+
+    #[test]
+    fn the_first_and_the_frames_unlike_it_are_chosen() {
+        let bytes = gif(&[
+            (flat(10), 80),
+            (flat(12), 80),
+            (flat(200), 5000),
+            (flat(201), 100),
+            (flat(100), 100),
+        ]);
+        assert!(is_animated(&bytes, ImageFormat::Gif));
+        let frames = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 4).unwrap();
+        let indices: Vec<usize> = frames.iter().map(|f| f.index).collect();
+        // 1 looks like 0, 3 like 2: the first, the long bright one, the mid-grey one.
+        assert_eq!(indices, [0, 2, 4]);
+        let two = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 2).unwrap();
+        assert_eq!(two.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(two[1].image.to_rgba8().get_pixel(5, 5)[0], 200);
+    }
+
+    #[test]
+    fn a_still_is_not_an_animation() {
+        let still = gif(&[(flat(10), 0)]);
+        assert!(!is_animated(&still, ImageFormat::Gif));
+        assert!(!is_animated(b"\x89PNG\r\n\x1a\n", ImageFormat::Png));
+    }
+
+    #[test]
+    fn animations_beyond_the_limits_are_refused_before_decoding() {
+        let bytes = gif(&[(flat(10), 80), (flat(200), 80)]);
+        let tight = DecodeLimits {
+            max_pixels: 100,
+            ..LIMITS
+        };
+        assert!(matches!(
+            judged_frames(&bytes, ImageFormat::Gif, tight, 4),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+}
