@@ -80,6 +80,39 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             ),
         ),
     );
+    // SVGs embedding rasters as data: URIs, one of them through a DTD entity.
+    let b64 = |bytes: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let drawing_svg = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY pic "data:image/png;base64,{}">]>
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="1400" height="160">
+<image xlink:href="data:image/jpeg;base64,{}" width="10" height="10"/>
+<image href="&pic;" width="1400" height="160"/></svg>"#,
+        b64(&encode(&drawing_like, image::ImageFormat::Png)),
+        b64(&jpeg),
+    );
+    fixtures.insert(
+        "/embedded-drawing.svg",
+        Resource::bytes("image/svg+xml", drawing_svg.clone().into_bytes()),
+    );
+    fixtures.insert(
+        "/embedded-drawing.svgz",
+        Resource::bytes("image/svg+xml", gzip(drawing_svg.as_bytes()))
+            .with_header("Content-Encoding", "gzip"),
+    );
+    fixtures.insert(
+        "/embedded-photo.svg",
+        Resource::bytes(
+            "image/svg+xml",
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg"><rect style="fill: url('data:image/jpeg;base64,{}')"/></svg>"#,
+                b64(&jpeg)
+            )
+            .into_bytes(),
+        ),
+    );
     // A benign first frame for 80 ms, then the stand-in.
     let photo_small = photo.thumbnail(400, 400);
     fixtures.insert(
@@ -477,9 +510,10 @@ fn content_type_does_not_decide_what_is_an_image() {
     let svg = default.get("/icon.svg");
     assert_eq!(
         (svg.status, svg.verdict()),
-        (200, None),
-        "vector art is an unmoderated type by default"
+        (200, Some("pass")),
+        "vector art without embedded images passes"
     );
+    assert_eq!(svg.header(headers::REASON), Some("SVG embeds no image"));
     assert_eq!(svg.body, origin_bytes("/icon.svg"));
 }
 
@@ -511,6 +545,31 @@ fn transparent_images_are_judged_as_shown_on_white_and_on_black() {
         sticker.header(headers::SCORES)
     );
     assert_eq!(sticker.body, origin_bytes("/alpha-sticker.png"));
+}
+
+#[test]
+fn svgs_are_judged_by_the_images_they_embed() {
+    let test = &world().test_policy;
+    for path in ["/embedded-drawing.svg", "/embedded-drawing.svgz"] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}"
+        );
+        let reason = reply.header(headers::REASON).unwrap();
+        assert!(
+            reason.starts_with("embedded image 2 (PNG): rule 0"),
+            "{path}: {reason}"
+        );
+        assert!(
+            !reply.body.starts_with(b"<"),
+            "{path}: SVG bytes in a block"
+        );
+    }
+    let photo = test.get("/embedded-photo.svg");
+    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/embedded-photo.svg"));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 
 use edge_moderation::media::content_encoding::{self, Coding, CodingError};
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
+use edge_moderation::media::svg;
 use edge_moderation::policy::Policy;
 use fastly::Body;
 use std::io::{self, Read};
@@ -24,6 +25,12 @@ pub enum Inspection {
     },
     /// An image beyond the byte limit.
     Oversize { body: Body, detail: String },
+    /// An SVG (by its `Content-Type`: browsers never sniff SVG), buffered whole, to be
+    /// judged by the images it embeds; `encoded` as for `Image`.
+    Svg {
+        bytes: Vec<u8>,
+        encoded: Option<Vec<u8>>,
+    },
     /// Claims to be an image (by its `Content-Type`), but its bytes are not one we read;
     /// or an image browsers render (AVIF, HEIF, JPEG XL) that we cannot decode.
     Undecodable { body: Body, detail: String },
@@ -63,6 +70,12 @@ pub fn inspect(
         return inspect_encoded(body, content_type, &codings, policy);
     }
     let Some(format) = sniff(&mut body)? else {
+        if svg::is_svg_type(content_type) {
+            return buffered(body, policy, |bytes| Inspection::Svg {
+                bytes,
+                encoded: None,
+            });
+        }
         let prefix = body.try_get_prefix_mut(SNIFF_LEN)?;
         if let Some(name) = unreadable_image(&prefix) {
             drop(prefix);
@@ -81,6 +94,20 @@ pub fn inspect(
         return Ok(Inspection::NotImage(body));
     };
 
+    buffered(body, policy, |bytes| Inspection::Image {
+        bytes,
+        format,
+        encoded: None,
+    })
+}
+
+/// The body read whole into `found`, or `Oversize` (with the body intact) beyond the
+/// policy's byte limit.
+fn buffered(
+    mut body: Body,
+    policy: &Policy,
+    found: impl FnOnce(Vec<u8>) -> Inspection,
+) -> io::Result<Inspection> {
     let limit = policy.limits.max_bytes;
     if let Some(length) = body.known_length().filter(|&length| length > limit as u64) {
         let detail = format!("{length} bytes, limit {limit}");
@@ -97,11 +124,7 @@ pub fn inspect(
             detail,
         });
     }
-    Ok(Inspection::Image {
-        bytes,
-        format,
-        encoded: None,
-    })
+    Ok(found(bytes))
 }
 
 /// [`inspect`] for a body under content codings: sniffed and judged decoded, passed on
@@ -123,8 +146,9 @@ fn inspect_encoded(
             break;
         }
     }
+    let svg = svg::is_svg_type(content_type) && sniffable;
     let format = ImageFormat::sniff(&head);
-    let Some(format) = format else {
+    if format.is_none() && !svg {
         let unreadable = unreadable_image(&head);
         if !sniffable || unreadable.is_some() || policy.claims_moderated_image(content_type) {
             let detail = match unreadable {
@@ -135,7 +159,7 @@ fn inspect_encoded(
             return Ok(Inspection::Undecodable { body, detail });
         }
         return Ok(Inspection::NotImage(body));
-    };
+    }
     let limit = policy.limits.max_bytes;
     let mut encoded = Vec::new();
     (&mut body)
@@ -151,10 +175,16 @@ fn inspect_encoded(
         });
     }
     match content_encoding::decode(&encoded, codings, limit) {
-        Ok(bytes) => Ok(Inspection::Image {
-            bytes,
-            format,
-            encoded: Some(encoded),
+        Ok(bytes) => Ok(match format {
+            Some(format) => Inspection::Image {
+                bytes,
+                format,
+                encoded: Some(encoded),
+            },
+            None => Inspection::Svg {
+                bytes,
+                encoded: Some(encoded),
+            },
         }),
         Err(CodingError::TooLarge { .. }) => Ok(Inspection::Oversize {
             body: Body::from(encoded),

@@ -9,8 +9,7 @@ use super::cache;
 use super::respond::Report;
 use super::siblings::Relay;
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
-use edge_moderation::media::ImageFormat;
-use edge_moderation::moderation::{moderate as run, Moderation};
+use edge_moderation::moderation::{judge as run, Moderation, Subject};
 use edge_moderation::policy::Policy;
 use edge_moderation::snapshot;
 use std::cell::UnsafeCell;
@@ -50,14 +49,14 @@ pub fn shared() -> Result<&'static Classifier, &'static ModelError> {
 /// siblings that took part.
 pub fn moderate(
     bytes: &[u8],
-    format: ImageFormat,
+    subject: Subject,
     policy: &Policy,
     host: &str,
 ) -> (Moderation, Vec<u64>) {
     match classifier() {
         Ok(classifier) => {
             let mut relay = Relay::new(classifier, policy, host);
-            let moderation = run(bytes, format, policy, &mut relay);
+            let moderation = run(bytes, subject, policy, &mut relay);
             (moderation, relay.sibling_cpu)
         }
         Err(why) => (
@@ -68,15 +67,10 @@ pub fn moderate(
 }
 
 /// Judges one image in this instance: the verdict cache, else [`moderate`].
-pub fn judge(
-    bytes: &[u8],
-    format: ImageFormat,
-    policy: &Policy,
-    host: &str,
-) -> (Moderation, Report) {
+pub fn judge(bytes: &[u8], subject: Subject, policy: &Policy, host: &str) -> (Moderation, Report) {
     let mut siblings = Vec::new();
     let (moderation, cached) = cache::judged(bytes, policy, || {
-        let (moderation, sibling_cpu) = moderate(bytes, format, policy, host);
+        let (moderation, sibling_cpu) = moderate(bytes, subject, policy, host);
         siblings = sibling_cpu;
         moderation
     });

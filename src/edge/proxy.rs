@@ -6,7 +6,7 @@ use super::context::RequestContext;
 use super::origin::Failure;
 use super::{model, respond};
 use edge_moderation::headers;
-use edge_moderation::moderation::Moderation;
+use edge_moderation::moderation::{Moderation, Subject};
 use fastly::http::{header, Method, StatusCode};
 use fastly::Response;
 
@@ -52,7 +52,13 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             format,
             encoded,
         } => {
-            let (moderation, report) = model::judge(&bytes, format, policy, &context.host);
+            let subject = Subject::Raster(format);
+            let (moderation, report) = model::judge(&bytes, subject, policy, &context.host);
+            response.set_body(encoded.unwrap_or(bytes));
+            return respond::moderated(response, moderation, &context.config, report);
+        }
+        Inspection::Svg { bytes, encoded } => {
+            let (moderation, report) = model::judge(&bytes, Subject::Svg, policy, &context.host);
             response.set_body(encoded.unwrap_or(bytes));
             return respond::moderated(response, moderation, &context.config, report);
         }

@@ -21,7 +21,7 @@ use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::handoff::Handoff;
-use edge_moderation::moderation::{job, Inference, InferenceError, Moderation};
+use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Subject};
 use edge_moderation::policy::Policy;
 use fastly::http::request::PendingRequest;
 use fastly::http::{header, Method, StatusCode};
@@ -246,7 +246,7 @@ fn serve_image(mut request: Request) -> Response {
         let Some(format) = ImageFormat::sniff(job.image) else {
             return Moderation::undecodable(policy, "not an image".into());
         };
-        let (moderation, cpu) = model::moderate(job.image, format, policy, &host);
+        let (moderation, cpu) = model::moderate(job.image, Subject::Raster(format), policy, &host);
         chain = cpu;
         moderation
     });

@@ -22,7 +22,7 @@ use super::respond::{self, Report, Summary, STALE_DIGESTS};
 use super::{cache, model, siblings};
 use edge_moderation::headers;
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
-use edge_moderation::moderation::{Moderation, Outcome};
+use edge_moderation::moderation::{Moderation, Outcome, Subject};
 use edge_moderation::policy::{Policy, Verdict};
 use edge_moderation::upload::multipart::{self, PartHead, Sink, Splitter};
 use edge_moderation::upload::{JudgedImage, Judgement, PartAction};
@@ -120,8 +120,15 @@ fn judge_raw(context: &RequestContext, mut request: Request, content_type: Optio
             format,
             encoded,
         } => {
-            let judged = model::judge(&bytes, format, policy, &context.host);
+            let judged = model::judge(&bytes, Subject::Raster(format), policy, &context.host);
             // What goes on is what the client sent (still encoded, if it was).
+            let sent = encoded.unwrap_or(bytes);
+            let length = sent.len() as u64;
+            set_body(&mut request, Body::from(sent), length);
+            judged
+        }
+        Inspection::Svg { bytes, encoded } => {
+            let judged = model::judge(&bytes, Subject::Svg, policy, &context.host);
             let sent = encoded.unwrap_or(bytes);
             let length = sent.len() as u64;
             set_body(&mut request, Body::from(sent), length);
@@ -561,7 +568,8 @@ impl<'a> Collector<'a> {
             return;
         }
         if !self.fan_out {
-            let (moderation, report) = model::judge(&bytes, format, policy, self.host);
+            let (moderation, report) =
+                model::judge(&bytes, Subject::Raster(format), policy, self.host);
             self.push_slot(Slot {
                 head,
                 framing,
@@ -619,7 +627,8 @@ impl<'a> Collector<'a> {
         for slot in &mut self.slots {
             if let (Judging::Held(format), Original::Here(bytes)) = (&slot.judging, &slot.original)
             {
-                let (moderation, report) = model::judge(bytes, *format, policy, host);
+                let (moderation, report) =
+                    model::judge(bytes, Subject::Raster(*format), policy, host);
                 slot.judging = Judging::Done(moderation, report);
             }
         }

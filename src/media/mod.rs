@@ -9,5 +9,6 @@ pub mod encode;
 pub mod format;
 pub mod frames;
 pub mod obscure;
+pub mod svg;
 
 pub use format::ImageFormat;

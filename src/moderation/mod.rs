@@ -13,9 +13,9 @@ pub use outcome::{Moderation, Outcome, Reason, Timings};
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
 use crate::media::decode::decode_reduced;
 use crate::media::encode::encode;
-use crate::media::frames;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
+use crate::media::{frames, svg};
 use crate::policy::{Decision, Policy, Verdict};
 use anyhow::Context;
 use std::time::Instant;
@@ -179,6 +179,82 @@ pub fn moderate(
     moderation
 }
 
+/// What a body is, for judging: a raster in a format we decode, or an SVG (judged by the
+/// images it embeds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Raster(ImageFormat),
+    Svg,
+}
+
+/// Moderates a body as its subject says.
+pub fn judge(
+    bytes: &[u8],
+    subject: Subject,
+    policy: &Policy,
+    inference: impl Inference,
+) -> Moderation {
+    match subject {
+        Subject::Raster(format) => moderate(bytes, format, policy, inference),
+        Subject::Svg => moderate_svg(bytes, policy, inference),
+    }
+}
+
+/// An SVG judged by the images it embeds (`media::svg`): the worst of their moderations
+/// decides, naming the image. A rewrite becomes a block: the rewritten SVG would still
+/// carry the image. No embedded image: pass.
+pub fn moderate_svg(svg: &[u8], policy: &Policy, mut inference: impl Inference) -> Moderation {
+    let embedded = match svg::embedded_images(svg) {
+        Ok(embedded) => embedded,
+        Err(e @ svg::SvgError::TooComplex(_)) => {
+            return Moderation::oversize(policy, e.to_string())
+        }
+        Err(e) => return Moderation::undecodable(policy, e.to_string()),
+    };
+    let mut worst: Option<Moderation> = None;
+    let mut timings = Timings::default();
+    for (i, image) in embedded.into_iter().enumerate() {
+        let (name, mut moderation) = match image {
+            svg::Embedded::Raster { format, bytes } => (
+                format.name().to_string(),
+                moderate(&bytes, format, policy, &mut inference),
+            ),
+            svg::Embedded::Unreadable(name) => {
+                let detail = format!("{name} images are not decoded here");
+                (name, Moderation::undecodable(policy, detail))
+            }
+        };
+        timings.decode += moderation.timings.decode;
+        timings.inference += moderation.timings.inference;
+        if let Outcome::Rewrite { .. } = moderation.outcome {
+            moderation.outcome = Outcome::Block;
+            moderation.reason = Reason::RewriteFailed(format!(
+                "{}; an SVG is blocked rather than rewritten",
+                moderation.reason
+            ));
+        }
+        moderation.reason = Reason::Embedded {
+            index: i + 1,
+            format: name,
+            reason: Box::new(moderation.reason),
+        };
+        let worse = worst
+            .as_ref()
+            .is_none_or(|w| moderation.verdict().severity() > w.verdict().severity());
+        if worse {
+            worst = Some(moderation);
+        }
+    }
+    let mut moderation = worst.unwrap_or(Moderation {
+        outcome: Outcome::Pass,
+        reason: Reason::NoEmbeddedImage,
+        scores: None,
+        timings: Timings::default(),
+    });
+    moderation.timings = timings;
+    moderation
+}
+
 /// The obscured image re-encoded at the original `size`, or why it could not be made (the
 /// image is then blocked).
 fn rewrite(
@@ -253,6 +329,56 @@ mod tests {
             dropped.get(crate::classifier::Class::Neutral) < 0.5,
             "{dropped}"
         );
+    }
+
+    #[test]
+    fn an_svg_is_judged_by_the_worst_image_it_embeds() {
+        use base64::Engine;
+        let classifier = Classifier::load().unwrap();
+        let neutral = Policy::from_json(
+            r#"{"rules": [{"classes": ["Neutral"], "at_least": 0.5, "action": "block"}]}"#,
+        )
+        .unwrap();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let tint = {
+            let mut out = Cursor::new(Vec::new());
+            DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+                64,
+                64,
+                image::Rgb([200, 30, 30]),
+            ))
+            .write_to(&mut out, Codec::Png)
+            .unwrap();
+            out.into_inner()
+        };
+        let photo = std::fs::read("models/fidelity/images/photo_astronaut.png").unwrap();
+        let svg = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,{}"/><rect style="fill:url(data:image/png;base64,{})"/></svg>"#,
+            b64(&tint),
+            b64(&photo)
+        );
+        let judged = moderate_svg(svg.as_bytes(), &neutral, &classifier);
+        assert_eq!(judged.outcome, Outcome::Block);
+        assert!(
+            judged
+                .reason
+                .to_string()
+                .starts_with("embedded image 2 (PNG): rule 0"),
+            "{}",
+            judged.reason
+        );
+        let plain = moderate_svg(
+            b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+            &neutral,
+            &classifier,
+        );
+        assert_eq!(
+            (plain.outcome, plain.reason),
+            (Outcome::Pass, Reason::NoEmbeddedImage)
+        );
+        let broken = moderate_svg(b"<svg", &neutral, &classifier);
+        assert_eq!(broken.outcome, Outcome::Block);
+        assert!(matches!(broken.reason, Reason::Undecodable(_)));
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub enum Reason {
     /// A sibling instance given part of the inference failed or did not answer; as
     /// `ModelFailed`.
     SiblingFailed(String),
+    /// An image embedded in an SVG (number `index`, from 1, in `format`) decided.
+    Embedded {
+        index: usize,
+        format: String,
+        reason: Box<Reason>,
+    },
+    /// An SVG that embeds no image: nothing the model can judge.
+    NoEmbeddedImage,
 }
 
 impl fmt::Display for Reason {
@@ -79,6 +87,12 @@ impl fmt::Display for Reason {
             Reason::RewriteFailed(detail) => write!(f, "rewrite failed: {detail}"),
             Reason::ModelFailed(detail) => write!(f, "model failed: {detail}"),
             Reason::SiblingFailed(detail) => write!(f, "sibling failed: {detail}"),
+            Reason::Embedded {
+                index,
+                format,
+                reason,
+            } => write!(f, "embedded image {index} ({format}): {reason}"),
+            Reason::NoEmbeddedImage => write!(f, "SVG embeds no image"),
         }
     }
 }
