@@ -390,6 +390,44 @@ fn uncached(path: &str) -> Vec<u8> {
 }
 
 #[test]
+fn svg_parts_are_judged_by_the_images_they_embed() {
+    use base64::Engine;
+    let world = world();
+    let embedding = |path: &str| {
+        format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><image href="data:image/png;base64,{}"/></svg>"#,
+            base64::engine::general_purpose::STANDARD.encode(image(path))
+        )
+        .into_bytes()
+    };
+    let body = form(&[
+        field("title", "vector"),
+        file("art", "art.svg", "image/svg+xml", embedding("/drawing.png")),
+    ]);
+    let reply = world
+        .strict
+        .post("/upload/form-svg", &[("content-type", &form_type())], &body);
+    assert_blocked_unseen(&reply, "/upload/form-svg");
+    assert!(reply
+        .header(headers::REASON)
+        .unwrap()
+        .starts_with("part 2 \"art\" (art.svg): embedded image 1 (PNG): rule 0"));
+    let benign = form(&[file(
+        "art",
+        "art.svg",
+        "image/svg+xml",
+        embedding("/photo.png"),
+    )]);
+    let reply = world.strict.post(
+        "/upload/form-svg-benign",
+        &[("content-type", &form_type())],
+        &benign,
+    );
+    assert_eq!((reply.status, reply.verdict()), (201, Some("pass")));
+    assert!(the_request("/upload/form-svg-benign").body == benign);
+}
+
+#[test]
 fn several_images_are_judged_in_parallel_by_siblings() {
     let world = world();
     let body = form(&[

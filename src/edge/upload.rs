@@ -22,6 +22,7 @@ use super::respond::{self, Report, Summary, STALE_DIGESTS};
 use super::{cache, model, siblings};
 use edge_moderation::headers;
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
+use edge_moderation::media::svg;
 use edge_moderation::moderation::{Moderation, Outcome, Subject};
 use edge_moderation::policy::{Policy, Verdict};
 use edge_moderation::upload::multipart::{self, PartHead, Sink, Splitter};
@@ -437,8 +438,8 @@ enum Content {
     Sniffing(Vec<u8>),
     /// Not an image: written through to the forwarded body.
     Plain,
-    /// An image, buffered.
-    Image { format: ImageFormat, bytes: Vec<u8> },
+    /// An image (a raster, or an SVG by its part's type), buffered.
+    Image { subject: Subject, bytes: Vec<u8> },
     /// Not judged by the model (beyond the limits, or not the image it claims to be):
     /// kept host-side with its policy outcome.
     Unjudged {
@@ -497,7 +498,13 @@ impl<'a> Collector<'a> {
         let policy = self.policy;
         if let Some(format) = ImageFormat::sniff(&prefix) {
             return Content::Image {
-                format,
+                subject: Subject::Raster(format),
+                bytes: prefix,
+            };
+        }
+        if svg::is_svg_type(head.content_type.as_deref()) {
+            return Content::Image {
+                subject: Subject::Svg,
                 bytes: prefix,
             };
         }
@@ -536,7 +543,7 @@ impl<'a> Collector<'a> {
     }
 
     /// A complete image part: remembered, judged here, held, or sent to a sibling.
-    fn image(&mut self, head: PartHead, framing: Vec<u8>, format: ImageFormat, bytes: Vec<u8>) {
+    fn image(&mut self, head: PartHead, framing: Vec<u8>, subject: Subject, bytes: Vec<u8>) {
         let policy = self.policy;
         self.images += 1;
         if self.images > policy.uploads.max_images {
@@ -567,17 +574,21 @@ impl<'a> Collector<'a> {
             });
             return;
         }
-        if !self.fan_out {
-            let (moderation, report) =
-                model::judge(&bytes, Subject::Raster(format), policy, self.host);
-            self.push_slot(Slot {
-                head,
-                framing,
-                original: Original::Here(bytes).into_host(),
-                judging: Judging::Done(moderation, report),
-            });
-            return;
-        }
+        // Rasters fan out to siblings; an SVG (judged by the images it embeds) is judged
+        // here, as is everything when no sibling can be reached.
+        let format = match subject {
+            Subject::Raster(format) if self.fan_out => format,
+            _ => {
+                let (moderation, report) = model::judge(&bytes, subject, policy, self.host);
+                self.push_slot(Slot {
+                    head,
+                    framing,
+                    original: Original::Here(bytes).into_host(),
+                    judging: Judging::Done(moderation, report),
+                });
+                return;
+            }
+        };
         // The first image waits to be judged here, in case it stays the only one; once
         // a second arrives, both go to siblings, and every later one as it arrives.
         let judged_elsewhere = self
@@ -667,7 +678,7 @@ impl Sink for Collector<'_> {
                 Content::Plain
             }
             Content::Image {
-                format,
+                subject,
                 bytes: mut buffered,
             } => {
                 let limit = self.policy.limits.max_bytes;
@@ -686,7 +697,7 @@ impl Sink for Collector<'_> {
                 } else {
                     buffered.extend_from_slice(bytes);
                     Content::Image {
-                        format,
+                        subject,
                         bytes: buffered,
                     }
                 }
@@ -723,7 +734,7 @@ impl Sink for Collector<'_> {
         match content {
             // Settled above: a part no longer sniffing is plain or kept.
             Content::Plain | Content::Sniffing(_) => {}
-            Content::Image { format, bytes } => self.image(head, framing, format, bytes),
+            Content::Image { subject, bytes } => self.image(head, framing, subject, bytes),
             Content::Unjudged {
                 body,
                 len,
