@@ -14,7 +14,7 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, bytes_of, drawing_policy, format_images, jpeg_turned,
+    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, jpeg_turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -280,20 +280,6 @@ fn picture_in_alpha(picture: &image::DynamicImage) -> image::DynamicImage {
         grey.height(),
         |x, y| image::Rgba([0, 0, 0, 255 - grey.get_pixel(x, y)[0]]),
     ))
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn zlib(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 fn world() -> &'static World {

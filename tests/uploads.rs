@@ -10,7 +10,7 @@ use edge_moderation::headers;
 use edge_moderation::upload::multipart::{PartHead, Sink, Splitter};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use support::fixtures::{bytes_of, drawing_policy, format_images};
+use support::fixtures::{bytes_of, drawing_policy, format_images, gzip};
 use support::{pattern_byte, Framing, Origin, Received, Reply, Resource, Service};
 
 struct World {
@@ -182,13 +182,6 @@ fn image_uploads_the_policy_blocks_never_reach_the_origin() {
         );
         assert_blocked_unseen(&reply, path);
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
 }
 
 #[test]

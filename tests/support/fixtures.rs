@@ -174,3 +174,19 @@ pub fn animated_png(frames: &[(&DynamicImage, u16)]) -> Vec<u8> {
     }
     out
 }
+
+/// `data` gzip-compressed (a `Content-Encoding: gzip` body).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("compress fixture");
+    encoder.finish().expect("finish gzip")
+}
+
+/// `data` zlib-compressed (HTTP's `Content-Encoding: deflate`).
+pub fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).expect("compress fixture");
+    encoder.finish().expect("finish zlib")
+}
