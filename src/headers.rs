@@ -9,6 +9,11 @@ pub const REASON: &str = "x-moderation-reason";
 pub const SCORES: &str = "x-moderation-scores";
 /// Where the policy in force came from: `stored`, `default`, `default (stored policy invalid)`.
 pub const POLICY: &str = "x-moderation-policy";
+/// The name of the route whose policy judged (absent for the default policy).
+pub const ROUTE: &str = "x-moderation-route";
+/// In report-only mode, what the policy would have done (`block` or `rewrite`); the
+/// verdict is then `pass` and nothing was changed.
+pub const WOULD: &str = "x-moderation-would";
 /// `hit` or `miss`: whether the verdict came from the verdict cache.
 pub const CACHE: &str = "x-moderation-cache";
 /// The CPU milliseconds of each sibling instance that ran part of the work, in order:

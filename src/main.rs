@@ -31,7 +31,7 @@ fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
 
     let context = RequestContext::new(&request);
     if let Some(call) = siblings::call(&request) {
-        return Ok(siblings::serve(call, request, context.policy()));
+        return Ok(siblings::serve(call, request, &context.served.policy));
     }
     let (request, upload) = match upload::judge(&context, request) {
         Upload::Forward { request, judged } => (request, judged),

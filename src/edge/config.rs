@@ -1,14 +1,19 @@
-//! Reads the operator's policy from the Config Store `moderation`, key `policy`.
+//! Reads the operator's configuration from the Config Store `moderation`: the default
+//! policy (key `policy`) and the per-route policies (key `routes`, see
+//! `edge_moderation::policy::RouteTable`).
 //!
-//! A missing store or key means the embedded defaults. A stored policy that does not
-//! parse or validate is logged (once per request, to stderr, which Fastly's log tail and
-//! Viceroy show) and replaced by the defaults: a typo must never take the site down.
+//! A missing store or key means the embedded defaults (no routes). A stored policy or
+//! route list that does not parse or validate is logged (to stderr, which Fastly's log
+//! tail and Viceroy show) and replaced by the defaults: a typo must never take the site
+//! down. An invalid policy gives the built-in defaults; an invalid route list gives the
+//! default policy on every route.
 
-use edge_moderation::policy::Policy;
+use edge_moderation::policy::{Policy, RouteRequest, RouteTable};
 use fastly::ConfigStore;
 
 pub const STORE: &str = "moderation";
 pub const KEY: &str = "policy";
+pub const ROUTES_KEY: &str = "routes";
 
 /// Where the policy in force came from; reported in `x-moderation-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +22,8 @@ pub enum Source {
     Default,
     /// The stored policy was invalid; the defaults apply.
     DefaultAfterInvalid,
+    /// The stored route list was invalid; the default policy applies to every request.
+    RoutesInvalid,
 }
 
 impl Source {
@@ -25,37 +32,71 @@ impl Source {
             Source::Stored => "stored",
             Source::Default => "default",
             Source::DefaultAfterInvalid => "default (stored policy invalid)",
+            Source::RoutesInvalid => "stored default (stored routes invalid)",
         }
     }
 }
 
-/// The policy in force for a request, and where it came from.
+/// The policy in force for one direction of a request, and where it came from.
+#[derive(Clone, Debug)]
 pub struct Loaded {
     pub policy: Policy,
     pub source: Source,
+    /// The route that chose the policy; None for the default policy.
+    pub route: Option<String>,
 }
 
-pub fn load_policy() -> Loaded {
-    let stored = ConfigStore::try_open(STORE)
-        .ok()
-        .and_then(|store| store.try_get(KEY).ok().flatten());
-    let Some(json) = stored else {
-        return Loaded {
-            policy: Policy::default(),
-            source: Source::Default,
-        };
-    };
-    match Policy::from_json(&json) {
-        Ok(policy) => Loaded {
-            policy,
-            source: Source::Stored,
-        },
-        Err(why) => {
-            eprintln!("moderation: invalid policy in config store {STORE:?} key {KEY:?}, using defaults: {why}");
-            Loaded {
-                policy: Policy::default(),
-                source: Source::DefaultAfterInvalid,
-            }
+/// The configuration as stored, validated.
+pub struct Config {
+    table: RouteTable,
+    source: Source,
+}
+
+impl Config {
+    /// The policy for `request`.
+    pub fn select(&self, request: &RouteRequest<'_>) -> Loaded {
+        let selected = self.table.select(request);
+        Loaded {
+            policy: selected.policy.clone(),
+            source: self.source,
+            route: selected.route.map(str::to_owned),
         }
     }
+
+    pub fn default_policy(&self) -> &Policy {
+        self.table.default_policy()
+    }
+}
+
+pub fn load() -> Config {
+    let store = ConfigStore::try_open(STORE).ok();
+    let stored = |key: &str| {
+        store
+            .as_ref()
+            .and_then(|store| store.try_get(key).ok().flatten())
+    };
+    let (default, mut source) = match stored(KEY) {
+        None => (Policy::default(), Source::Default),
+        Some(json) => match Policy::from_json(&json) {
+            Ok(policy) => (policy, Source::Stored),
+            Err(why) => {
+                eprintln!("moderation: invalid policy in config store {STORE:?} key {KEY:?}, using defaults: {why}");
+                (Policy::default(), Source::DefaultAfterInvalid)
+            }
+        },
+    };
+    let table = match stored(ROUTES_KEY) {
+        None => RouteTable::single(default),
+        Some(json) => match RouteTable::new(default.clone(), &json) {
+            Ok(table) => table,
+            Err(why) => {
+                eprintln!("moderation: invalid routes in config store {STORE:?} key {ROUTES_KEY:?}, using the default policy for every request: {why}");
+                if source == Source::Stored {
+                    source = Source::RoutesInvalid;
+                }
+                RouteTable::single(default)
+            }
+        },
+    };
+    Config { table, source }
 }

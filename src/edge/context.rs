@@ -1,9 +1,9 @@
 //! What is known of a request before it is sent to the origin, kept for everything after:
 //! sending consumes the request, yet the reply, logs and per-route decisions need its
-//! method, host and path, and the policy in force.
+//! method, host and path, and the policies in force (one per direction, chosen by route).
 
 use super::config::{self, Loaded};
-use edge_moderation::policy::Policy;
+use edge_moderation::policy::{Direction, RouteRequest};
 use fastly::http::Method;
 use fastly::Request;
 use std::fmt;
@@ -13,26 +13,50 @@ pub struct RequestContext {
     pub host: String,
     /// The path, without the query.
     pub path: String,
-    pub config: Loaded,
+    /// The query string, when there is one (the decision log drops it by default).
+    pub query: Option<String>,
+    /// The policy for images in the response.
+    pub served: Loaded,
+    /// The policy for images in the request body.
+    pub uploaded: Loaded,
 }
 
 impl RequestContext {
-    /// Reads the request's identity and loads the policy.
+    /// Reads the request's identity and chooses its policies.
     pub fn new(request: &Request) -> Self {
+        let method = request.get_method().clone();
+        let host = request
+            .get_url()
+            .host_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let path = request.get_path().to_string();
+        let config = config::load();
+        let select = |direction| {
+            config.select(&RouteRequest {
+                direction,
+                method: method.as_str(),
+                host: &host,
+                path: &path,
+            })
+        };
+        let (served, uploaded) = (select(Direction::Served), select(Direction::Uploaded));
         RequestContext {
-            method: request.get_method().clone(),
-            host: request
-                .get_url()
-                .host_str()
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
-            path: request.get_path().to_string(),
-            config: config::load_policy(),
+            query: request.get_query_str().map(str::to_owned),
+            method,
+            host,
+            path,
+            served,
+            uploaded,
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.config.policy
+    /// The policy for `direction`.
+    pub fn loaded(&self, direction: Direction) -> &Loaded {
+        match direction {
+            Direction::Served => &self.served,
+            Direction::Uploaded => &self.uploaded,
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
     if !carries_content(context, &response) {
         return response;
     }
-    let policy = context.policy();
+    let policy = &context.served.policy;
     let content_type = response
         .get_header_str(header::CONTENT_TYPE)
         .map(str::to_owned);
@@ -55,18 +55,18 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             let subject = Subject::Raster(format);
             let (moderation, report) = model::judge(&bytes, subject, policy, &context.host);
             response.set_body(encoded.unwrap_or(bytes));
-            return respond::moderated(response, moderation, &context.config, report);
+            return respond::moderated(response, moderation, &context.served, report);
         }
         Inspection::Svg { bytes, encoded } => {
             let (moderation, report) = model::judge(&bytes, Subject::Svg, policy, &context.host);
             response.set_body(encoded.unwrap_or(bytes));
-            return respond::moderated(response, moderation, &context.config, report);
+            return respond::moderated(response, moderation, &context.served, report);
         }
     };
     respond::moderated(
         response,
         moderation,
-        &context.config,
+        &context.served,
         respond::Report::default(),
     )
 }

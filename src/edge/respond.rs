@@ -6,6 +6,7 @@
 
 use super::cache;
 use super::config::{Loaded, Source};
+use edge_moderation::policy::Mode;
 use super::context::RequestContext;
 use super::origin::Failure;
 use edge_moderation::classifier::Scores;
@@ -31,17 +32,35 @@ pub struct Report {
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub verdict: Verdict,
+    /// In report-only mode, the verdict that was not applied (`verdict` is then pass).
+    pub would: Option<Verdict>,
     pub reason: String,
     /// Present when the model ran.
     pub scores: Option<Scores>,
     /// Where the policy came from.
     pub source: Source,
+    /// The route whose policy judged; None for the default policy.
+    pub route: Option<String>,
     pub report: Report,
     /// The stages' `Server-Timing` entries, when the model ran here.
     pub stages: Option<String>,
 }
 
 impl Summary {
+    /// A verdict reached without the model (nothing ran, nothing to report).
+    pub fn new(verdict: Verdict, reason: String, config: &Loaded) -> Summary {
+        Summary {
+            verdict,
+            would: None,
+            reason,
+            scores: None,
+            source: config.source,
+            route: config.route.clone(),
+            report: Report::default(),
+            stages: None,
+        }
+    }
+
     /// The headers, `Server-Timing` ending with this instance's CPU so far.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let Report { cached, siblings } = &self.report;
@@ -50,6 +69,12 @@ impl Summary {
             (headers::REASON, self.reason.clone()),
             (headers::POLICY, self.source.as_str().to_string()),
         ];
+        if let Some(would) = self.would {
+            out.push((headers::WOULD, would.as_str().to_string()));
+        }
+        if let Some(route) = &self.route {
+            out.push((headers::ROUTE, route.clone()));
+        }
         if let Some(status) = cached {
             out.push((headers::CACHE, status.as_str().to_string()));
         }
@@ -80,7 +105,8 @@ impl Summary {
     }
 }
 
-/// `response` (the origin's status, headers and, for a pass, body) as the outcome says.
+/// `response` (the origin's status, headers and, for a pass, body) as the outcome says;
+/// in report-only mode, the origin's response whatever the outcome.
 pub fn moderated(
     response: Response,
     moderation: Moderation,
@@ -94,19 +120,21 @@ pub fn moderated(
         scores,
         timings,
     } = moderation;
+    let report_only = config.policy.mode == Mode::Report;
     let mut response = match outcome {
+        _ if report_only => response,
         Outcome::Pass => response,
         Outcome::Block => blocked(config.policy.block.status, &reason.to_string()),
         Outcome::Rewrite { bytes, format } => rewritten(response, bytes, format),
     };
-    let summary = Summary {
-        verdict,
-        reason: reason.to_string(),
-        scores,
-        source: config.source,
-        report,
-        stages: scores.map(|_| timings.server_timing()),
-    };
+    let mut summary = Summary::new(verdict, reason.to_string(), config);
+    if report_only && verdict != Verdict::Pass {
+        summary.verdict = Verdict::Pass;
+        summary.would = Some(verdict);
+    }
+    summary.scores = scores;
+    summary.report = report;
+    summary.stages = scores.map(|_| timings.server_timing());
     summary.apply(&mut response);
     response
 }

@@ -48,7 +48,7 @@ pub enum Upload {
 /// Judges `request`'s body when the policy asks for it.
 pub fn judge(context: &RequestContext, mut request: Request) -> Upload {
     strip_forged(&mut request);
-    let policy = context.policy();
+    let policy = &context.uploaded.policy;
     if !policy
         .uploads
         .applies(context.method.as_str(), &context.path)
@@ -62,7 +62,7 @@ pub fn judge(context: &RequestContext, mut request: Request) -> Upload {
         .get_header_str(header::CONTENT_TYPE)
         .map(str::to_owned);
     match multipart::boundary(content_type.as_deref().unwrap_or_default()) {
-        Err(e) => Upload::Reply(malformed(&context.config, e.to_string())),
+        Err(e) => Upload::Reply(malformed(&context.uploaded, e.to_string())),
         Ok(Some(boundary)) => judge_multipart(context, request, &boundary),
         Ok(None) => judge_raw(context, request, content_type.as_deref()),
     }
@@ -93,12 +93,12 @@ fn content_encoding(request: &Request) -> Option<String> {
 }
 
 fn judge_raw(context: &RequestContext, mut request: Request, content_type: Option<&str>) -> Upload {
-    let policy = context.policy();
+    let policy = &context.uploaded.policy;
     let coding = content_encoding(&request);
     let body = request.take_body();
     let inspection = match body::inspect(body, content_type, coding.as_deref(), policy) {
         Ok(inspection) => inspection,
-        Err(e) => return Upload::Reply(unreadable(&context.config, &e)),
+        Err(e) => return Upload::Reply(unreadable(&context.uploaded, &e)),
     };
     let (moderation, report) = match inspection {
         Inspection::NotImage(body) => {
@@ -151,17 +151,17 @@ fn conclude_raw(
     report: Report,
 ) -> Upload {
     let images = [image];
-    let judgement = Judgement::new(&images, &context.policy().uploads);
+    let judgement = Judgement::new(&images, &context.uploaded.policy);
     let [image] = images;
     let summary = summarise(
-        &context.config,
+        &context.uploaded,
         &judgement,
         std::slice::from_ref(&image),
         report,
     );
     match judgement.actions.first() {
         Some(PartAction::BlockRequest) | Some(PartAction::Drop) => {
-            return Upload::Reply(blocked(context.policy(), summary))
+            return Upload::Reply(blocked(&context.uploaded.policy, summary))
         }
         Some(PartAction::Replace) => {
             if let Outcome::Rewrite { bytes, format } = image.moderation.outcome {
@@ -177,7 +177,7 @@ fn conclude_raw(
 }
 
 fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &str) -> Upload {
-    let policy = context.policy();
+    let policy = &context.uploaded.policy;
     if let Some(coding) = content_encoding(&request) {
         // A form's parts are not decoded yet: an encoded form cannot be inspected.
         let detail = format!("multipart body with Content-Encoding {coding} cannot be inspected");
@@ -195,18 +195,18 @@ fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &st
         let read = match body.read(&mut chunk) {
             Ok(0) => break,
             Ok(read) => read,
-            Err(e) => return Upload::Reply(unreadable(&context.config, &e)),
+            Err(e) => return Upload::Reply(unreadable(&context.uploaded, &e)),
         };
         if let Err(e) = splitter.feed(&chunk[..read], &mut collector) {
-            return Upload::Reply(malformed(&context.config, e.to_string()));
+            return Upload::Reply(malformed(&context.uploaded, e.to_string()));
         }
     }
     if let Err(e) = splitter.finish(&mut collector) {
-        return Upload::Reply(malformed(&context.config, e.to_string()));
+        return Upload::Reply(malformed(&context.uploaded, e.to_string()));
     }
     let (segments, slots) = match collector.finish() {
         Ok(collected) => collected,
-        Err(e) => return Upload::Reply(unreadable(&context.config, &e)),
+        Err(e) => return Upload::Reply(unreadable(&context.uploaded, &e)),
     };
 
     let mut report = Report::default();
@@ -223,10 +223,10 @@ fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &st
             moderation,
         });
     }
-    let judgement = Judgement::new(&images, &policy.uploads);
+    let judgement = Judgement::new(&images, policy);
     // The deciding image's cache status is the one reported.
     report.cached = judgement.deciding.and_then(|i| cached[i]);
-    let summary = summarise(&context.config, &judgement, &images, report);
+    let summary = summarise(&context.uploaded, &judgement, &images, report);
     if judgement.verdict == Verdict::Block {
         return Upload::Reply(blocked(policy, summary));
     }
@@ -268,7 +268,7 @@ fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &st
             }
         };
         if let Err(e) = written {
-            return Upload::Reply(unreadable(&context.config, &e));
+            return Upload::Reply(unreadable(&context.uploaded, &e));
         }
     }
     set_body(&mut request, forwarded, length);
@@ -306,18 +306,17 @@ fn summarise(
 ) -> Summary {
     let deciding = judgement.deciding.and_then(|i| images.get(i));
     let moderation = deciding.map(|image| &image.moderation);
-    Summary {
-        verdict: judgement.verdict,
-        reason: judgement
-            .reason(images)
-            .unwrap_or_else(|| "no image in the upload".into()),
-        scores: moderation.and_then(|m| m.scores),
-        source: config.source,
-        report,
-        stages: moderation
-            .filter(|m| m.scores.is_some())
-            .map(|m| m.timings.server_timing()),
-    }
+    let reason = judgement
+        .reason(images)
+        .unwrap_or_else(|| "no image in the upload".into());
+    let mut summary = Summary::new(judgement.verdict, reason, config);
+    summary.would = judgement.would;
+    summary.scores = moderation.and_then(|m| m.scores);
+    summary.report = report;
+    summary.stages = moderation
+        .filter(|m| m.scores.is_some())
+        .map(|m| m.timings.server_timing());
+    summary
 }
 
 fn blocked(policy: &Policy, summary: Summary) -> Response {
@@ -328,14 +327,7 @@ fn blocked(policy: &Policy, summary: Summary) -> Response {
 
 /// 400: a body whose framing cannot be read unambiguously. Nothing was forwarded.
 fn malformed(config: &Loaded, why: String) -> Response {
-    let summary = Summary {
-        verdict: Verdict::Block,
-        reason: format!("malformed upload: {why}"),
-        scores: None,
-        source: config.source,
-        report: Report::default(),
-        stages: None,
-    };
+    let summary = Summary::new(Verdict::Block, format!("malformed upload: {why}"), config);
     let mut response = Response::from_status(StatusCode::BAD_REQUEST)
         .with_header(header::CACHE_CONTROL, "no-store")
         .with_body_text_plain(&format!("{}\n", summary.reason));

@@ -100,6 +100,7 @@ mod tests {
             reason: Reason::NoRuleMatched,
             scores: Some(Scores::new([0.5, 0.1, 0.2, 0.1, 0.1])),
             timings: Timings::default(),
+            judged: None,
         };
         let back = decode_answer(&encode_answer(&moderation)).unwrap();
         assert_eq!(back.outcome, moderation.outcome);

@@ -8,7 +8,7 @@ pub mod job;
 mod outcome;
 pub mod record;
 
-pub use outcome::{Moderation, Outcome, Reason, Timings};
+pub use outcome::{Judged, Moderation, Outcome, Reason, Timings};
 
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
 use crate::media::decode::decode_reduced;
@@ -154,6 +154,11 @@ pub fn moderate(
             inference: classified - decoded_at,
             ..Timings::default()
         },
+        judged: Some(Judged {
+            width: decoded.width,
+            height: decoded.height,
+            frames: frames.len().max(1),
+        }),
     };
     moderation.outcome = match decision.verdict {
         Verdict::Pass => Outcome::Pass,
@@ -250,6 +255,7 @@ pub fn moderate_svg(svg: &[u8], policy: &Policy, mut inference: impl Inference) 
         reason: Reason::NoEmbeddedImage,
         scores: None,
         timings: Timings::default(),
+        judged: None,
     });
     moderation.timings = timings;
     moderation

@@ -47,6 +47,17 @@ pub struct Moderation {
     /// Present when the model ran.
     pub scores: Option<Scores>,
     pub timings: Timings,
+    /// What was judged, when the image was decoded.
+    pub judged: Option<Judged>,
+}
+
+/// What the model saw of an image: its size as shown and how many frames were judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judged {
+    pub width: u32,
+    pub height: u32,
+    /// 1 for a still image; for an animation, the frames chosen for judging.
+    pub frames: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -160,6 +171,7 @@ impl Moderation {
             reason,
             scores: None,
             timings: Timings::default(),
+            judged: None,
         }
     }
 

@@ -7,7 +7,7 @@
 //! policy, model and pipeline. BLAKE3 makes a collision (one image taking another's
 //! verdict) computationally out of reach.
 
-use super::outcome::{Moderation, Outcome, Reason, Timings};
+use super::outcome::{Judged, Moderation, Outcome, Reason, Timings};
 use crate::classifier::{ModelIdentity, Scores};
 use crate::media::ImageFormat;
 use crate::policy::{Fingerprint, Verdict};
@@ -21,13 +21,36 @@ pub const REVISION: u32 = 2;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheKey(String);
 
+/// A digest of an image's bytes: the cache key's part, and what the decision log names an
+/// image by (hashed once per image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> ContentHash {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+}
+
+/// `blake3:` and 64 hex digits.
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("blake3:")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 impl CacheKey {
     pub fn new(image: &[u8], policy: Fingerprint, model: ModelIdentity) -> Self {
+        Self::for_content(&ContentHash::of(image), policy, model)
+    }
+
+    pub fn for_content(content: &ContentHash, policy: Fingerprint, model: ModelIdentity) -> Self {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&REVISION.to_le_bytes());
         hasher.update(&policy.0);
         hasher.update(&model.0);
-        hasher.update(blake3::hash(image).as_bytes());
+        hasher.update(&content.0);
         CacheKey(format!(
             "moderation/v{REVISION}/{}",
             hasher.finalize().to_hex()
@@ -47,6 +70,8 @@ struct Stored {
     format: Option<ImageFormat>,
     reason: Reason,
     scores: Option<Scores>,
+    #[serde(default)]
+    judged: Option<Judged>,
 }
 
 /// A moderation as stored: `metadata`, and `body` (the rewritten image, or empty).
@@ -94,6 +119,7 @@ pub fn encode(moderation: &Moderation) -> Record<'_> {
         format,
         reason: moderation.reason.clone(),
         scores: moderation.scores,
+        judged: moderation.judged,
     };
     Record {
         // Serialising plain data into JSON cannot fail.
@@ -121,6 +147,7 @@ pub fn decode(metadata: &[u8], body: Vec<u8>) -> Result<Moderation, RecordError>
         reason: stored.reason,
         scores: stored.scores,
         timings: Timings::default(),
+        judged: stored.judged,
     })
 }
 
@@ -135,6 +162,7 @@ mod tests {
             reason,
             scores: Some(Scores::new([0.7, 0.0, 0.3, 0.0, 0.0])),
             timings: Timings::default(),
+            judged: None,
         }
     }
 

@@ -8,9 +8,11 @@
 //! configurations: fields are only ever added, with defaults that keep old policies'
 //! meaning.
 
+mod routes;
 mod rules;
 
 pub use crate::media::obscure::{RewriteMethod, RewriteStyle};
+pub use routes::{Direction, RouteError, RouteRequest, RouteTable, Selected};
 pub use rules::{Action, Decision, Fallback, Rule, Verdict};
 
 use crate::classifier::{Class, Scores};
@@ -43,6 +45,33 @@ pub struct Policy {
     pub uploads: UploadSettings,
     /// How animations (GIF, animated WebP, APNG) are judged.
     pub animations: AnimationSettings,
+    /// `enforce` applies verdicts; `report` judges and logs everything but changes
+    /// nothing (the origin's bytes and status, with the would-be verdict in headers).
+    pub mode: Mode,
+    /// Where each judged image's decision is logged.
+    pub log: DecisionLogSettings,
+}
+
+/// Whether verdicts are applied or only reported: the way to roll a policy out.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    /// Judge and log, change nothing: `x-moderation-verdict: pass` and
+    /// `x-moderation-would: block|rewrite`.
+    Report,
+}
+
+/// The decision log: one JSON line per judged image to a Fastly log endpoint.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionLogSettings {
+    /// The log endpoint's name; none (the default) logs nothing.
+    pub endpoint: Option<String>,
+    /// Whether the logged path keeps its query string (dropped by default: queries carry
+    /// tokens and personal data).
+    pub keep_query: bool,
 }
 
 /// Animations are judged on several frames (`media::frames` chooses which); the verdict
@@ -123,7 +152,7 @@ impl UploadSettings {
 }
 
 /// `*` matches any run of characters (including `/`); everything else matches itself.
-fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut pieces = pattern.split('*');
     let first = pieces.next().unwrap_or_default();
     let Some(mut rest) = text.strip_prefix(first) else {
@@ -233,6 +262,8 @@ impl Default for Policy {
             siblings: SiblingSettings::default(),
             uploads: UploadSettings::default(),
             animations: AnimationSettings::default(),
+            mode: Mode::default(),
+            log: DecisionLogSettings::default(),
         }
     }
 }
@@ -306,6 +337,13 @@ impl Policy {
         Ok(policy)
     }
 
+    /// As [`Policy::from_json`], from parsed JSON (a route's patched policy).
+    pub fn from_value(json: serde_json::Value) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_json::from_value(json).map_err(PolicyError::Schema)?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
     fn validate(&self) -> Result<(), PolicyError> {
         let out_of_range = |field: String, expected| PolicyError::OutOfRange { field, expected };
         for (i, rule) in self.rules.iter().enumerate() {
@@ -364,6 +402,19 @@ impl Policy {
                 format!("uploads.paths[{i}]"),
                 "a path pattern",
             ));
+        }
+        if let Some(endpoint) = &self.log.endpoint {
+            let valid = !endpoint.is_empty()
+                && endpoint.len() <= 255
+                && endpoint
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+            if !valid {
+                return Err(out_of_range(
+                    "log.endpoint".into(),
+                    "a log endpoint name (letters, digits, _ - .)",
+                ));
+            }
         }
         for (field, value) in [
             ("limits.max_bytes", self.limits.max_bytes as u64),

@@ -7,7 +7,7 @@
 pub mod multipart;
 
 use crate::moderation::{Moderation, Outcome};
-use crate::policy::{BlockedPart, UploadRewrite, UploadSettings, Verdict};
+use crate::policy::{BlockedPart, Mode, Policy, UploadRewrite, Verdict};
 use multipart::PartHead;
 
 /// What becomes of one judged image of an upload.
@@ -39,13 +39,18 @@ pub struct Judgement {
     /// `block` when the request stops, `rewrite` when anything forwarded was changed,
     /// else `pass`.
     pub verdict: Verdict,
+    /// In report-only mode, the verdict that was not applied: `verdict` is then pass and
+    /// every image is kept.
+    pub would: Option<Verdict>,
     /// The image whose verdict decided (reported in headers): the first that blocked the
     /// request, else the first changed, else the first.
     pub deciding: Option<usize>,
 }
 
 impl Judgement {
-    pub fn new(images: &[JudgedImage], settings: &UploadSettings) -> Judgement {
+    /// What `policy` makes of an upload's images.
+    pub fn new(images: &[JudgedImage], policy: &Policy) -> Judgement {
+        let settings = &policy.uploads;
         let actions: Vec<PartAction> = images
             .iter()
             .map(|image| match (&image.moderation.outcome, &image.part) {
@@ -69,10 +74,29 @@ impl Judgement {
         } else {
             (Verdict::Pass, (!actions.is_empty()).then_some(0))
         };
-        Judgement {
+        let judgement = Judgement {
             actions,
             verdict,
             deciding,
+            would: None,
+        };
+        match policy.mode {
+            Mode::Enforce => judgement,
+            Mode::Report => judgement.report_only(),
+        }
+    }
+
+    /// Nothing changes: every image is kept, the verdict that would have applied is kept
+    /// aside.
+    fn report_only(self) -> Judgement {
+        if self.verdict == Verdict::Pass {
+            return self;
+        }
+        Judgement {
+            actions: vec![PartAction::Keep; self.actions.len()],
+            verdict: Verdict::Pass,
+            would: Some(self.verdict),
+            deciding: self.deciding,
         }
     }
 
@@ -112,6 +136,7 @@ mod tests {
                 reason: Reason::NoRuleMatched,
                 scores: None,
                 timings: Default::default(),
+                judged: None,
             },
         }
     }
@@ -123,8 +148,8 @@ mod tests {
         }
     }
 
-    fn settings(json: &str) -> UploadSettings {
-        Policy::from_json(json).unwrap().uploads
+    fn settings(json: &str) -> Policy {
+        Policy::from_json(json).unwrap()
     }
 
     #[test]
@@ -134,7 +159,7 @@ mod tests {
             image(Some(1), rewrite()),
             image(Some(2), Outcome::Block),
         ];
-        let judgement = Judgement::new(&images, &UploadSettings::default());
+        let judgement = Judgement::new(&images, &Policy::default());
         assert_eq!(judgement.verdict, Verdict::Block);
         assert_eq!(judgement.deciding, Some(2));
         assert_eq!(
@@ -181,12 +206,33 @@ mod tests {
     #[test]
     fn an_upload_without_changes_passes() {
         let images = [image(None, Outcome::Pass)];
-        let judgement = Judgement::new(&images, &UploadSettings::default());
+        let judgement = Judgement::new(&images, &Policy::default());
         assert_eq!(
             (judgement.verdict, judgement.deciding),
             (Verdict::Pass, Some(0))
         );
-        let none = Judgement::new(&[], &UploadSettings::default());
+        let none = Judgement::new(&[], &Policy::default());
         assert_eq!((none.verdict, none.deciding), (Verdict::Pass, None));
+    }
+
+    #[test]
+    fn report_only_keeps_every_image_and_says_what_would_have_happened() {
+        let images = [
+            image(Some(0), Outcome::Pass),
+            image(Some(1), rewrite()),
+            image(Some(2), Outcome::Block),
+        ];
+        let report = settings(r#"{"mode": "report", "uploads": {"blocked_part": "drop_part"}}"#);
+        let judgement = Judgement::new(&images, &report);
+        assert_eq!(judgement.actions, [PartAction::Keep; 3]);
+        assert_eq!(judgement.verdict, Verdict::Pass);
+        assert_eq!(judgement.would, Some(Verdict::Rewrite));
+        assert_eq!(
+            judgement.reason(&images).unwrap(),
+            "part 2 \"f1\": no rule matched"
+        );
+        let benign = [image(None, Outcome::Pass)];
+        let passed = Judgement::new(&benign, &report);
+        assert_eq!((passed.verdict, passed.would), (Verdict::Pass, None));
     }
 }
