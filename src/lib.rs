@@ -13,6 +13,7 @@
 //! - [`moderation`]: one image body in, one [`moderation::Moderation`] (an
 //!   [`moderation::Outcome`], a reason, scores, timings) out; the stages in order, and the
 //!   instance's memory budget they plan with.
+//! - [`decision_log`]: the JSON record logged for each judged image (what it may hold).
 //! - [`headers`]: the header names the service writes.
 //! - [`snapshot`]: the Wizer snapshot's allocator (wasm32), and its books (pure).
 //!
@@ -34,6 +35,7 @@
 //! read. No function here panics on input-derived data.
 
 pub mod classifier;
+pub mod decision_log;
 pub mod headers;
 pub mod media;
 pub mod moderation;

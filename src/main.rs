@@ -1,8 +1,9 @@
 //! Fastly Compute entry point. A request's journey:
 //!
 //! 1. **context** — before anything is sent, note what the rest needs to know of the
-//!    request (method, host, path) and load the policy in force; a hand-off from a sibling
-//!    instance (authenticated by a shared secret) runs its part of an inference instead;
+//!    request (method, host, path) and choose the policies in force by route; a hand-off
+//!    from a sibling instance (authenticated by a shared secret) runs its part of an
+//!    inference instead, and an authorised call of the classify API is answered here;
 //! 2. **upload** — a request body (POST, PUT, PATCH by default) that is an image, or a
 //!    multipart form with images, is judged before anything is sent: a blocked upload
 //!    never reaches the origin, a rewritten one arrives obscured;
@@ -26,12 +27,15 @@ static ALLOCATOR: edge_moderation::snapshot::SnapshotAllocator =
 #[fastly::main]
 fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
     use edge::upload::{self, Upload};
-    use edge::{context::RequestContext, origin, proxy, respond, siblings};
+    use edge::{classify, context::RequestContext, origin, proxy, respond, siblings};
     use edge_moderation::headers;
 
     let context = RequestContext::new(&request);
     if let Some(call) = siblings::call(&request) {
         return Ok(siblings::serve(call, request, &context.served.policy));
+    }
+    if classify::call(&context, &request) {
+        return Ok(classify::serve(&context, request));
     }
     let (request, upload) = match upload::judge(&context, request) {
         Upload::Forward { request, judged } => (request, judged),

@@ -5,7 +5,7 @@
 //! is judged again.
 
 use super::model;
-use edge_moderation::moderation::record::{self, CacheKey};
+use edge_moderation::moderation::record::{self, CacheKey, ContentHash};
 use edge_moderation::moderation::Moderation;
 use edge_moderation::policy::Policy;
 use fastly::cache::core;
@@ -31,13 +31,13 @@ impl Status {
     }
 }
 
-/// The remembered verdict for `bytes`, if there is one (an image about to be sent to a
-/// sibling need not be).
-pub fn remembered(bytes: &[u8], policy: &Policy) -> Option<(Moderation, Status)> {
+/// The remembered verdict for the image with digest `content`, if there is one (an image
+/// about to be sent to a sibling need not be).
+pub fn remembered(content: &ContentHash, policy: &Policy) -> Option<(Moderation, Status)> {
     let ttl = policy.cache.ttl_seconds;
     let model = model::identity().filter(|_| ttl > 0)?;
     let started = Instant::now();
-    let key = CacheKey::new(bytes, policy.fingerprint(), model);
+    let key = CacheKey::for_content(content, policy.fingerprint(), model);
     let found = lookup(&key)?;
     let status = Status::Hit {
         lookup: started.elapsed(),
@@ -45,10 +45,11 @@ pub fn remembered(bytes: &[u8], policy: &Policy) -> Option<(Moderation, Status)>
     Some((found, status))
 }
 
-/// The verdict for `bytes`: remembered, or made by `judge` and remembered. `None` for the
-/// status when the policy turns the cache off or the model is unavailable (no identity).
+/// The verdict for the image with digest `content`: remembered, or made by `judge` and
+/// remembered. `None` for the status when the policy turns the cache off or the model is
+/// unavailable (no identity).
 pub fn judged(
-    bytes: &[u8],
+    content: &ContentHash,
     policy: &Policy,
     judge: impl FnOnce() -> Moderation,
 ) -> (Moderation, Option<Status>) {
@@ -57,7 +58,7 @@ pub fn judged(
         return (judge(), None);
     };
     let started = Instant::now();
-    let key = CacheKey::new(bytes, policy.fingerprint(), model);
+    let key = CacheKey::for_content(content, policy.fingerprint(), model);
     if let Some(found) = lookup(&key) {
         let status = Status::Hit {
             lookup: started.elapsed(),

@@ -14,6 +14,9 @@ use fastly::ConfigStore;
 pub const STORE: &str = "moderation";
 pub const KEY: &str = "policy";
 pub const ROUTES_KEY: &str = "routes";
+/// Where the classify API listens (`edge/classify.rs`).
+pub const CLASSIFY_PATH_KEY: &str = "classify_path";
+pub const DEFAULT_CLASSIFY_PATH: &str = "/.edge-moderation/classify";
 
 /// Where the policy in force came from; reported in `x-moderation-policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct Loaded {
 pub struct Config {
     table: RouteTable,
     source: Source,
+    /// The classify API's path.
+    pub classify_path: String,
 }
 
 impl Config {
@@ -61,10 +66,6 @@ impl Config {
             source: self.source,
             route: selected.route.map(str::to_owned),
         }
-    }
-
-    pub fn default_policy(&self) -> &Policy {
-        self.table.default_policy()
     }
 }
 
@@ -98,5 +99,17 @@ pub fn load() -> Config {
             }
         },
     };
-    Config { table, source }
+    let classify_path = match stored(CLASSIFY_PATH_KEY) {
+        Some(path) if path.starts_with('/') && !path.contains(['?', '#']) => path,
+        Some(path) => {
+            eprintln!("moderation: invalid {CLASSIFY_PATH_KEY:?} {path:?} (a path is needed), using {DEFAULT_CLASSIFY_PATH}");
+            DEFAULT_CLASSIFY_PATH.to_string()
+        }
+        None => DEFAULT_CLASSIFY_PATH.to_string(),
+    };
+    Config {
+        table,
+        source,
+        classify_path,
+    }
 }

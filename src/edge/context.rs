@@ -2,7 +2,7 @@
 //! sending consumes the request, yet the reply, logs and per-route decisions need its
 //! method, host and path, and the policies in force (one per direction, chosen by route).
 
-use super::config::{self, Loaded};
+use super::config::{self, Config, Loaded};
 use edge_moderation::policy::{Direction, RouteRequest};
 use fastly::http::Method;
 use fastly::Request;
@@ -19,6 +19,8 @@ pub struct RequestContext {
     pub served: Loaded,
     /// The policy for images in the request body.
     pub uploaded: Loaded,
+    /// The configuration both came from.
+    pub config: Config,
 }
 
 impl RequestContext {
@@ -48,14 +50,7 @@ impl RequestContext {
             path,
             served,
             uploaded,
-        }
-    }
-
-    /// The policy for `direction`.
-    pub fn loaded(&self, direction: Direction) -> &Loaded {
-        match direction {
-            Direction::Served => &self.served,
-            Direction::Uploaded => &self.uploaded,
+            config,
         }
     }
 }

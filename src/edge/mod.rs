@@ -15,8 +15,10 @@
 
 pub mod body;
 pub mod cache;
+pub mod classify;
 pub mod config;
 pub mod context;
+pub mod decisions;
 pub mod model;
 pub mod origin;
 pub mod proxy;

@@ -9,6 +9,7 @@ use super::cache;
 use super::respond::Report;
 use super::siblings::Relay;
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
+use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{judge as run, Moderation, Subject};
 use edge_moderation::policy::Policy;
 use edge_moderation::snapshot;
@@ -68,13 +69,30 @@ pub fn moderate(
 
 /// Judges one image in this instance: the verdict cache, else [`moderate`].
 pub fn judge(bytes: &[u8], subject: Subject, policy: &Policy, host: &str) -> (Moderation, Report) {
+    judge_known(bytes, ContentHash::of(bytes), subject, policy, host)
+}
+
+/// As [`judge`], for an image whose digest is already known.
+pub fn judge_known(
+    bytes: &[u8],
+    content: ContentHash,
+    subject: Subject,
+    policy: &Policy,
+    host: &str,
+) -> (Moderation, Report) {
     let mut siblings = Vec::new();
-    let (moderation, cached) = cache::judged(bytes, policy, || {
+    let (moderation, cached) = cache::judged(&content, policy, || {
         let (moderation, sibling_cpu) = moderate(bytes, subject, policy, host);
         siblings = sibling_cpu;
         moderation
     });
-    (moderation, Report { cached, siblings })
+    let report = Report {
+        cached,
+        siblings,
+        content: Some(content),
+        subject: Some(subject),
+    };
+    (moderation, report)
 }
 
 extern "C" {

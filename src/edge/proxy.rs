@@ -4,9 +4,12 @@
 use super::body::{self, Inspection};
 use super::context::RequestContext;
 use super::origin::Failure;
-use super::{model, respond};
+use super::respond::{self, Report};
+use super::{decisions, model};
+use edge_moderation::decision_log::Origin;
 use edge_moderation::headers;
 use edge_moderation::moderation::{Moderation, Subject};
+use edge_moderation::policy::Direction;
 use fastly::http::{header, Method, StatusCode};
 use fastly::Response;
 
@@ -37,15 +40,15 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
         Ok(inspection) => inspection,
         Err(e) => return respond::origin_failure(context, &Failure::Body(e)),
     };
-    let moderation = match inspection {
+    let (moderation, report) = match inspection {
         Inspection::NotImage(body) => return response.with_body(body),
         Inspection::Oversize { body, detail } => {
             response.set_body(body);
-            Moderation::oversize(policy, detail)
+            (Moderation::oversize(policy, detail), Report::default())
         }
         Inspection::Undecodable { body, detail } => {
             response.set_body(body);
-            Moderation::undecodable(policy, detail)
+            (Moderation::undecodable(policy, detail), Report::default())
         }
         Inspection::Image {
             bytes,
@@ -53,22 +56,25 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             encoded,
         } => {
             let subject = Subject::Raster(format);
-            let (moderation, report) = model::judge(&bytes, subject, policy, &context.host);
+            let judged = model::judge(&bytes, subject, policy, &context.host);
             response.set_body(encoded.unwrap_or(bytes));
-            return respond::moderated(response, moderation, &context.served, report);
+            judged
         }
         Inspection::Svg { bytes, encoded } => {
-            let (moderation, report) = model::judge(&bytes, Subject::Svg, policy, &context.host);
+            let judged = model::judge(&bytes, Subject::Svg, policy, &context.host);
             response.set_body(encoded.unwrap_or(bytes));
-            return respond::moderated(response, moderation, &context.served, report);
+            judged
         }
     };
-    respond::moderated(
-        response,
-        moderation,
+    let origin = Origin::Crossing(Direction::Served);
+    decisions::log(
+        context,
+        origin,
         &context.served,
-        respond::Report::default(),
-    )
+        &moderation,
+        report.image_facts(None),
+    );
+    respond::moderated(response, moderation, &context.served, report)
 }
 
 /// Responses with no content to show (HEAD, 204, 205) and those that are not successes

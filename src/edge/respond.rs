@@ -6,13 +6,16 @@
 
 use super::cache;
 use super::config::{Loaded, Source};
-use edge_moderation::policy::Mode;
 use super::context::RequestContext;
 use super::origin::Failure;
 use edge_moderation::classifier::Scores;
+use edge_moderation::decision_log::ImageFacts;
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::record::ContentHash;
+use edge_moderation::moderation::Subject;
 use edge_moderation::moderation::{Moderation, Outcome};
+use edge_moderation::policy::Mode;
 use edge_moderation::policy::Verdict;
 use fastly::http::request::SendErrorCause;
 use fastly::http::{header, StatusCode};
@@ -25,6 +28,29 @@ pub struct Report {
     pub cached: Option<cache::Status>,
     /// The CPU milliseconds of each sibling instance that ran part of the inference.
     pub siblings: Vec<u64>,
+    /// The image's digest, when its bytes were read whole.
+    pub content: Option<ContentHash>,
+    /// What the bytes were judged as, when they were.
+    pub subject: Option<Subject>,
+}
+
+impl Report {
+    /// What the decision log says of the image besides its moderation; `part` names a
+    /// multipart part.
+    pub fn image_facts(&self, part: Option<String>) -> ImageFacts {
+        ImageFacts {
+            part,
+            content: self.content,
+            format: self.subject.map(|subject| subject.name().to_string()),
+            cache: self.cached.map(cache::Status::as_str),
+            cache_lookup: match self.cached {
+                Some(cache::Status::Hit { lookup }) => Some(lookup),
+                _ => None,
+            },
+            cpu_ms: cpu_ms(),
+            sibling_cpu_ms: self.siblings.clone(),
+        }
+    }
 }
 
 /// What the `x-moderation-*` and `Server-Timing` headers say of a verdict, for an image
@@ -63,7 +89,9 @@ impl Summary {
 
     /// The headers, `Server-Timing` ending with this instance's CPU so far.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let Report { cached, siblings } = &self.report;
+        let Report {
+            cached, siblings, ..
+        } = &self.report;
         let mut out = vec![
             (headers::VERDICT, self.verdict.as_str().to_string()),
             (headers::REASON, self.reason.clone()),
@@ -119,6 +147,7 @@ pub fn moderated(
         reason,
         scores,
         timings,
+        ..
     } = moderation;
     let report_only = config.policy.mode == Mode::Report;
     let mut response = match outcome {

@@ -21,6 +21,7 @@ use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::handoff::Handoff;
+use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Subject};
 use edge_moderation::policy::Policy;
 use fastly::http::request::PendingRequest;
@@ -43,16 +44,14 @@ const FIRST_SEGMENT_ESTIMATE_MS: u64 = 10;
 /// it, and a fresh instance pays for every Secret Store lookup.
 fn shared_secret() -> Option<&'static [u8]> {
     static SECRET: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    SECRET
-        .get_or_init(|| {
-            let secret = SecretStore::open(SECRET_STORE)
-                .ok()?
-                .try_get(SECRET_KEY)
-                .ok()??;
-            let plaintext = secret.try_plaintext().ok()?.to_vec();
-            (!plaintext.is_empty()).then_some(plaintext)
-        })
-        .as_deref()
+    SECRET.get_or_init(|| secret(SECRET_KEY)).as_deref()
+}
+
+/// A non-empty secret from the Secret Store `moderation`.
+pub fn secret(key: &str) -> Option<Vec<u8>> {
+    let secret = SecretStore::open(SECRET_STORE).ok()?.try_get(key).ok()??;
+    let plaintext = secret.try_plaintext().ok()?.to_vec();
+    (!plaintext.is_empty()).then_some(plaintext)
 }
 
 /// Whether sibling instances can be reached (a secret is configured).
@@ -61,7 +60,7 @@ pub fn available() -> bool {
 }
 
 /// Equality that takes as long whatever the first differing byte.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -242,7 +241,8 @@ fn serve_image(mut request: Request) -> Response {
     };
     let policy = &job.policy;
     let mut chain = Vec::new();
-    let (moderation, cached) = cache::judged(job.image, policy, || {
+    let content = ContentHash::of(job.image);
+    let (moderation, cached) = cache::judged(&content, policy, || {
         let Some(format) = ImageFormat::sniff(job.image) else {
             return Moderation::undecodable(policy, "not an image".into());
         };

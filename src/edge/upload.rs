@@ -19,12 +19,14 @@ use super::body::{self, Inspection};
 use super::config::Loaded;
 use super::context::RequestContext;
 use super::respond::{self, Report, Summary, STALE_DIGESTS};
-use super::{cache, model, siblings};
+use super::{cache, decisions, model, siblings};
+use edge_moderation::decision_log::Origin;
 use edge_moderation::headers;
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
 use edge_moderation::media::svg;
+use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{Moderation, Outcome, Subject};
-use edge_moderation::policy::{Policy, Verdict};
+use edge_moderation::policy::{Direction, Policy, Verdict};
 use edge_moderation::upload::multipart::{self, PartHead, Sink, Splitter};
 use edge_moderation::upload::{JudgedImage, Judgement, PartAction};
 use fastly::http::{header, StatusCode};
@@ -150,6 +152,9 @@ fn conclude_raw(
     image: JudgedImage,
     report: Report,
 ) -> Upload {
+    let origin = Origin::Crossing(Direction::Uploaded);
+    let facts = report.image_facts(None);
+    decisions::log(context, origin, &context.uploaded, &image.moderation, facts);
     let images = [image];
     let judgement = Judgement::new(&images, &context.uploaded.policy);
     let [image] = images;
@@ -214,7 +219,14 @@ fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &st
     let mut originals = Vec::with_capacity(slots.len());
     let mut images: Vec<JudgedImage> = Vec::with_capacity(slots.len());
     for slot in slots {
-        let (moderation, slot_report) = slot.judging.settle(policy);
+        let (moderation, mut slot_report) = slot.judging.settle(policy);
+        if let Some((content, subject)) = slot.identity {
+            slot_report.content = Some(content);
+            slot_report.subject = Some(subject);
+        }
+        let facts = slot_report.image_facts(Some(slot.head.to_string()));
+        let origin = Origin::Crossing(Direction::Uploaded);
+        decisions::log(context, origin, &context.uploaded, &moderation, facts);
         report.siblings.extend(slot_report.siblings);
         cached.push(slot_report.cached);
         originals.push(Some((slot.framing, slot.original)));
@@ -403,6 +415,7 @@ impl Judging {
                 let report = Report {
                     cached: judged.cached,
                     siblings: judged.cpu,
+                    ..Report::default()
                 };
                 (judged.moderation, report)
             }
@@ -413,6 +426,8 @@ impl Judging {
 /// An image part (or a part that claims to be one), with what is needed to forward it.
 struct Slot {
     head: PartHead,
+    /// The image's digest and what it is judged as, when it is judged.
+    identity: Option<(ContentHash, Subject)>,
     framing: Vec<u8>,
     original: Original,
     judging: Judging,
@@ -546,20 +561,24 @@ impl<'a> Collector<'a> {
             let len = bytes.len() as u64;
             self.push_slot(Slot {
                 head,
+                identity: None,
                 framing,
                 original: Original::Host(Body::from(bytes), len),
                 judging: Judging::Done(Moderation::oversize(policy, detail), Report::default()),
             });
             return;
         }
-        if let Some((moderation, status)) = cache::remembered(&bytes, policy) {
+        let content = ContentHash::of(&bytes);
+        let identity = Some((content, subject));
+        if let Some((moderation, status)) = cache::remembered(&content, policy) {
             let report = Report {
                 cached: Some(status),
-                siblings: Vec::new(),
+                ..Report::default()
             };
             let original = Original::Here(bytes).into_host();
             self.push_slot(Slot {
                 head,
+                identity,
                 framing,
                 original,
                 judging: Judging::Done(moderation, report),
@@ -571,9 +590,11 @@ impl<'a> Collector<'a> {
         let format = match subject {
             Subject::Raster(format) if self.fan_out => format,
             _ => {
-                let (moderation, report) = model::judge(&bytes, subject, policy, self.host);
+                let (moderation, report) =
+                    model::judge_known(&bytes, content, subject, policy, self.host);
                 self.push_slot(Slot {
                     head,
+                    identity,
                     framing,
                     original: Original::Here(bytes).into_host(),
                     judging: Judging::Done(moderation, report),
@@ -590,6 +611,7 @@ impl<'a> Collector<'a> {
         if !judged_elsewhere {
             self.push_slot(Slot {
                 head,
+                identity,
                 framing,
                 original: Original::Here(bytes),
                 judging: Judging::Held(format),
@@ -610,6 +632,7 @@ impl<'a> Collector<'a> {
         let pending = siblings::dispatch(&bytes, policy, self.host);
         self.push_slot(Slot {
             head,
+            identity,
             framing,
             original: Original::Here(bytes).into_host(),
             judging: Judging::Sent(Box::new(pending)),
@@ -628,10 +651,12 @@ impl<'a> Collector<'a> {
         }
         let (policy, host) = (self.policy, self.host);
         for slot in &mut self.slots {
-            if let (Judging::Held(format), Original::Here(bytes)) = (&slot.judging, &slot.original)
+            if let (Judging::Held(format), Original::Here(bytes), Some((content, _))) =
+                (&slot.judging, &slot.original, slot.identity)
             {
+                let subject = Subject::Raster(*format);
                 let (moderation, report) =
-                    model::judge(bytes, Subject::Raster(*format), policy, host);
+                    model::judge_known(bytes, content, subject, policy, host);
                 slot.judging = Judging::Done(moderation, report);
             }
         }
@@ -733,6 +758,7 @@ impl Sink for Collector<'_> {
                 moderation,
             } => self.push_slot(Slot {
                 head,
+                identity: None,
                 framing,
                 original: Original::Host(body, len),
                 judging: Judging::Done(moderation, Report::default()),

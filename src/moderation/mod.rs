@@ -192,6 +192,16 @@ pub enum Subject {
     Svg,
 }
 
+impl Subject {
+    /// `JPEG`, `PNG`, …, `SVG`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subject::Raster(format) => format.name(),
+            Subject::Svg => "SVG",
+        }
+    }
+}
+
 /// Moderates a body as its subject says.
 pub fn judge(
     bytes: &[u8],

@@ -46,6 +46,62 @@ pub enum Siblings {
     Off,
 }
 
+/// A service's stores, beyond the origin.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// Config Store `moderation` entries (none: no store at all).
+    pub config: Vec<(&'static str, String)>,
+    /// Secret Store `moderation` entries besides the sibling key.
+    pub secrets: Vec<(&'static str, String)>,
+    pub siblings: Siblings,
+}
+
+impl Setup {
+    /// A stored policy (None: no config store), siblings reachable.
+    pub fn policy(policy: Option<&str>) -> Setup {
+        Setup {
+            config: policy
+                .map(|p| ("policy", p.to_string()))
+                .into_iter()
+                .collect(),
+            secrets: Vec::new(),
+            siblings: Siblings::Reachable,
+        }
+    }
+
+    fn manifest(&self, origin_port: u16, self_port: u16) -> String {
+        let mut manifest = format!(
+            "manifest_version = 3\nname = \"edge-moderation\"\nlanguage = \"rust\"\n\
+             [local_server.backends.origin]\nurl = \"http://127.0.0.1:{origin_port}\"\n\
+             [local_server.backends.self]\nurl = \"http://127.0.0.1:{self_port}\"\n"
+        );
+        if !self.config.is_empty() {
+            manifest += "[local_server.config_stores.moderation]\nformat = \"inline-toml\"\n\
+                         [local_server.config_stores.moderation.contents]\n";
+            for (key, value) in &self.config {
+                manifest += &format!("{key} = '''{value}'''\n");
+            }
+        }
+        let mut secrets: Vec<String> = self
+            .secrets
+            .iter()
+            .map(|(key, data)| format!("{{key = \"{key}\", data = \"{data}\"}}"))
+            .collect();
+        if self.siblings != Siblings::Off {
+            secrets.push(format!(
+                "{{key = \"sibling_key\", data = \"{SIBLING_KEY}\"}}"
+            ));
+        }
+        if !secrets.is_empty() {
+            manifest += &format!(
+                "[local_server.secret_stores]\nmoderation = [{}]\n",
+                secrets.join(", ")
+            );
+        }
+        manifest
+    }
+}
+
 impl Service {
     /// Starts Viceroy; `policy` is the Config Store value (None: no store at all).
     pub fn start(name: &str, origin_port: u16, policy: Option<&str>) -> Service {
@@ -59,12 +115,21 @@ impl Service {
         policy: Option<&str>,
         siblings: Siblings,
     ) -> Service {
+        let setup = Setup {
+            siblings,
+            ..Setup::policy(policy)
+        };
+        Self::start_setup(name, origin_port, &setup)
+    }
+
+    /// As `start`, with any stores.
+    pub fn start_setup(name: &str, origin_port: u16, setup: &Setup) -> Service {
         let wasm = repo().join("bin/main.wasm");
         assert!(
             wasm.exists(),
             "bin/main.wasm is missing: run `make test` (it builds the module first)"
         );
-        Self::launch(name, &wasm, origin_port, policy, siblings)
+        Self::launch(name, &wasm, origin_port, setup)
     }
 
     /// Starts Viceroy on any Compute module (the benchmark's baseline proxy, say).
@@ -74,44 +139,21 @@ impl Service {
         origin_port: u16,
         policy: Option<&str>,
     ) -> Service {
-        Self::launch(name, wasm, origin_port, policy, Siblings::Reachable)
+        Self::launch(name, wasm, origin_port, &Setup::policy(policy))
     }
 
-    fn launch(
-        name: &str,
-        wasm: &Path,
-        origin_port: u16,
-        policy: Option<&str>,
-        siblings: Siblings,
-    ) -> Service {
+    fn launch(name: &str, wasm: &Path, origin_port: u16, setup: &Setup) -> Service {
         let dir = std::env::temp_dir().join(format!(
             "edge-moderation-test-{}-{name}",
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut manifest = format!(
-            "manifest_version = 3\nname = \"edge-moderation\"\nlanguage = \"rust\"\n\
-             [local_server.backends.origin]\nurl = \"http://127.0.0.1:{origin_port}\"\n"
-        );
-        if let Some(policy) = policy {
-            manifest += &format!(
-                "[local_server.config_stores.moderation]\nformat = \"inline-toml\"\n\
-                 [local_server.config_stores.moderation.contents]\npolicy = '''{policy}'''\n"
-            );
-        }
         let port = free_port();
-        let self_port = match siblings {
+        let self_port = match setup.siblings {
             Siblings::Unreachable => free_port(),
             _ => port,
         };
-        manifest +=
-            &format!("[local_server.backends.self]\nurl = \"http://127.0.0.1:{self_port}\"\n");
-        if siblings != Siblings::Off {
-            manifest += &format!(
-                "[local_server.secret_stores]\n\
-                 moderation = [{{key = \"sibling_key\", data = \"{SIBLING_KEY}\"}}]\n"
-            );
-        }
+        let manifest = setup.manifest(origin_port, self_port);
         let config = dir.join("fastly.toml");
         std::fs::write(&config, manifest).unwrap();
         let log = dir.join("viceroy.log");
