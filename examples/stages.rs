@@ -12,6 +12,7 @@ use edge_moderation::media::decode::{decode, decode_reduced, DecodeLimits};
 use edge_moderation::media::encode::encode as encode_as;
 use edge_moderation::media::obscure::obscure;
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::{budget, moderate};
 use edge_moderation::policy::Policy;
 use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
@@ -222,7 +223,7 @@ fn main() {
         // default policy (a large image that would need rewriting is blocked, not rewritten).
         let baseline = LIVE.load(Relaxed);
         PEAK.store(baseline, Relaxed);
-        let moderation = moderate(&bytes, format, &policy, &classifier);
+        let moderation = moderate(&bytes, format, &policy, &KnownLists::none(), &classifier);
         entry.insert(
             "request_peak_heap_mb".into(),
             ((PEAK.load(Relaxed) - baseline) as f64 / 1048576.0).into(),

@@ -116,6 +116,11 @@ pub struct Decision {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub frames_judged: Option<usize>,
+    /// The PDQ hash (64 hex digits, ThreatExchange's form) of the image as judged (an
+    /// animation's deciding frame): what a deny or allow list entry for it would hold.
+    pub pdq: Option<String>,
+    /// PDQ's quality, 0–100 (below the lists' `min_quality` nothing matches).
+    pub pdq_quality: Option<u8>,
     /// What was applied (`pass` in report-only mode).
     pub verdict: Verdict,
     /// In report-only mode, what would have been applied, when not pass.
@@ -167,6 +172,7 @@ impl Decision {
         image: ImageFacts,
     ) -> Decision {
         let (verdict, would) = applied(policy, moderation.verdict());
+        let judged = moderation.judged.as_ref();
         let largest = image
             .cpu_ms
             .into_iter()
@@ -181,9 +187,11 @@ impl Decision {
             part: image.part,
             content_hash: image.content.map(|hash| hash.to_string()),
             format: image.format,
-            width: moderation.judged.map(|j| j.width),
-            height: moderation.judged.map(|j| j.height),
-            frames_judged: moderation.judged.map(|j| j.frames),
+            width: judged.map(|j| j.width),
+            height: judged.map(|j| j.height),
+            frames_judged: judged.map(|j| j.frames),
+            pdq: judged.and_then(|j| j.pdq).map(|hash| hash.to_hex()),
+            pdq_quality: judged.and_then(|j| j.pdq_quality),
             verdict,
             would,
             reason: moderation.reason.to_string(),
@@ -218,6 +226,7 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::pdq::PdqHash;
     use crate::moderation::{Judged, Outcome, Reason};
     use std::time::Duration;
 
@@ -232,12 +241,15 @@ mod tests {
             timings: Timings {
                 decode: Duration::from_micros(6_290),
                 inference: Duration::from_micros(31_004),
-                rewrite: Duration::ZERO,
+                ..Timings::default()
             },
             judged: Some(Judged {
                 width: 1024,
                 height: 768,
                 frames: 1,
+                pdq: PdqHash::from_hex(&"5a".repeat(32)),
+                pdq_quality: Some(87),
+                probes: Vec::new(),
             }),
         }
     }
@@ -285,6 +297,8 @@ mod tests {
         assert_eq!(json["mode"], "enforce");
         assert_eq!(json["width"], 1024);
         assert_eq!(json["frames_judged"], 1);
+        assert_eq!(json["pdq"], "5a".repeat(32));
+        assert_eq!(json["pdq_quality"], 87);
         assert_eq!(json["content_hash"], ContentHash::of(b"image").to_string());
         assert!((json["scores"]["Drawing"].as_f64().unwrap() - 0.9).abs() < 1e-6);
         assert_eq!(json["policy"], policy.fingerprint().to_string());

@@ -6,11 +6,15 @@
 //! `/rocket.*` rewritten, `/photo.*` passes), logging to the endpoint `decisions`. Routes:
 //! - `rollout`: paths `/report/*`, report-only, the query kept in the log;
 //! - `partner`: host `partner.example`, served images, no rules (everything passes);
-//! - `avatars`: uploads to `/avatars/*`, a rewrite blocks the upload.
+//! - `avatars`: uploads to `/avatars/*`, a rewrite blocks the upload;
+//! - `lists`: paths `/lists/*`, PDQ deny and allow lists from the KV Store `lists` (the
+//!   photo denied, the drawing allowed); `broken lists`: `/broken-lists/*`, a deny list
+//!   that does not parse.
 
 mod support;
 
 use edge_moderation::headers;
+use edge_moderation::media::pdq;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::policy::Policy;
 use std::collections::HashMap;
@@ -23,6 +27,9 @@ const TOKEN: &str = "test-classify-token-4242";
 const CLASSIFY: &str = "/.edge-moderation/classify";
 
 const ROUTES: &str = r#"[
+  {"name": "lists", "paths": ["/lists/*"], "policy": {"lists": {"store": "lists"}}},
+  {"name": "broken lists", "paths": ["/broken-lists/*"],
+   "policy": {"lists": {"store": "lists", "deny_key": "broken", "allow_key": "absent"}}},
   {"name": "rollout", "paths": ["/report/*"],
    "policy": {"mode": "report", "log": {"keep_query": true}}},
   {"name": "partner", "hosts": ["partner.example"], "direction": "served",
@@ -52,11 +59,54 @@ fn world() -> &'static World {
             let path: &'static str = Box::leak(format!("/report/{name}").into_boxed_str());
             fixtures.insert(path, served);
         }
+        // The denied photo as someone re-uploads it: smaller, and JPEG at another quality.
+        let photo = image::load_from_memory(&bytes_of(&fixtures, "/photo.png")).unwrap();
+        let small = photo.resize(
+            photo.width() * 3 / 5,
+            photo.height() * 3 / 5,
+            image::imageops::FilterType::Triangle,
+        );
+        let mut reencoded = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut reencoded, 70)
+            .encode_image(&small.to_rgb8())
+            .unwrap();
+        fixtures.insert(
+            "/lists/photo-small.jpg",
+            Resource::bytes("image/jpeg", reencoded),
+        );
+        for name in ["drawing.png", "rocket.png"] {
+            let served = fixtures[format!("/{name}").as_str()].clone();
+            for prefix in ["/lists", "/broken-lists"] {
+                let path: &'static str = Box::leak(format!("{prefix}/{name}").into_boxed_str());
+                fixtures.insert(path, served.clone());
+            }
+        }
+        let lists =
+            std::env::temp_dir().join(format!("edge-moderation-lists-{}", std::process::id()));
+        std::fs::create_dir_all(&lists).unwrap();
+        let deny = format!(
+            "# test deny list\n{} known photo (case 7)\n",
+            pdq_of(&fixtures, "/photo.png")
+        );
+        let allow = format!(
+            "{} our street panorama\n",
+            pdq_of(&fixtures, "/drawing.png")
+        );
+        for (key, text) in [
+            ("deny", deny),
+            ("allow", allow),
+            ("broken", "not a hash\n".into()),
+        ] {
+            std::fs::write(lists.join(key), text).unwrap();
+        }
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let setup = Setup {
             config: vec![("policy", default_policy()), ("routes", ROUTES.to_string())],
             secrets: vec![("classify_token", TOKEN.to_string())],
+            kv: ["deny", "allow", "broken"]
+                .map(|key| ("lists", key, lists.join(key)))
+                .to_vec(),
             siblings: Siblings::Reachable,
         };
         let invalid = Setup {
@@ -83,6 +133,18 @@ fn world() -> &'static World {
 
 fn image(path: &str) -> Vec<u8> {
     bytes_of(&world().fixtures, path)
+}
+
+/// The PDQ (hex) of a fixture's pixels, as the service computes it.
+fn pdq_of(fixtures: &HashMap<&'static str, Resource>, path: &str) -> String {
+    let rgb = image::load_from_memory(&bytes_of(fixtures, path))
+        .unwrap()
+        .to_rgb8();
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    pdq::hash_rgb(rgb.as_raw(), width, height)
+        .unwrap()
+        .hash
+        .to_hex()
 }
 
 /// The decision-log records Viceroy has printed so far, parsed.
@@ -236,6 +298,8 @@ fn every_judged_image_is_logged_without_queries_cookies_or_credentials() {
     assert_eq!(logged["width"], source.width());
     assert_eq!(logged["height"], source.height());
     assert_eq!(logged["frames_judged"], 1);
+    assert_eq!(logged["pdq"], pdq_of(&world().fixtures, "/drawing.png"));
+    assert!(logged["pdq_quality"].as_u64().unwrap() >= 50);
     assert!(logged["scores"]["Drawing"].as_f64().unwrap() > 0.93);
     assert!(logged["reason"].as_str().unwrap().starts_with("rule 0"));
     assert!(logged["request_id"].is_string());
@@ -337,6 +401,7 @@ fn the_classify_api_answers_with_the_routes_verdict() {
     );
     assert!(answer["scores"]["Drawing"].as_f64().unwrap() > 0.93);
     assert!(answer["timings_ms"].is_object());
+    assert_eq!(answer["pdq"], pdq_of(&world().fixtures, "/drawing.png"));
 
     // Another route's policy: the rollout's report-only mode, the partner's rules.
     let rollout = json(&classify("?path=/report/x.png", &drawing, TOKEN));
@@ -410,4 +475,62 @@ fn an_invalid_route_list_is_logged_and_the_default_policy_applies_everywhere() {
     assert!(service
         .output()
         .contains("route 1: policy: unknown variant `loud`"));
+}
+
+#[test]
+fn known_images_are_decided_by_the_pdq_lists_without_inference() {
+    let service = &world().service;
+    // Denied, although re-encoded and resized: the rules alone would pass this photo.
+    let denied = service.get("/lists/photo-small.jpg");
+    assert_eq!(denied.status, 451, "{:?}", denied.headers);
+    assert_eq!(denied.verdict(), Some("block"));
+    let reason = denied.header(headers::REASON).unwrap();
+    assert!(
+        reason.starts_with("deny list: known photo (case 7) (PDQ distance "),
+        "{reason}"
+    );
+    let distance: u32 = reason
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!(distance <= 31, "{reason}");
+    assert_eq!(denied.header(headers::SCORES), None, "no inference ran");
+    assert!(!denied.body.windows(4).any(|w| w == b"JFIF"));
+
+    // Allowed, although the rules block it: the origin's bytes.
+    let allowed = service.get("/lists/drawing.png");
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.verdict(), Some("pass"));
+    assert_eq!(
+        allowed.header(headers::REASON),
+        Some("allow list: our street panorama (PDQ distance 0)")
+    );
+    assert_eq!(allowed.body, image("/drawing.png"));
+
+    // An image on neither list is judged by the rules, as everywhere.
+    let unrelated = service.get("/lists/rocket.png");
+    assert_eq!(unrelated.verdict(), Some("rewrite"));
+    assert!(unrelated.header(headers::SCORES).is_some());
+
+    // The decision log names the match.
+    let logged = decision_for(service, "/lists/photo-small.jpg");
+    assert_eq!(logged["verdict"], "block");
+    assert!(logged["reason"].as_str().unwrap().starts_with("deny list:"));
+    assert!(logged["pdq"].as_str().is_some_and(|hex| hex.len() == 64));
+}
+
+#[test]
+fn a_malformed_list_is_logged_and_ignored() {
+    let service = &world().service;
+    let reply = service.get("/broken-lists/drawing.png");
+    assert_eq!(reply.status, 451, "judged by the rules");
+    assert!(reply.header(headers::REASON).unwrap().starts_with("rule 0"));
+    let output = service.output();
+    assert!(
+        output.contains("PDQ list \"lists\"/\"broken\" ignored: line 1 is not"),
+        "{output}"
+    );
 }

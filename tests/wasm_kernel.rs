@@ -8,6 +8,7 @@ mod support;
 use edge_moderation::classifier::Classifier;
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::moderate;
 use edge_moderation::policy::Policy;
 use support::fixtures::{bytes_of, format_images};
@@ -39,7 +40,7 @@ fn wasm_inference_scores_like_native_inference() {
         let wasm = probabilities(reply.header(headers::SCORES).expect("scores header"));
         let bytes = bytes_of(&fixtures, path);
         let format = ImageFormat::sniff(&bytes).expect("an image");
-        let native = moderate(&bytes, format, &policy, &classifier)
+        let native = moderate(&bytes, format, &policy, &KnownLists::none(), &classifier)
             .scores
             .expect("classified")
             .to_string();

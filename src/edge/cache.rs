@@ -2,10 +2,12 @@
 //! image) stored under a key that digests the image bytes, the policy's fingerprint and
 //! the model's identity (`edge_moderation::moderation::record`). A hit costs a hash and a
 //! lookup: no decode, no inference. Cache failures are misses, never errors: the image
-//! is judged again.
+//! is judged again. The PDQ lists are not in the key: a hit is checked against them as
+//! they are now (with the PDQ hashes the record keeps), so a list change applies at once.
 
-use super::model;
+use super::{known, model};
 use edge_moderation::moderation::record::{self, CacheKey, ContentHash};
+use edge_moderation::moderation::with_lists;
 use edge_moderation::moderation::Moderation;
 use edge_moderation::policy::Policy;
 use fastly::cache::core;
@@ -38,7 +40,7 @@ pub fn remembered(content: &ContentHash, policy: &Policy) -> Option<(Moderation,
     let model = model::identity().filter(|_| ttl > 0)?;
     let started = Instant::now();
     let key = CacheKey::for_content(content, policy.fingerprint(), model);
-    let found = lookup(&key)?;
+    let found = with_lists(lookup(&key)?, &known::lists(policy));
     let status = Status::Hit {
         lookup: started.elapsed(),
     };
@@ -60,6 +62,7 @@ pub fn judged(
     let started = Instant::now();
     let key = CacheKey::for_content(content, policy.fingerprint(), model);
     if let Some(found) = lookup(&key) {
+        let found = with_lists(found, &known::lists(policy));
         let status = Status::Hit {
             lookup: started.elapsed(),
         };

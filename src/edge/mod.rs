@@ -19,6 +19,7 @@ pub mod classify;
 pub mod config;
 pub mod context;
 pub mod decisions;
+pub mod known;
 pub mod model;
 pub mod origin;
 pub mod proxy;

@@ -5,9 +5,9 @@
 //! (Wizer calls `wizer-initialize`, and the loaded model is part of the snapshot), or
 //! lazily on first use when it is not.
 
-use super::cache;
 use super::respond::Report;
 use super::siblings::Relay;
+use super::{cache, known};
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{judge as run, Moderation, Subject};
@@ -57,7 +57,7 @@ pub fn moderate(
     match classifier() {
         Ok(classifier) => {
             let mut relay = Relay::new(classifier, policy, host);
-            let moderation = run(bytes, subject, policy, &mut relay);
+            let moderation = run(bytes, subject, policy, &known::lists(policy), &mut relay);
             (moderation, relay.sibling_cpu)
         }
         Err(why) => (

@@ -395,6 +395,8 @@ impl Original {
 }
 
 /// Where an image part's verdict is.
+// At most `uploads.max_images` per request: boxing the moderation would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Judging {
     Done(Moderation, Report),
     /// To be judged here once the body is read: the first image, while it is the only one.
@@ -440,6 +442,8 @@ struct OpenPart {
     content: Content,
 }
 
+// One per open part.
+#[allow(clippy::large_enum_variant)]
 enum Content {
     /// Too few bytes yet to know what it is.
     Sniffing(Vec<u8>),

@@ -9,6 +9,7 @@ pub mod encode;
 pub mod format;
 pub mod frames;
 pub mod obscure;
+pub mod pdq;
 pub mod svg;
 
 pub use format::ImageFormat;

@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod handoff;
 pub mod job;
+pub mod known;
 mod outcome;
 pub mod record;
 
@@ -15,9 +16,10 @@ use crate::media::decode::decode_reduced;
 use crate::media::encode::encode;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
-use crate::media::{frames, svg};
+use crate::media::{frames, pdq, svg};
 use crate::policy::{Decision, Policy, Verdict};
 use anyhow::Context;
+use known::{KnownLists, Probe};
 use std::time::Instant;
 
 /// Runs the model on a preprocessed tensor: in this instance ([`Classifier`]), or with
@@ -81,10 +83,41 @@ fn backdrops(image: &image::DynamicImage) -> &'static [Option<Backdrop>] {
     }
 }
 
+/// An image's PDQ probe: its hash (and with `dihedral`, the other seven variants) and
+/// quality, from its RGB pixels as judged.
+fn probe(image: &image::DynamicImage, dihedral: bool) -> Option<Probe> {
+    let converted;
+    let rgb = match image.as_rgb8() {
+        Some(rgb) => rgb,
+        None => {
+            converted = image.to_rgb8();
+            &converted
+        }
+    };
+    let (width, height) = (rgb.width() as usize, rgb.height() as usize);
+    if dihedral {
+        let (hashes, quality) = pdq::hash_rgb_dihedral(rgb.as_raw(), width, height)?;
+        Some(Probe {
+            hashes: hashes.to_vec(),
+            quality,
+        })
+    } else {
+        let found = pdq::hash_rgb(rgb.as_raw(), width, height)?;
+        Some(Probe {
+            hashes: vec![found.hash],
+            quality: found.quality,
+        })
+    }
+}
+
+/// Moderates one raster image: decode (within the limits), PDQ and the known lists (a
+/// match decides without inference), inference on each view, the policy's decision,
+/// the rewrite.
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
     policy: &Policy,
+    known: &KnownLists,
     mut inference: impl Inference,
 ) -> Moderation {
     if bytes.len() > policy.limits.max_bytes {
@@ -113,9 +146,32 @@ pub fn moderate(
         vec![(None, &decoded.image)]
     };
     let decoded_at = Instant::now();
+    // Every view's PDQ: what the lists match, and what the decision log reports.
+    let probes: Vec<Probe> = views
+        .iter()
+        .filter_map(|(_, image)| probe(image, policy.lists.dihedral))
+        .collect();
+    let facts = |view: usize| Judged {
+        width: decoded.width,
+        height: decoded.height,
+        frames: frames.len().max(1),
+        pdq: probes.get(view).and_then(|p| p.hashes.first().copied()),
+        pdq_quality: probes.get(view).map(|p| p.quality),
+        probes: probes.clone(),
+    };
+    let listed = known.decide(&probes);
+    let hashed_at = Instant::now();
+    let timings = Timings {
+        decode: decoded_at - started,
+        pdq: hashed_at - decoded_at,
+        ..Timings::default()
+    };
+    if let Some((found, view)) = listed {
+        return Moderation::listed(found, timings, facts(view));
+    }
     // The worst verdict over the frames and backdrops decides (the first of equals).
-    let mut judged: Option<(Decision, Scores, View)> = None;
-    for (frame, image) in views {
+    let mut judged: Option<(Decision, Scores, View, usize)> = None;
+    for (view_index, (frame, image)) in views.into_iter().enumerate() {
         for &backdrop in backdrops(image) {
             let input = preprocess_over(image, backdrop);
             let scores = match inference.infer(input) {
@@ -132,11 +188,11 @@ pub fn moderate(
                 .as_ref()
                 .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
             if worse {
-                judged = Some((decision, scores, View { frame, backdrop }));
+                judged = Some((decision, scores, View { frame, backdrop }, view_index));
             }
         }
     }
-    let Some((decision, scores, view)) = judged else {
+    let Some((decision, scores, view, view_index)) = judged else {
         return Moderation::model_failed(policy, "no inference ran".into());
     };
     let classified = Instant::now();
@@ -150,15 +206,10 @@ pub fn moderate(
             }),
         scores: Some(scores),
         timings: Timings {
-            decode: decoded_at - started,
-            inference: classified - decoded_at,
-            ..Timings::default()
+            inference: classified - hashed_at,
+            ..timings
         },
-        judged: Some(Judged {
-            width: decoded.width,
-            height: decoded.height,
-            frames: frames.len().max(1),
-        }),
+        judged: Some(facts(view_index)),
     };
     moderation.outcome = match decision.verdict {
         Verdict::Pass => Outcome::Pass,
@@ -184,6 +235,24 @@ pub fn moderate(
     moderation
 }
 
+/// A verdict reused from the verdict cache, under the lists as they are now: a deny or
+/// allow match on the views it was judged on decides, as it would have on a miss. Lists
+/// are never part of the cache key, so a list change takes effect at once.
+pub fn with_lists(moderation: Moderation, known: &KnownLists) -> Moderation {
+    let Some(judged) = &moderation.judged else {
+        return moderation;
+    };
+    match known.decide(&judged.probes) {
+        Some((found, view)) => {
+            let mut facts = judged.clone();
+            facts.pdq = judged.probes[view].hashes.first().copied();
+            facts.pdq_quality = Some(judged.probes[view].quality);
+            Moderation::listed(found, Timings::default(), facts)
+        }
+        None => moderation,
+    }
+}
+
 /// What a body is, for judging: a raster in a format we decode, or an SVG (judged by the
 /// images it embeds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,18 +276,24 @@ pub fn judge(
     bytes: &[u8],
     subject: Subject,
     policy: &Policy,
+    known: &KnownLists,
     inference: impl Inference,
 ) -> Moderation {
     match subject {
-        Subject::Raster(format) => moderate(bytes, format, policy, inference),
-        Subject::Svg => moderate_svg(bytes, policy, inference),
+        Subject::Raster(format) => moderate(bytes, format, policy, known, inference),
+        Subject::Svg => moderate_svg(bytes, policy, known, inference),
     }
 }
 
 /// An SVG judged by the images it embeds (`media::svg`): the worst of their moderations
 /// decides, naming the image. A rewrite becomes a block: the rewritten SVG would still
 /// carry the image. No embedded image: pass.
-pub fn moderate_svg(svg: &[u8], policy: &Policy, mut inference: impl Inference) -> Moderation {
+pub fn moderate_svg(
+    svg: &[u8],
+    policy: &Policy,
+    known: &KnownLists,
+    mut inference: impl Inference,
+) -> Moderation {
     let embedded = match svg::embedded_images(svg) {
         Ok(embedded) => embedded,
         Err(e @ svg::SvgError::TooComplex(_)) => {
@@ -232,7 +307,7 @@ pub fn moderate_svg(svg: &[u8], policy: &Policy, mut inference: impl Inference) 
         let (name, mut moderation) = match image {
             svg::Embedded::Raster { format, bytes } => (
                 format.name().to_string(),
-                moderate(&bytes, format, policy, &mut inference),
+                moderate(&bytes, format, policy, known, &mut inference),
             ),
             svg::Embedded::Unreadable(name) => {
                 let detail = format!("{name} images are not decoded here");
@@ -240,6 +315,7 @@ pub fn moderate_svg(svg: &[u8], policy: &Policy, mut inference: impl Inference) 
             }
         };
         timings.decode += moderation.timings.decode;
+        timings.pdq += moderation.timings.pdq;
         timings.inference += moderation.timings.inference;
         if let Outcome::Rewrite { .. } = moderation.outcome {
             moderation.outcome = Outcome::Block;
@@ -328,7 +404,13 @@ mod tests {
         )
         .unwrap();
         let png = picture_in_alpha("models/fidelity/images/photo_rocket.png");
-        let judged = moderate(&png, ImageFormat::Png, &neutral, &classifier);
+        let judged = moderate(
+            &png,
+            ImageFormat::Png,
+            &neutral,
+            &KnownLists::none(),
+            &classifier,
+        );
         assert_eq!(judged.outcome, Outcome::Block, "{:?}", judged.scores);
         assert!(
             matches!(&judged.reason, Reason::Rule { rule, .. } if rule.ends_with("(shown on white)")),
@@ -373,7 +455,7 @@ mod tests {
             b64(&tint),
             b64(&photo)
         );
-        let judged = moderate_svg(svg.as_bytes(), &neutral, &classifier);
+        let judged = moderate_svg(svg.as_bytes(), &neutral, &KnownLists::none(), &classifier);
         assert_eq!(judged.outcome, Outcome::Block);
         assert!(
             judged
@@ -386,13 +468,14 @@ mod tests {
         let plain = moderate_svg(
             b"<svg xmlns='http://www.w3.org/2000/svg'/>",
             &neutral,
+            &KnownLists::none(),
             &classifier,
         );
         assert_eq!(
             (plain.outcome, plain.reason),
             (Outcome::Pass, Reason::NoEmbeddedImage)
         );
-        let broken = moderate_svg(b"<svg", &neutral, &classifier);
+        let broken = moderate_svg(b"<svg", &neutral, &KnownLists::none(), &classifier);
         assert_eq!(broken.outcome, Outcome::Block);
         assert!(matches!(broken.reason, Reason::Undecodable(_)));
     }
@@ -409,6 +492,7 @@ mod tests {
             &jpeg(300, 200),
             ImageFormat::Jpeg,
             &rewrite_all,
+            &KnownLists::none(),
             &classifier,
         );
         assert!(matches!(
@@ -419,6 +503,7 @@ mod tests {
             &jpeg(2000, 1500),
             ImageFormat::Jpeg,
             &rewrite_all,
+            &KnownLists::none(),
             &classifier,
         );
         assert_eq!(large.outcome, Outcome::Block);

@@ -1,8 +1,10 @@
 //! What moderating one image produced: the [`Outcome`] (with the rewritten image when
 //! there is one), the [`Reason`], the scores and what each stage cost.
 
+use super::known::{ListKind, ListMatch, Probe};
 use crate::classifier::Scores;
 use crate::media::decode::DecodeError;
+use crate::media::pdq::PdqHash;
 use crate::media::ImageFormat;
 use crate::policy::{Fallback, Policy, Verdict};
 use serde::{Deserialize, Serialize};
@@ -52,12 +54,22 @@ pub struct Moderation {
 }
 
 /// What the model saw of an image: its size as shown and how many frames were judged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Judged {
     pub width: u32,
     pub height: u32,
     /// 1 for a still image; for an animation, the frames chosen for judging.
     pub frames: usize,
+    /// The PDQ of the image as judged (an animation's deciding frame), when lists are
+    /// configured: what a list entry for this image would hold.
+    #[serde(default)]
+    pub pdq: Option<PdqHash>,
+    #[serde(default)]
+    pub pdq_quality: Option<u8>,
+    /// Every judged view's PDQ (with dihedral variants when configured), so that lists
+    /// are checked again when the verdict is reused from the cache.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +98,8 @@ pub enum Reason {
     },
     /// An SVG that embeds no image: nothing the model can judge.
     NoEmbeddedImage,
+    /// The image's PDQ matched an entry of a deny or allow list (no inference ran).
+    Listed(ListMatch),
 }
 
 impl fmt::Display for Reason {
@@ -104,6 +118,7 @@ impl fmt::Display for Reason {
                 reason,
             } => write!(f, "embedded image {index} ({format}): {reason}"),
             Reason::NoEmbeddedImage => write!(f, "SVG embeds no image"),
+            Reason::Listed(found) => write!(f, "{found}"),
         }
     }
 }
@@ -112,6 +127,8 @@ impl fmt::Display for Reason {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
     pub decode: Duration,
+    /// Computing the PDQ hashes (and matching the lists).
+    pub pdq: Duration,
     pub inference: Duration,
     pub rewrite: Duration,
 }
@@ -120,10 +137,11 @@ impl Timings {
     /// The `Server-Timing` value: `decode;dur=6.29, inference;dur=48.89[, rewrite;dur=…]`.
     pub fn server_timing(&self) -> String {
         let entry = |name: &str, d: Duration| format!("{name};dur={:.2}", d.as_secs_f64() * 1e3);
-        let mut entries = vec![
-            entry("decode", self.decode),
-            entry("inference", self.inference),
-        ];
+        let mut entries = vec![entry("decode", self.decode)];
+        if !self.pdq.is_zero() {
+            entries.push(entry("pdq", self.pdq));
+        }
+        entries.push(entry("inference", self.inference));
         if !self.rewrite.is_zero() {
             entries.push(entry("rewrite", self.rewrite));
         }
@@ -165,6 +183,20 @@ impl Moderation {
         Self::unclassified(policy.on_error, Reason::SiblingFailed(detail))
     }
 
+    /// Decided by a deny or allow list, without inference.
+    pub fn listed(found: ListMatch, timings: Timings, judged: Judged) -> Self {
+        Moderation {
+            outcome: match found.list {
+                ListKind::Deny => Outcome::Block,
+                ListKind::Allow => Outcome::Pass,
+            },
+            reason: Reason::Listed(found),
+            scores: None,
+            timings,
+            judged: Some(judged),
+        }
+    }
+
     fn unclassified(fallback: Fallback, reason: Reason) -> Self {
         Moderation {
             outcome: fallback.into(),
@@ -189,7 +221,7 @@ mod tests {
         let mut timings = Timings {
             decode: Duration::from_micros(6_290),
             inference: Duration::from_micros(48_891),
-            rewrite: Duration::ZERO,
+            ..Timings::default()
         };
         assert_eq!(
             timings.server_timing(),

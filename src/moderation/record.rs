@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The pipeline's revision: raise it when decoding, preprocessing or rewriting change
 /// what a verdict would be, so verdicts cached by older code are not reused.
-pub const REVISION: u32 = 2;
+pub const REVISION: u32 = 3;
 
 /// Where one image's verdict under one policy and model is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,11 +100,12 @@ impl std::fmt::Display for RecordError {
 impl std::error::Error for RecordError {}
 
 /// Whether this moderation may be reused for the same bytes: everything that follows
-/// from the image and the policy, never a failure of ours.
+/// from the image and the policy, never a failure of ours, nor a list's decision (lists
+/// change without the key changing: they are checked again on every hit).
 pub fn cacheable(moderation: &Moderation) -> bool {
     !matches!(
         moderation.reason,
-        Reason::ModelFailed(_) | Reason::SiblingFailed(_)
+        Reason::ModelFailed(_) | Reason::SiblingFailed(_) | Reason::Listed(_)
     )
 }
 
@@ -119,7 +120,7 @@ pub fn encode(moderation: &Moderation) -> Record<'_> {
         format,
         reason: moderation.reason.clone(),
         scores: moderation.scores,
-        judged: moderation.judged,
+        judged: moderation.judged.clone(),
     };
     Record {
         // Serialising plain data into JSON cannot fail.

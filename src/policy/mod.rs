@@ -50,6 +50,41 @@ pub struct Policy {
     pub mode: Mode,
     /// Where each judged image's decision is logged.
     pub log: DecisionLogSettings,
+    /// Known images: PDQ deny and allow lists (`moderation::known`).
+    pub lists: ListSettings,
+}
+
+/// Where the PDQ lists are and how they match. No `store` (the default): no lists, and
+/// no PDQ is computed.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListSettings {
+    /// The Fastly KV Store holding the lists.
+    pub store: Option<String>,
+    /// The key of the deny list (match: block, without inference).
+    pub deny_key: String,
+    /// The key of the allow list (match: pass, whatever the rules say).
+    pub allow_key: String,
+    /// The largest Hamming distance (of 256 bits) that matches.
+    pub max_distance: u32,
+    /// Hashes of lower PDQ quality (0–100) match nothing: flat images hash to noise.
+    pub min_quality: u8,
+    /// Also match the image's rotations and mirrors (PDQ's dihedral hashes).
+    pub dihedral: bool,
+}
+
+impl Default for ListSettings {
+    /// ThreatExchange's thresholds: distance 31, quality 50.
+    fn default() -> Self {
+        ListSettings {
+            store: None,
+            deny_key: "deny".into(),
+            allow_key: "allow".into(),
+            max_distance: 31,
+            min_quality: 50,
+            dihedral: false,
+        }
+    }
 }
 
 /// Whether verdicts are applied or only reported: the way to roll a policy out.
@@ -264,6 +299,7 @@ impl Default for Policy {
             animations: AnimationSettings::default(),
             mode: Mode::default(),
             log: DecisionLogSettings::default(),
+            lists: ListSettings::default(),
         }
     }
 }
@@ -415,6 +451,21 @@ impl Policy {
                     "a log endpoint name (letters, digits, _ - .)",
                 ));
             }
+        }
+        if self.lists.max_distance > 128 {
+            return Err(out_of_range("lists.max_distance".into(), "within 0..=128"));
+        }
+        if self.lists.min_quality > 100 {
+            return Err(out_of_range("lists.min_quality".into(), "within 0..=100"));
+        }
+        let store_names = [Some(&self.lists.deny_key), Some(&self.lists.allow_key)];
+        if self.lists.store.as_ref().is_some_and(String::is_empty)
+            || store_names.iter().flatten().any(|key| key.is_empty())
+        {
+            return Err(out_of_range(
+                "lists.store, deny_key and allow_key".into(),
+                "non-empty names",
+            ));
         }
         for (field, value) in [
             ("limits.max_bytes", self.limits.max_bytes as u64),

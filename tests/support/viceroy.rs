@@ -53,6 +53,8 @@ pub struct Setup {
     pub config: Vec<(&'static str, String)>,
     /// Secret Store `moderation` entries besides the sibling key.
     pub secrets: Vec<(&'static str, String)>,
+    /// KV Store entries: (store, key, file holding the value).
+    pub kv: Vec<(&'static str, &'static str, PathBuf)>,
     pub siblings: Siblings,
 }
 
@@ -65,6 +67,7 @@ impl Setup {
                 .into_iter()
                 .collect(),
             secrets: Vec::new(),
+            kv: Vec::new(),
             siblings: Siblings::Reachable,
         }
     }
@@ -91,6 +94,20 @@ impl Setup {
             secrets.push(format!(
                 "{{key = \"sibling_key\", data = \"{SIBLING_KEY}\"}}"
             ));
+        }
+        let mut stores: Vec<&str> = self.kv.iter().map(|(store, ..)| *store).collect();
+        stores.dedup();
+        if !stores.is_empty() {
+            manifest += "[local_server.kv_stores]\n";
+        }
+        for store in stores {
+            let entries: Vec<String> = self
+                .kv
+                .iter()
+                .filter(|(s, ..)| *s == store)
+                .map(|(_, key, file)| format!("{{key = \"{key}\", file = \"{}\"}}", file.display()))
+                .collect();
+            manifest += &format!("{store} = [{}]\n", entries.join(", "));
         }
         if !secrets.is_empty() {
             manifest += &format!(
