@@ -24,8 +24,8 @@ echo "== building: native and wasm32 stage benchmark, baseline proxy"
 # costs the native build ~6 ms of inference (its depthwise convolutions run in tract-core;
 # in Wasm they run in tract-linalg's kernels), so the native side overrides that.
 cargo build --release --config 'profile.release.package.tract-core.opt-level=3' \
-  --example stages --example requests --example operators
-cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators
+  --example stages --example requests --example operators --example pdq
+cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators --example pdq
 target/release/examples/stages 1 "$out/inputs"
 
 echo "== stages: native"
@@ -38,6 +38,12 @@ echo "== inference operator by operator: native, then wasm32 + simd128 under vic
 target/release/examples/operators "$runs" > "$out/operators-native.json"
 viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/operators.wasm -- operators "$runs" \
   | grep '^{' > "$out/operators-wasm.json"
+
+echo "== PDQ hashing and 100k-entry list matching: native, then wasm32 under viceroy run"
+{
+  target/release/examples/pdq bench "$runs"
+  viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/pdq.wasm -- bench "$runs" | grep '^{'
+} > "$out/pdq.jsonl"
 
 echo "== whole requests through viceroy serve"
 target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/release/examples/plain_proxy.wasm \

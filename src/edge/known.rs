@@ -9,10 +9,10 @@ use edge_moderation::policy::Policy;
 use fastly::kv_store::KVStore;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Lists read by this instance, by (store, key); None: absent or ignored.
-type Read = HashMap<(String, String), Option<Rc<KnownList>>>;
+type Read = HashMap<(String, String), Option<Arc<KnownList>>>;
 
 thread_local! {
     static READ: RefCell<Read> = RefCell::new(HashMap::new());
@@ -25,20 +25,20 @@ pub fn lists(policy: &Policy) -> KnownLists {
         return KnownLists::none();
     };
     KnownLists {
-        deny: list(store, &settings.deny_key).map(|list| (*list).clone()),
-        allow: list(store, &settings.allow_key).map(|list| (*list).clone()),
+        deny: list(store, &settings.deny_key),
+        allow: list(store, &settings.allow_key),
         max_distance: settings.max_distance,
         min_quality: settings.min_quality,
         dihedral: settings.dihedral,
     }
 }
 
-fn list(store: &str, key: &str) -> Option<Rc<KnownList>> {
+fn list(store: &str, key: &str) -> Option<Arc<KnownList>> {
     let id = (store.to_string(), key.to_string());
     if let Some(read) = READ.with(|read| read.borrow().get(&id).cloned()) {
         return read;
     }
-    let read = read(store, key).map(Rc::new);
+    let read = read(store, key).map(Arc::new);
     READ.with(|cache| cache.borrow_mut().insert(id, read.clone()));
     read
 }

@@ -22,6 +22,7 @@
 use crate::media::pdq::PdqHash;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Which list an entry is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,11 +41,13 @@ impl ListKind {
     }
 }
 
-/// A parsed list: hashes packed as 4 words each for a fast scan, labels beside them.
+/// A parsed list: hashes packed as 4 words each for a fast scan; the labels kept as one
+/// text, a line per entry, and only split when an entry matches (a list of 100k entries
+/// is read by every instance that judges an image).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KnownList {
     hashes: Vec<[u64; 4]>,
-    labels: Vec<String>,
+    labels: String,
 }
 
 /// Why a stored list was refused.
@@ -126,14 +129,15 @@ impl KnownList {
         let (hashes, labels) = rest.split_at(hash_bytes);
         let labels =
             std::str::from_utf8(labels).map_err(|_| ListError::Packed("labels not UTF-8"))?;
-        let labels: Vec<String> = if count == 0 {
-            Vec::new()
+        let lines = if count == 0 && labels.is_empty() {
+            0
         } else {
-            labels.split('\n').map(str::to_owned).collect()
+            memchr::memchr_iter(b'\n', labels.as_bytes()).count() + 1
         };
-        if labels.len() != count {
+        if lines != count {
             return Err(ListError::Packed("label count differs from its count"));
         }
+        let labels = labels.to_string();
         let hashes = hashes
             .chunks_exact(32)
             .map(|chunk| {
@@ -146,9 +150,21 @@ impl KnownList {
     }
 
     pub fn push(&mut self, hash: &PdqHash, label: &str) {
+        if !self.hashes.is_empty() {
+            self.labels.push('\n');
+        }
         self.hashes.push(words(hash));
-        // A label is one line of the packed form.
-        self.labels.push(label.replace(['\n', '\r'], " "));
+        // A label is one line.
+        self.labels.push_str(&label.replace(['\n', '\r'], " "));
+    }
+
+    /// Entry `entry`'s label.
+    fn label(&self, entry: usize) -> String {
+        self.labels
+            .split('\n')
+            .nth(entry)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The packed stored form.
@@ -161,7 +177,7 @@ impl KnownList {
                 out.extend_from_slice(&word.to_be_bytes());
             }
         }
-        out.extend_from_slice(self.labels.join("\n").as_bytes());
+        out.extend_from_slice(self.labels.as_bytes());
         out
     }
 
@@ -224,8 +240,9 @@ impl fmt::Display for ListMatch {
 /// The lists in force for a request, with the policy's matching settings.
 #[derive(Clone, Debug, Default)]
 pub struct KnownLists {
-    pub deny: Option<KnownList>,
-    pub allow: Option<KnownList>,
+    /// Shared: an instance reads a list once, however many images it judges.
+    pub deny: Option<Arc<KnownList>>,
+    pub allow: Option<Arc<KnownList>>,
     pub max_distance: u32,
     pub min_quality: u8,
     pub dihedral: bool,
@@ -238,8 +255,8 @@ impl KnownLists {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deny.as_ref().is_none_or(KnownList::is_empty)
-            && self.allow.as_ref().is_none_or(KnownList::is_empty)
+        self.deny.as_ref().is_none_or(|list| list.is_empty())
+            && self.allow.as_ref().is_none_or(|list| list.is_empty())
     }
 
     /// The verdict the lists give an image judged on `views` (a still's one image, an
@@ -275,7 +292,7 @@ impl KnownLists {
                 let (entry, distance) = list.nearest(&probes, self.max_distance)?;
                 Some(ListMatch {
                     list: kind,
-                    label: list.labels.get(entry).cloned().unwrap_or_default(),
+                    label: list.label(entry),
                     distance,
                 })
             })
@@ -308,8 +325,8 @@ mod tests {
 
     fn lists(deny: &str, allow: &str) -> KnownLists {
         KnownLists {
-            deny: Some(KnownList::parse(deny.as_bytes()).unwrap()),
-            allow: Some(KnownList::parse(allow.as_bytes()).unwrap()),
+            deny: Some(Arc::new(KnownList::parse(deny.as_bytes()).unwrap())),
+            allow: Some(Arc::new(KnownList::parse(allow.as_bytes()).unwrap())),
             max_distance: 31,
             min_quality: 50,
             dihedral: false,
@@ -332,7 +349,8 @@ mod tests {
         );
         let list = KnownList::parse(text.as_bytes()).unwrap();
         assert_eq!(list.len(), 2);
-        assert_eq!(list.labels, ["case 17: re-upload", ""]);
+        assert_eq!(list.label(0), "case 17: re-upload");
+        assert_eq!(list.label(1), "");
         assert_eq!(KnownList::parse(&list.pack()).unwrap(), list);
         assert_eq!(KnownList::parse(b"").unwrap().len(), 0);
         assert_eq!(

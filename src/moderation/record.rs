@@ -168,6 +168,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_verdict_is_checked_against_the_lists_as_they_are_now() {
+        use crate::media::pdq::PdqHash;
+        use crate::moderation::known::{KnownList, KnownLists, ListKind, Probe};
+        use crate::moderation::{with_lists, Judged};
+        use std::sync::Arc;
+        let pdq = PdqHash([0x3c; 32]);
+        let mut judged = moderation(Outcome::Pass, Reason::NoRuleMatched);
+        judged.judged = Some(Judged {
+            width: 10,
+            height: 10,
+            frames: 1,
+            pdq: Some(pdq),
+            pdq_quality: Some(90),
+            probes: vec![Probe {
+                hashes: vec![pdq],
+                quality: 90,
+            }],
+        });
+        let record = encode(&judged);
+        let cached = || decode(&record.metadata, record.body.to_vec()).unwrap();
+        let list = |text: String| Some(Arc::new(KnownList::parse(text.as_bytes()).unwrap()));
+        let mut lists = KnownLists {
+            max_distance: 31,
+            min_quality: 50,
+            ..KnownLists::none()
+        };
+        // No list yet: the cached verdict stands.
+        assert_eq!(with_lists(cached(), &lists).outcome, Outcome::Pass);
+        // The image is added to the deny list: the same record now blocks.
+        lists.deny = list(format!("{} added later", pdq.to_hex()));
+        let denied = with_lists(cached(), &lists);
+        assert_eq!(denied.outcome, Outcome::Block);
+        assert!(
+            matches!(&denied.reason, Reason::Listed(m) if m.list == ListKind::Deny && m.label == "added later")
+        );
+        assert!(!cacheable(&denied), "a list's decision is never remembered");
+        // Removed again: the verdict is the classifier's once more.
+        lists.deny = list(String::new());
+        assert_eq!(with_lists(cached(), &lists).reason, Reason::NoRuleMatched);
+    }
+
+    #[test]
     fn every_outcome_round_trips() {
         let rule = Reason::Rule {
             index: 1,
