@@ -10,7 +10,7 @@ FASTLY := node_modules/@fastly/cli-linux-x64/fastly
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: setup build serve test check model bench fuzz
+.PHONY: setup build serve test check model bench fuzz package
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +35,12 @@ check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 --bin edge-moderation --examples -- -D warnings
+
+# The deployable package pkg/edge-moderation.tar.gz from bin/main.wasm, offline
+# (`fastly compute deploy --package pkg/edge-moderation.tar.gz` uploads it).
+package: build
+	$(FASTLY) compute pack --wasm-binary bin/main.wasm --non-interactive
+	@ls -l pkg/edge-moderation.tar.gz
 
 # Regenerates models/ from the npm nsfwjs package (needs Python 3.11 and Node).
 model:
