@@ -49,6 +49,10 @@ echo "== whole requests through viceroy serve"
 target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/release/examples/plain_proxy.wasm \
   > "$out/requests.json"
 
+echo "== load: 10,000 mixed requests at concurrency 32 through viceroy serve (tests/load.rs)"
+LOAD_REQUESTS="${LOAD_REQUESTS:-10000}" LOAD_REPORT="$PWD/$out/load.json" \
+  cargo test --release --test load -- --nocapture
+
 echo "== upstream nsfwjs on tfjs-backend-wasm (Node)"
 (cd bench/nsfwjs && { [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error; })
 node bench/nsfwjs/run.cjs "$runs" "$out/inputs" | grep '^{' > "$out/nsfwjs.json"

@@ -92,6 +92,14 @@ for target in ("native", "wasm32"):
 md += ["", "Medians in ms (`examples/pdq.rs bench`). The service hashes the image as decoded for "
        "judging (large JPEGs at a reduced size), so a 12 MP photo costs far less than the 4000x3000 row.", ""]
 
+load = json.loads((out / "load.json").read_text())
+md += ["### Load: mixed traffic through `viceroy serve` (tests/load.rs)", ""]
+md += [f"{load['requests']} requests at concurrency {load['concurrency']} (60% pages, 30% images in 7 formats "
+       f"passed/blocked/rewritten, 10% uploads): {load['seconds']:.1f} s, {load['throughput_rps']:.0f} requests/s, "
+       f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms; {load['failures']} wrong answers (5xx or bytes); "
+       f"Viceroy RSS {load['rss_warm_mb']:.0f} MB after warm-up, {load['rss_end_mb']:.0f} MB at the end. "
+       "Images repeat, so most are verdict-cache hits, as on a real site.", ""]
+
 md += ["### Against upstream nsfwjs on tfjs-backend-wasm (Node, 1 thread, SIMD)", ""]
 md += ["| input | nsfwjs inference | ours inference (Wasm) | ratio | nsfwjs decode+classify | ours decode+classify (Wasm) | ratio |",
        "|---|---|---|---|---|---|---|"]
@@ -108,4 +116,4 @@ for name, r in nsfwjs["inputs"].items():
 Path("bench/results.md").write_text("\n".join(md) + "\n")
 Path("bench/results.json").write_text(json.dumps(
     {"runs": int(runs), "wasm_size_bytes": wasm_size, "stages_native": native, "stages_wasm": wasm,
-     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "pdq": pdq_rows, "host": host}, indent=1) + "\n")
+     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "pdq": pdq_rows, "load": load, "host": host}, indent=1) + "\n")

@@ -41,7 +41,8 @@ fn main(request: fastly::Request) -> Result<fastly::Response, fastly::Error> {
         Upload::Forward { request, judged } => (request, judged),
         Upload::Reply(refused) => return Ok(refused),
     };
-    let response = match origin::fetch(request) {
+    let first_byte = context.served.policy.origin.first_byte_timeout();
+    let response = match origin::fetch(request, first_byte) {
         Ok(response) => response,
         Err(failure) => return Ok(respond::origin_failure(&context, &failure)),
     };

@@ -3,12 +3,20 @@
 //! A `Range` request whose answer is a slice of an image is re-sent without `Range`: a
 //! slice cannot be classified, and serving it would leak unmoderated image bytes. The
 //! whole image is then moderated and returned as 200.
+//!
+//! An origin that sends no response headers within the policy's
+//! `origin.first_byte_timeout_ms` gets 504 (Fastly's backends enforce their own first-byte
+//! timeout too; this one also holds where they do not, as under Viceroy). A body that stops
+//! halfway is bounded by the backend's between-bytes timeout: the SDK has no
+//! non-blocking body read to bound it here.
 
 use super::body;
 use edge_moderation::media::content_type;
 use edge_moderation::media::format::SNIFF_LEN;
+use fastly::http::request::PollResult;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Request, Response};
+use std::time::{Duration, Instant};
 
 pub const BACKEND: &str = "origin";
 
@@ -16,21 +24,42 @@ pub const BACKEND: &str = "origin";
 pub enum Failure {
     Send(fastly::http::request::SendError),
     Body(std::io::Error),
+    /// No response headers within this long.
+    Timeout(Duration),
 }
 
 /// Sends the request to the origin, widening a `Range` request for an image (above).
-pub fn fetch(request: Request) -> Result<Response, Failure> {
+pub fn fetch(request: Request, first_byte: Duration) -> Result<Response, Failure> {
     let whole = (request.contains_header(header::RANGE) && request.get_method() != Method::HEAD)
         .then(|| whole_resource(&request));
-    let mut response = request.send(BACKEND).map_err(Failure::Send)?;
+    let mut response = send(request, first_byte)?;
     match whole {
         Some(whole)
             if response.get_status() == StatusCode::PARTIAL_CONTENT
-                && slice_of_image(&mut response, &whole)? =>
+                && slice_of_image(&mut response, &whole, first_byte)? =>
         {
-            whole.send(BACKEND).map_err(Failure::Send)
+            send(whole, first_byte)
         }
         _ => Ok(response),
+    }
+}
+
+/// How often a pending origin request is looked at: wall time, not CPU.
+const POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The origin's response headers, or a timeout once `first_byte` has passed without them.
+fn send(request: Request, first_byte: Duration) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let mut pending = request.send_async(BACKEND).map_err(Failure::Send)?;
+    loop {
+        pending = match pending.poll() {
+            PollResult::Done(result) => return result.map_err(Failure::Send),
+            PollResult::Pending(pending) => pending,
+        };
+        if started.elapsed() >= first_byte {
+            return Err(Failure::Timeout(first_byte));
+        }
+        std::thread::sleep(POLL_INTERVAL);
     }
 }
 
@@ -43,7 +72,11 @@ fn whole_resource(request: &Request) -> Request {
 
 /// Whether a 206 answer is part of an image: its own bytes, its type, or — for a slice
 /// from the middle — the first bytes of the resource, fetched with a tiny range.
-fn slice_of_image(slice: &mut Response, whole: &Request) -> Result<bool, Failure> {
+fn slice_of_image(
+    slice: &mut Response,
+    whole: &Request,
+    first_byte: Duration,
+) -> Result<bool, Failure> {
     if content_type::claims_image(slice.get_header_str(header::CONTENT_TYPE))
         || body::sniff(slice.get_body_mut())
             .map_err(Failure::Body)?
@@ -53,7 +86,7 @@ fn slice_of_image(slice: &mut Response, whole: &Request) -> Result<bool, Failure
     }
     let mut head = whole.clone_without_body();
     head.set_header(header::RANGE, format!("bytes=0-{}", SNIFF_LEN - 1));
-    let mut head = head.send(BACKEND).map_err(Failure::Send)?;
+    let mut head = send(head, first_byte)?;
     Ok(body::sniff(head.get_body_mut())
         .map_err(Failure::Body)?
         .is_some())

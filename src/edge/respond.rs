@@ -231,6 +231,10 @@ pub fn origin_failure(context: &RequestContext, failure: &Failure) -> Response {
             StatusCode::BAD_GATEWAY,
             format!("origin body could not be read: {e}"),
         ),
+        Failure::Timeout(after) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("origin sent no response within {} ms", after.as_millis()),
+        ),
     };
     eprintln!("moderation: {context}: {reason}");
     Response::from_status(status)

@@ -52,6 +52,31 @@ pub struct Policy {
     pub log: DecisionLogSettings,
     /// Known images: PDQ deny and allow lists (`moderation::known`).
     pub lists: ListSettings,
+    /// How long the origin may take.
+    pub origin: OriginSettings,
+}
+
+/// Bounds on the origin.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginSettings {
+    /// No response headers within this many milliseconds: 504.
+    pub first_byte_timeout_ms: u64,
+}
+
+impl Default for OriginSettings {
+    /// Fastly's own default for backends: 15 s.
+    fn default() -> Self {
+        OriginSettings {
+            first_byte_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl OriginSettings {
+    pub fn first_byte_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.first_byte_timeout_ms)
+    }
 }
 
 /// Where the PDQ lists are and how they match. No `store` (the default): no lists, and
@@ -300,6 +325,7 @@ impl Default for Policy {
             mode: Mode::default(),
             log: DecisionLogSettings::default(),
             lists: ListSettings::default(),
+            origin: OriginSettings::default(),
         }
     }
 }
@@ -451,6 +477,12 @@ impl Policy {
                     "a log endpoint name (letters, digits, _ - .)",
                 ));
             }
+        }
+        if !(1..=600_000).contains(&self.origin.first_byte_timeout_ms) {
+            return Err(out_of_range(
+                "origin.first_byte_timeout_ms".into(),
+                "within 1..=600000",
+            ));
         }
         if self.lists.max_distance > 128 {
             return Err(out_of_range("lists.max_distance".into(), "within 0..=128"));

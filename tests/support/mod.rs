@@ -1,10 +1,11 @@
 //! Support for the Viceroy suites and the request benchmark, one role per file: `origin`
 //! (a loopback HTTP origin), `viceroy` (`viceroy serve` processes and a client for them),
-//! `fixtures` (images).
+//! `fixtures` (images), `faults` (an origin that fails on purpose).
 
 // Each suite and the benchmark use a different part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod faults;
 pub mod fixtures;
 pub mod origin;
 pub mod viceroy;

@@ -210,6 +210,20 @@ impl Service {
         service
     }
 
+    /// The Viceroy process (a child of the watchdog shell), for its memory.
+    pub fn viceroy_pid(&self) -> Option<u32> {
+        let shell = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "viceroy")
+            })
+    }
+
     /// Everything Viceroy printed, including the guest's stdout and stderr.
     pub fn output(&self) -> String {
         let stderr = self.log.with_file_name("viceroy.stderr");
