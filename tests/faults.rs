@@ -1,11 +1,8 @@
-//! Faults from the origin, end to end under `viceroy serve`: a connection closed halfway
-//! through a body, a body shorter than its `Content-Length`, an origin that never
-//! answers, a 5xx, a 100 MB response declared `image/png`. Each gets a defined status
-//! within a bounded time, and no truncated image is ever passed as whole.
-//!
-//! Not here: a body that stalls halfway. The SDK's body reads block, so only the
-//! backend's between-bytes timeout bounds it (Fastly enforces one, 10 s by default;
-//! Viceroy enforces none).
+//! Faults from the origin, end to end under `viceroy serve`: a connection closed (FIN) or
+//! reset (RST) halfway through a body, a body shorter than its `Content-Length`, an origin that never
+//! answers, an image body that stalls halfway, a 5xx, a 100 MB response declared
+//! `image/png`. Each gets a defined status within a bounded time, and no truncated image
+//! is ever passed as whole.
 
 mod support;
 
@@ -34,7 +31,8 @@ fn world() -> &'static (FaultyOrigin, Service, Vec<u8>) {
         let image = bytes_of(&format_images(), "/photo.png");
         let page = b"<p>hello</p>\n".repeat(20_000);
         let origin = FaultyOrigin::start(image.clone(), page);
-        let policy = r#"{"origin": {"first_byte_timeout_ms": 2000}}"#;
+        let policy =
+            r#"{"origin": {"first_byte_timeout_ms": 2000, "between_bytes_timeout_ms": 2000}}"#;
         let service = Service::start("faults", origin.port, Some(policy));
         (origin, service, image)
     })
@@ -124,7 +122,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn an_image_cut_short_is_a_502_and_none_of_it_reaches_the_client() {
     let image = &world().2;
-    for path in ["/cut/image.png", "/short/image.png"] {
+    for path in ["/cut/image.png", "/reset/image.png", "/short/image.png"] {
         let reply = get(path);
         assert_eq!(reply.status, 502, "{path}: {}", reply.head);
         assert!(
@@ -148,7 +146,7 @@ fn an_image_cut_short_is_a_502_and_none_of_it_reaches_the_client() {
 
 #[test]
 fn a_page_cut_short_never_arrives_as_whole() {
-    for path in ["/cut/page.html", "/short/page.html"] {
+    for path in ["/cut/page.html", "/reset/page.html", "/short/page.html"] {
         let reply = get(path);
         assert_eq!(
             reply.status, 200,
@@ -178,6 +176,24 @@ fn an_origin_that_never_answers_is_a_504_after_the_first_byte_timeout() {
         "{}",
         reply.head
     );
+    assert!(
+        reply.took >= Duration::from_secs(2) && reply.took < Duration::from_secs(8),
+        "{:?}",
+        reply.took
+    );
+}
+
+#[test]
+fn an_image_that_stalls_halfway_is_a_502_after_the_between_bytes_timeout() {
+    let image = &world().2;
+    let reply = get("/stall/body.png");
+    assert_eq!(reply.status, 502, "{}", reply.head);
+    assert!(
+        reply.head.contains("no body data for 2000 ms"),
+        "{}",
+        reply.head
+    );
+    assert!(!contains(&reply.body, &image[..64]));
     assert!(
         reply.took >= Duration::from_secs(2) && reply.took < Duration::from_secs(8),
         "{:?}",

@@ -4,13 +4,103 @@
 //! Only images are buffered, and only up to `limits.max_bytes`. Everything else keeps its
 //! body as a host-side stream, so it goes on byte for byte without passing through Wasm
 //! memory.
+//!
+//! Every read waits at most the policy's `origin.between_bytes_timeout_ms` for data
+//! ([`TimedBody`]): a body that stalls halfway is an error (a 502 for a response), not an
+//! instance held until the client gives up.
 
 use edge_moderation::media::content_encoding::{self, Coding, CodingError};
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
 use edge_moderation::media::svg;
 use edge_moderation::policy::Policy;
+use fastly::handle::BodyHandle;
 use fastly::Body;
 use std::io::{self, Read};
+use std::time::Duration;
+
+/// A body whose every read waits at most `silence` for data. Fastly's backends bound
+/// silence themselves (their between-bytes timeout); Viceroy does not, and the SDK's reads
+/// block, so the wait goes through the host's readiness check (`fastly_async_io::select`
+/// on the body handle: ready when data or the end has arrived).
+///
+/// It also holds the body to its declared length: a body that ends before its
+/// `Content-Length` (the connection closed halfway) is an error, never a whole image.
+pub struct TimedBody {
+    handle: BodyHandle,
+    id: u32,
+    silence: Duration,
+    declared: Option<u64>,
+    read: u64,
+}
+
+impl TimedBody {
+    pub fn new(mut body: Body, silence: Duration) -> TimedBody {
+        let declared = body.known_length();
+        // Any bytes the body had buffered go back to the front of the handle.
+        let handle = body.into_handle();
+        // The handle's number, for the readiness check; it lives as long as `handle`.
+        let id = unsafe { handle.as_u32() };
+        TimedBody {
+            handle,
+            id,
+            silence,
+            declared,
+            read: 0,
+        }
+    }
+
+    /// The rest of the body, unread, as a host-side stream.
+    pub fn into_body(self) -> Body {
+        Body::from(self.handle)
+    }
+
+    /// Up to `n` bytes from the start (fewer at the end of the body).
+    fn read_up_to(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(n);
+        self.by_ref().take(n as u64).read_to_end(&mut head)?;
+        Ok(head)
+    }
+}
+
+impl Read for TimedBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // 0 means "no timeout" to the hostcall; the timeout is signalled as index u32::MAX.
+        let ms = u32::try_from(self.silence.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let mut ready = 0u32;
+        let status = unsafe { fastly_sys::fastly_async_io::select(&self.id, 1, ms, &mut ready) };
+        if status.is_err() {
+            return Err(io::Error::other(format!(
+                "waiting for body data failed: {status:?}"
+            )));
+        }
+        if ready == u32::MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no body data for {ms} ms"),
+            ));
+        }
+        let read = self.handle.read(buf)?;
+        self.read += read as u64;
+        match self.declared {
+            Some(declared) if read == 0 && !buf.is_empty() && self.read < declared => {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("body ended after {} of its {declared} bytes", self.read),
+                ))
+            }
+            _ => Ok(read),
+        }
+    }
+}
+
+/// The body `head` was read from: `head`, then what is left of `rest`.
+fn rejoined(head: Vec<u8>, rest: TimedBody) -> Body {
+    let mut body = Body::from(head);
+    body.append(rest.into_body());
+    body
+}
 
 /// What [`inspect`] found. Every case but `Image` gives the body back intact.
 pub enum Inspection {
@@ -66,23 +156,25 @@ pub fn inspect(
         }
         Some(Err(_)) => return Ok(Inspection::NotImage(body)),
     };
+    let known_length = body.known_length();
+    let mut body = TimedBody::new(body, policy.origin.between_bytes_timeout());
     if !codings.is_empty() {
         return inspect_encoded(body, content_type, &codings, policy);
     }
-    let Some(format) = sniff(&mut body)? else {
+    let head = body.read_up_to(SNIFF_LEN)?;
+    let Some(format) = ImageFormat::sniff(&head) else {
         if svg::is_svg_type(content_type) {
-            return buffered(body, policy, |bytes| Inspection::Svg {
+            return buffered(head, body, known_length, policy, |bytes| Inspection::Svg {
                 bytes,
                 encoded: None,
             });
         }
-        let prefix = body.try_get_prefix_mut(SNIFF_LEN)?;
-        if let Some(name) = unreadable_image(&prefix) {
-            drop(prefix);
+        if let Some(name) = unreadable_image(&head) {
             let detail = format!("{name} images are not decoded here");
+            let body = rejoined(head, body);
             return Ok(Inspection::Undecodable { body, detail });
         }
-        drop(prefix);
+        let body = rejoined(head, body);
         if policy.claims_moderated_image(content_type) {
             let detail = format!(
                 "{} body is not a {}",
@@ -94,33 +186,36 @@ pub fn inspect(
         return Ok(Inspection::NotImage(body));
     };
 
-    buffered(body, policy, |bytes| Inspection::Image {
-        bytes,
-        format,
-        encoded: None,
+    buffered(head, body, known_length, policy, |bytes| {
+        Inspection::Image {
+            bytes,
+            format,
+            encoded: None,
+        }
     })
 }
 
-/// The body read whole into `found`, or `Oversize` (with the body intact) beyond the
-/// policy's byte limit.
+/// The body (`head` already read, then `rest`) read whole into `found`, or `Oversize`
+/// (with the body intact) beyond the policy's byte limit.
 fn buffered(
-    mut body: Body,
+    mut bytes: Vec<u8>,
+    mut rest: TimedBody,
+    known_length: Option<u64>,
     policy: &Policy,
     found: impl FnOnce(Vec<u8>) -> Inspection,
 ) -> io::Result<Inspection> {
     let limit = policy.limits.max_bytes;
-    if let Some(length) = body.known_length().filter(|&length| length > limit as u64) {
+    if let Some(length) = known_length.filter(|&length| length > limit as u64) {
         let detail = format!("{length} bytes, limit {limit}");
+        let body = rejoined(bytes, rest);
         return Ok(Inspection::Oversize { body, detail });
     }
-    let mut bytes = Vec::new();
-    (&mut body).take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    let wanted = (limit as u64 + 1).saturating_sub(bytes.len() as u64);
+    (&mut rest).take(wanted).read_to_end(&mut bytes)?;
     if bytes.len() > limit {
-        let mut whole = Body::from(bytes);
-        whole.append(body);
         let detail = format!("more than {limit} bytes");
         return Ok(Inspection::Oversize {
-            body: whole,
+            body: rejoined(bytes, rest),
             detail,
         });
     }
@@ -130,15 +225,17 @@ fn buffered(
 /// [`inspect`] for a body under content codings: sniffed and judged decoded, passed on
 /// as sent.
 fn inspect_encoded(
-    mut body: Body,
+    mut body: TimedBody,
     content_type: Option<&str>,
     codings: &[Coding],
     policy: &Policy,
 ) -> io::Result<Inspection> {
     let mut head = Vec::new();
+    let mut prefix = Vec::new();
     let mut sniffable = false;
     for limit in ENCODED_SNIFF_LIMITS {
-        let prefix = body.try_get_prefix_mut(limit)?;
+        let more = body.read_up_to(limit - prefix.len())?;
+        prefix.extend_from_slice(&more);
         head = content_encoding::decoded_prefix(&prefix, codings, SNIFF_LEN);
         // The whole body is in the prefix, or it gave enough bytes to sniff.
         sniffable = head.len() >= SNIFF_LEN || prefix.len() < limit;
@@ -156,21 +253,19 @@ fn inspect_encoded(
                 None if !sniffable => "compressed body could not be sniffed".into(),
                 None => format!("encoded body is not a {}", ImageFormat::list()),
             };
+            let body = rejoined(prefix, body);
             return Ok(Inspection::Undecodable { body, detail });
         }
-        return Ok(Inspection::NotImage(body));
+        return Ok(Inspection::NotImage(rejoined(prefix, body)));
     }
     let limit = policy.limits.max_bytes;
-    let mut encoded = Vec::new();
-    (&mut body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut encoded)?;
+    let mut encoded = prefix;
+    let wanted = (limit as u64 + 1).saturating_sub(encoded.len() as u64);
+    (&mut body).take(wanted).read_to_end(&mut encoded)?;
     if encoded.len() > limit {
-        let mut whole = Body::from(encoded);
-        whole.append(body);
         let detail = format!("more than {limit} bytes compressed");
         return Ok(Inspection::Oversize {
-            body: whole,
+            body: rejoined(encoded, body),
             detail,
         });
     }

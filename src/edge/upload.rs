@@ -15,7 +15,7 @@
 //!
 //! A body whose framing we cannot read unambiguously gets 400 with the reason.
 
-use super::body::{self, Inspection};
+use super::body::{self, Inspection, TimedBody};
 use super::config::Loaded;
 use super::context::RequestContext;
 use super::respond::{self, Report, Summary, STALE_DIGESTS};
@@ -192,7 +192,7 @@ fn judge_multipart(context: &RequestContext, mut request: Request, boundary: &st
         };
         return conclude_raw(context, request, image, Report::default());
     }
-    let mut body = request.take_body();
+    let mut body = TimedBody::new(request.take_body(), policy.origin.between_bytes_timeout());
     let mut splitter = Splitter::new(boundary);
     let mut collector = Collector::new(policy, &context.host);
     let mut chunk = vec![0; 64 << 10];

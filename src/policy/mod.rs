@@ -62,13 +62,18 @@ pub struct Policy {
 pub struct OriginSettings {
     /// No response headers within this many milliseconds: 504.
     pub first_byte_timeout_ms: u64,
+    /// A body (of the origin's response, or of an upload) read for judging that sends
+    /// nothing for this many milliseconds is an error: 502 for a response, 400 for an
+    /// upload.
+    pub between_bytes_timeout_ms: u64,
 }
 
 impl Default for OriginSettings {
-    /// Fastly's own default for backends: 15 s.
+    /// Fastly's own defaults for backends: 15 s to the first byte, 10 s between bytes.
     fn default() -> Self {
         OriginSettings {
             first_byte_timeout_ms: 15_000,
+            between_bytes_timeout_ms: 10_000,
         }
     }
 }
@@ -76,6 +81,10 @@ impl Default for OriginSettings {
 impl OriginSettings {
     pub fn first_byte_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.first_byte_timeout_ms)
+    }
+
+    pub fn between_bytes_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.between_bytes_timeout_ms)
     }
 }
 
@@ -478,11 +487,19 @@ impl Policy {
                 ));
             }
         }
-        if !(1..=600_000).contains(&self.origin.first_byte_timeout_ms) {
-            return Err(out_of_range(
-                "origin.first_byte_timeout_ms".into(),
-                "within 1..=600000",
-            ));
+        for (field, value) in [
+            (
+                "origin.first_byte_timeout_ms",
+                self.origin.first_byte_timeout_ms,
+            ),
+            (
+                "origin.between_bytes_timeout_ms",
+                self.origin.between_bytes_timeout_ms,
+            ),
+        ] {
+            if !(1..=600_000).contains(&value) {
+                return Err(out_of_range(field.into(), "within 1..=600000"));
+            }
         }
         if self.lists.max_distance > 128 {
             return Err(out_of_range("lists.max_distance".into(), "within 0..=128"));

@@ -15,9 +15,12 @@ pub struct FaultyOrigin {
 impl FaultyOrigin {
     /// Serves `image` (a PNG) and `page` (HTML) badly:
     /// - `/cut/image.png`, `/cut/page.html`: half the body, then the connection closes;
+    /// - `/reset/image.png`, `/reset/page.html`: half the body, then the connection is
+    ///   reset (TCP RST);
     /// - `/short/image.png`, `/short/page.html`: all of it, but 1,000 bytes fewer than
     ///   its `Content-Length`, then the connection closes;
     /// - `/stall/headers`: the request is read, nothing is ever sent;
+    /// - `/stall/body.png`: the head and half the image, then nothing;
     /// - `/error.png`: 503 with a JSON body;
     /// - `/huge.png`: 100 MB declared `image/png`, a PNG header then zeros, written for
     ///   as long as anyone reads.
@@ -58,6 +61,21 @@ fn serve(stream: TcpStream, image: &[u8], page: &[u8]) {
         .to_string();
     let mut out = stream;
     let _ = match path.as_str() {
+        "/reset/image.png" | "/reset/page.html" => {
+            let (body, content_type) = if path.ends_with(".png") {
+                (image, "image/png")
+            } else {
+                (page, "text/html")
+            };
+            let sent = out
+                .write_all(head("200 OK", content_type, body.len()).as_bytes())
+                .and_then(|()| out.write_all(&body[..body.len() / 2]))
+                .and_then(|()| out.flush());
+            // Give the bytes time to leave, then close with a reset instead of a FIN.
+            std::thread::sleep(Duration::from_millis(200));
+            reset(&out);
+            return drop(sent);
+        }
         "/cut/image.png" | "/cut/page.html" | "/short/image.png" | "/short/page.html" => {
             let (body, content_type) = if path.ends_with(".png") {
                 (image, "image/png")
@@ -76,6 +94,14 @@ fn serve(stream: TcpStream, image: &[u8], page: &[u8]) {
         "/stall/headers" => {
             std::thread::sleep(STALL);
             Ok(())
+        }
+        "/stall/body.png" => {
+            let sent = out
+                .write_all(head("200 OK", "image/png", image.len()).as_bytes())
+                .and_then(|()| out.write_all(&image[..image.len() / 2]))
+                .and_then(|()| out.flush());
+            std::thread::sleep(STALL);
+            sent
         }
         "/error.png" => {
             let body = br#"{"error": "upstream unavailable"}"#;
@@ -101,4 +127,23 @@ fn serve(stream: TcpStream, image: &[u8], page: &[u8]) {
         _ => out.write_all(head("404 Not Found", "text/plain", 0).as_bytes()),
     };
     let _ = out.shutdown(Shutdown::Both);
+}
+
+/// Makes closing `stream` send a TCP reset (SO_LINGER with a zero timeout).
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // Setting a socket option on a socket we own; the size is the struct's.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
