@@ -5,6 +5,8 @@
 // Each suite and the benchmark use a different part of it.
 #![allow(dead_code, unused_imports)]
 
+// Raw sockets: the suites run natively (the request benchmark shares this module).
+#[cfg(not(target_arch = "wasm32"))]
 pub mod faults;
 pub mod fixtures;
 pub mod origin;
