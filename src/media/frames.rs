@@ -35,7 +35,7 @@ pub struct Frame {
 /// Whether `bytes` is an animation with more than one frame.
 pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
     match format {
-        ImageFormat::Gif => frames(bytes, format).is_ok_and(|frames| frames.take(2).count() > 1),
+        ImageFormat::Gif => gif_images(bytes, 2) > 1,
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.is_apng())
             .unwrap_or(false),
@@ -44,6 +44,60 @@ pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
         }
         _ => false,
     }
+}
+
+/// How many images (frames) a GIF holds, counting up to `enough`, read from its block
+/// structure without decoding a pixel: the header, the colour tables, and each block's
+/// length-prefixed sub-blocks. A damaged structure ends the count where it breaks.
+fn gif_images(bytes: &[u8], enough: usize) -> usize {
+    /// The size of a colour table announced by a packed field.
+    fn table(packed: u8) -> usize {
+        if packed & 0x80 == 0 {
+            0
+        } else {
+            3 << ((packed & 0x07) + 1)
+        }
+    }
+    /// Where the sub-blocks starting at `at` end (after their 0-length terminator).
+    fn skip_sub_blocks(bytes: &[u8], mut at: usize) -> Option<usize> {
+        loop {
+            let length = usize::from(*bytes.get(at)?);
+            at += 1;
+            if length == 0 {
+                return Some(at);
+            }
+            at += length;
+        }
+    }
+    // Header (6) and logical screen descriptor (7), whose packed field is byte 10.
+    let Some(&packed) = bytes.get(10) else {
+        return 0;
+    };
+    let mut at = 13 + table(packed);
+    let mut images = 0;
+    while images < enough {
+        match bytes.get(at) {
+            // Image descriptor: 9 bytes, a local colour table, the LZW code size, data.
+            Some(0x2C) => {
+                let Some(&local) = bytes.get(at + 9) else {
+                    break;
+                };
+                images += 1;
+                match skip_sub_blocks(bytes, at + 10 + table(local) + 1) {
+                    Some(next) => at = next,
+                    None => break,
+                }
+            }
+            // Extension: its label, then sub-blocks.
+            Some(0x21) => match skip_sub_blocks(bytes, at + 2) {
+                Some(next) => at = next,
+                None => break,
+            },
+            // The trailer, or anything else: the end.
+            _ => break,
+        }
+    }
+    images
 }
 
 fn frames(bytes: &[u8], format: ImageFormat) -> Result<Frames<'_>, DecodeError> {
@@ -260,5 +314,29 @@ mod tests {
             judged_frames(&bytes, ImageFormat::Gif, tight, 4),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn gif_frames_are_counted_from_the_block_structure_as_the_decoder_sees_them() {
+        for count in 1..=5usize {
+            let frames: Vec<(RgbaImage, u32)> =
+                (0..count).map(|i| (flat(40 * i as u8), 50)).collect();
+            let bytes = gif(&frames);
+            let decoded = super::frames(&bytes, ImageFormat::Gif).unwrap().count();
+            assert_eq!(decoded, count);
+            assert_eq!(gif_images(&bytes, 10), count, "{count} frames");
+            assert_eq!(gif_images(&bytes, 2), count.min(2));
+            // Damage anywhere never panics, and never counts more than there are.
+            for cut in 0..bytes.len() {
+                assert!(gif_images(&bytes[..cut], 10) <= count);
+            }
+            let mut flipped = bytes.clone();
+            for i in 0..flipped.len() {
+                flipped[i] ^= 0xA5;
+                assert!(gif_images(&flipped, 10) <= 1 + flipped.len() / 10);
+                flipped[i] ^= 0xA5;
+            }
+        }
+        assert_eq!(gif_images(b"GIF89a", 2), 0);
     }
 }

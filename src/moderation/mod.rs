@@ -124,27 +124,32 @@ pub fn moderate(
         return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
     }
     let started = Instant::now();
-    let decoded = match decode_reduced(bytes, format, budget::decode_limits(&policy.limits)) {
-        Ok(decoded) => decoded,
-        Err(e) => return Moderation::not_decoded(policy, e),
-    };
+    let limits = budget::decode_limits(&policy.limits);
     // An animation is judged on the frames a browser would show longest and most unlike
-    // each other; a still on its one image.
-    let animated = frames::is_animated(bytes, format);
-    let frames = if animated {
-        let limits = budget::decode_limits(&policy.limits);
+    // each other (decoded once, there); a still on its one image, oriented as shown.
+    let (still, frames) = if frames::is_animated(bytes, format) {
         match frames::judged_frames(bytes, format, limits, policy.animations.max_frames) {
-            Ok(frames) => frames,
+            Ok(frames) => (None, frames),
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     } else {
-        Vec::new()
+        match decode_reduced(bytes, format, limits) {
+            Ok(decoded) => (Some(decoded), Vec::new()),
+            Err(e) => return Moderation::not_decoded(policy, e),
+        }
     };
-    let views: Vec<(Option<usize>, &image::DynamicImage)> = if animated {
-        frames.iter().map(|f| (Some(f.index), &f.image)).collect()
-    } else {
-        vec![(None, &decoded.image)]
+    let views: Vec<(Option<usize>, &image::DynamicImage)> = match &still {
+        Some(decoded) => vec![(None, &decoded.image)],
+        None => frames.iter().map(|f| (Some(f.index), &f.image)).collect(),
     };
+    let Some(&(_, first_view)) = views.first() else {
+        return Moderation::undecodable(policy, "an animation without frames".into());
+    };
+    // The size shown: a still's (before any reduced decoding), an animation's canvas.
+    let (width, height) = still.as_ref().map_or_else(
+        || (first_view.width(), first_view.height()),
+        |decoded| (decoded.width, decoded.height),
+    );
     let decoded_at = Instant::now();
     // Every view's PDQ: what the lists match, and what the decision log reports.
     let probes: Vec<Probe> = views
@@ -152,8 +157,8 @@ pub fn moderate(
         .filter_map(|(_, image)| probe(image, policy.lists.dihedral))
         .collect();
     let facts = |view: usize| Judged {
-        width: decoded.width,
-        height: decoded.height,
+        width,
+        height,
         frames: frames.len().max(1),
         pdq: probes.get(view).and_then(|p| p.hashes.first().copied()),
         pdq_quality: probes.get(view).map(|p| p.quality),
@@ -215,12 +220,12 @@ pub fn moderate(
         Verdict::Pass => Outcome::Pass,
         Verdict::Block => Outcome::Block,
         Verdict::Rewrite => {
-            let size = (decoded.width, decoded.height);
+            let size = (width, height);
             // An animation becomes an obscured still of the frame that decided.
             let deciding = view
                 .frame
                 .and_then(|index| frames.iter().find(|f| f.index == index))
-                .map_or(&decoded.image, |f| &f.image);
+                .map_or(first_view, |f| &f.image);
             let rewritten = rewrite(deciding, size, format, policy);
             moderation.timings.rewrite = classified.elapsed();
             match rewritten {
