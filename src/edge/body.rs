@@ -9,6 +9,7 @@
 //! ([`TimedBody`]): a body that stalls halfway is an error (a 502 for a response), not an
 //! instance held until the client gives up.
 
+use super::wait;
 use edge_moderation::media::content_encoding::{self, Coding, CodingError};
 use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
 use edge_moderation::media::svg;
@@ -64,21 +65,10 @@ impl TimedBody {
 
 impl Read for TimedBody {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // 0 means "no timeout" to the hostcall; the timeout is signalled as index u32::MAX.
-        let ms = u32::try_from(self.silence.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1);
-        let mut ready = 0u32;
-        let status = unsafe { fastly_sys::fastly_async_io::select(&self.id, 1, ms, &mut ready) };
-        if status.is_err() {
-            return Err(io::Error::other(format!(
-                "waiting for body data failed: {status:?}"
-            )));
-        }
-        if ready == u32::MAX {
+        if !wait::ready_within(self.id, self.silence).map_err(io::Error::other)? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("no body data for {ms} ms"),
+                format!("no body data for {} ms", self.silence.as_millis()),
             ));
         }
         let read = self.handle.read(buf)?;

@@ -26,3 +26,4 @@ pub mod proxy;
 pub mod respond;
 pub mod siblings;
 pub mod upload;
+pub mod wait;

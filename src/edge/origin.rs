@@ -10,19 +10,20 @@
 //! halfway is bounded by the backend's between-bytes timeout: the SDK has no
 //! non-blocking body read to bound it here.
 
-use super::body;
+use super::{body, wait};
 use edge_moderation::media::content_type;
 use edge_moderation::media::format::SNIFF_LEN;
-use fastly::http::request::PollResult;
+use fastly::handle::BodyHandle;
+use fastly::http::request::SendErrorCause;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Request, Response};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BACKEND: &str = "origin";
 
 /// The origin could not give us a response we can forward.
 pub enum Failure {
-    Send(fastly::http::request::SendError),
+    Send(SendErrorCause),
     Body(std::io::Error),
     /// No response headers within this long.
     Timeout(Duration),
@@ -44,23 +45,19 @@ pub fn fetch(request: Request, first_byte: Duration) -> Result<Response, Failure
     }
 }
 
-/// How often a pending origin request is looked at: wall time, not CPU.
-const POLL_INTERVAL: Duration = Duration::from_millis(2);
-
 /// The origin's response headers, or a timeout once `first_byte` has passed without them.
+/// The wait is the host's (`fastly_async_io::select` on the pending request, with a
+/// timeout): no CPU is spent waiting, and the response is taken the moment it arrives.
 fn send(request: Request, first_byte: Duration) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let mut pending = request.send_async(BACKEND).map_err(Failure::Send)?;
-    loop {
-        pending = match pending.poll() {
-            PollResult::Done(result) => return result.map_err(Failure::Send),
-            PollResult::Pending(pending) => pending,
-        };
-        if started.elapsed() >= first_byte {
-            return Err(Failure::Timeout(first_byte));
-        }
-        std::thread::sleep(POLL_INTERVAL);
+    let (request, body) = request.into_handles();
+    let body = body.unwrap_or_else(BodyHandle::new);
+    let pending = request.send_async(body, BACKEND).map_err(Failure::Send)?;
+    // A refused wait falls through to the blocking wait, as before there was a deadline.
+    if let Ok(false) = wait::ready_within(pending.as_u32(), first_byte) {
+        return Err(Failure::Timeout(first_byte));
     }
+    let (response, body) = pending.wait().map_err(Failure::Send)?;
+    Ok(Response::from_handles(response, body))
 }
 
 fn whole_resource(request: &Request) -> Request {

@@ -218,14 +218,14 @@ pub const STALE_DIGESTS: [&str; 4] = ["content-md5", "digest", "repr-digest", "c
 /// 504 when the origin timed out, 502 for every other way it failed us.
 pub fn origin_failure(context: &RequestContext, failure: &Failure) -> Response {
     let (status, reason) = match failure {
-        Failure::Send(e) => {
-            let status = match e.root_cause() {
+        Failure::Send(cause) => {
+            let status = match cause {
                 SendErrorCause::DnsTimeout
                 | SendErrorCause::ConnectionTimeout
                 | SendErrorCause::HttpResponseTimeout => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             };
-            (status, format!("origin request failed: {}", e.root_cause()))
+            (status, format!("origin request failed: {cause}"))
         }
         Failure::Body(e) => (
             StatusCode::BAD_GATEWAY,
