@@ -35,7 +35,7 @@ pub struct Frame {
 /// Whether `bytes` is an animation with more than one frame.
 pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
     match format {
-        ImageFormat::Gif => gif_images(bytes, 2) > 1,
+        ImageFormat::Gif => gif_scan(bytes, 2).images > 1,
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.is_apng())
             .unwrap_or(false),
@@ -46,10 +46,20 @@ pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
     }
 }
 
-/// How many images (frames) a GIF holds, counting up to `enough`, read from its block
-/// structure without decoding a pixel: the header, the colour tables, and each block's
-/// length-prefixed sub-blocks. A damaged structure ends the count where it breaks.
-fn gif_images(bytes: &[u8], enough: usize) -> usize {
+/// What a GIF's block structure says of its images, read without decoding a pixel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GifImages {
+    /// How many images (frames), counted up to the `enough` asked for.
+    pub images: usize,
+    /// The largest width and the largest height any image's descriptor declares: a frame
+    /// may declare more than the canvas, and decoders allocate what it declares.
+    pub largest: (u32, u32),
+}
+
+/// Reads a GIF's block structure: the header, the colour tables, and each block's
+/// length-prefixed sub-blocks, up to `enough` images. A damaged structure ends the scan
+/// where it breaks.
+pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
     /// The size of a colour table announced by a packed field.
     fn table(packed: u8) -> usize {
         if packed & 0x80 == 0 {
@@ -69,20 +79,29 @@ fn gif_images(bytes: &[u8], enough: usize) -> usize {
             at += length;
         }
     }
+    let mut found = GifImages::default();
     // Header (6) and logical screen descriptor (7), whose packed field is byte 10.
     let Some(&packed) = bytes.get(10) else {
-        return 0;
+        return found;
     };
     let mut at = 13 + table(packed);
-    let mut images = 0;
-    while images < enough {
+    let le16 = |at: usize| -> u32 {
+        let low = bytes.get(at).copied().unwrap_or(0);
+        let high = bytes.get(at + 1).copied().unwrap_or(0);
+        u32::from(u16::from_le_bytes([low, high]))
+    };
+    while found.images < enough {
         match bytes.get(at) {
-            // Image descriptor: 9 bytes, a local colour table, the LZW code size, data.
+            // Image descriptor: position and size (4 × 2 bytes), a packed field, a local
+            // colour table, the LZW code size, data.
             Some(0x2C) => {
                 let Some(&local) = bytes.get(at + 9) else {
                     break;
                 };
-                images += 1;
+                found.images += 1;
+                // Each side's largest: a bound on every frame, conservative for the area.
+                let (width, height) = (le16(at + 5), le16(at + 7));
+                found.largest = (found.largest.0.max(width), found.largest.1.max(height));
                 match skip_sub_blocks(bytes, at + 10 + table(local) + 1) {
                     Some(next) => at = next,
                     None => break,
@@ -97,7 +116,21 @@ fn gif_images(bytes: &[u8], enough: usize) -> usize {
             _ => break,
         }
     }
-    images
+    found
+}
+
+/// Refuses a GIF with a frame larger than the limits allow, before any decoder allocates
+/// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451).
+pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
+    let (width, height) = gif_scan(bytes, usize::MAX).largest;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels
+        || width.max(height) > limits.max_dimension
+        || pixels * 4 > limits.max_canvas_bytes
+    {
+        return Err(DecodeError::TooLarge { width, height });
+    }
+    Ok(())
 }
 
 fn frames(bytes: &[u8], format: ImageFormat) -> Result<Frames<'_>, DecodeError> {
@@ -130,6 +163,9 @@ fn checked_size(
     limits: DecodeLimits,
 ) -> Result<u64, DecodeError> {
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+    if format == ImageFormat::Gif {
+        check_gif_frames(bytes, limits)?;
+    }
     let (width, height) = match format {
         ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
             .map_err(corrupt)?
@@ -324,19 +360,34 @@ mod tests {
             let bytes = gif(&frames);
             let decoded = super::frames(&bytes, ImageFormat::Gif).unwrap().count();
             assert_eq!(decoded, count);
-            assert_eq!(gif_images(&bytes, 10), count, "{count} frames");
-            assert_eq!(gif_images(&bytes, 2), count.min(2));
+            assert_eq!(gif_scan(&bytes, 10).images, count, "{count} frames");
+            assert_eq!(gif_scan(&bytes, 2).images, count.min(2));
             // Damage anywhere never panics, and never counts more than there are.
             for cut in 0..bytes.len() {
-                assert!(gif_images(&bytes[..cut], 10) <= count);
+                assert!(gif_scan(&bytes[..cut], 10).images <= count);
             }
             let mut flipped = bytes.clone();
             for i in 0..flipped.len() {
                 flipped[i] ^= 0xA5;
-                assert!(gif_images(&flipped, 10) <= 1 + flipped.len() / 10);
+                assert!(gif_scan(&flipped, 10).images <= 1 + flipped.len() / 10);
                 flipped[i] ^= 0xA5;
             }
         }
-        assert_eq!(gif_images(b"GIF89a", 2), 0);
+        assert_eq!(gif_scan(b"GIF89a", 2).images, 0);
+    }
+
+    #[test]
+    fn a_gif_frame_declared_larger_than_the_limits_is_refused_before_decoding() {
+        // Found by fuzzing: a 16×12 canvas whose first frame declares 62451×62451 made
+        // the decoder ask for 15.6 GB.
+        let mut bytes = gif(&[(flat(10), 80), (flat(200), 80)]);
+        let descriptor = bytes.iter().position(|&b| b == 0x2C).unwrap();
+        bytes[descriptor + 5..descriptor + 9].copy_from_slice(&[0xf3, 0xf3, 0xf3, 0xf3]);
+        assert_eq!(gif_scan(&bytes, usize::MAX).largest, (62451, 62451));
+        assert!(matches!(
+            judged_frames(&bytes, ImageFormat::Gif, LIMITS, 4),
+            Err(DecodeError::TooLarge { width: 62451, .. })
+        ));
+        assert!(check_gif_frames(&gif(&[(flat(1), 80)]), LIMITS).is_ok());
     }
 }

@@ -20,6 +20,10 @@ pub(super) fn checked_decoder(
             "JPEG is truncated (no end-of-image marker after its scan)".into(),
         ));
     }
+    if format == ImageFormat::Gif {
+        // A frame may declare more than the canvas, and the decoder allocates it.
+        crate::media::frames::check_gif_frames(bytes, limits)?;
+    }
     let decoder = ImageReader::with_format(Cursor::new(bytes), format.codec())
         .into_decoder()
         .map_err(|e| unreadable(e, 0, 0))?;
