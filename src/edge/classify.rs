@@ -97,15 +97,16 @@ pub fn serve(context: &RequestContext, mut request: Request) -> Response {
         }
         Inspection::Svg { bytes, .. } => model::judge(&bytes, Subject::Svg, policy, &context.host),
     };
+    let facts = report.image_facts(None);
     decisions::log(
         context,
         Origin::Classify,
         &loaded,
         &moderation,
-        report.image_facts(None),
+        facts.clone(),
     );
     let request = RequestFacts::new(
-        std::env::var("FASTLY_TRACE_ID").unwrap_or_default(),
+        decisions::request_id(),
         Method::POST.as_str(),
         &context.host,
         &target.path,
@@ -118,7 +119,7 @@ pub fn serve(context: &RequestContext, mut request: Request) -> Response {
         loaded.route.as_deref(),
         policy,
         &moderation,
-        report.image_facts(None),
+        facts,
     );
     Response::from_status(StatusCode::OK)
         .with_header(header::CACHE_CONTROL, "no-store")

@@ -44,6 +44,6 @@ pub fn log(
 
 /// Fastly's id for this request: each request runs in its own instance, whose trace id
 /// `FASTLY_TRACE_ID` is.
-fn request_id() -> String {
+pub fn request_id() -> String {
     std::env::var("FASTLY_TRACE_ID").unwrap_or_default()
 }
