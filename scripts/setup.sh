@@ -43,7 +43,8 @@ if [ ! -f tests/browser/node_modules/playwright-core/package.json ] || ! cmp -s 
   npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
   cp tests/browser/package-lock.json tests/browser/node_modules/.package-lock.stamp
 fi
-# Meta's reference PDQ (C++, wrapped for Python) for tests/pdq_reference.rs.
-if ! python3 -c 'import pdqhash, numpy' 2>/dev/null; then
+# The test references: Meta's PDQ (C++, wrapped for Python) for tests/pdq_reference.rs and
+# libjpeg-turbo (in Pillow's wheels) for tests/jpeg_reference.rs.
+if ! python3 -c 'import pdqhash, numpy, PIL' 2>/dev/null; then
   python3 -m pip install -q -r tests/pdq_reference_requirements.txt
 fi

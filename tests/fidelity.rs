@@ -55,10 +55,11 @@ fn matches_upstream_nsfwjs_on_the_fidelity_set() {
     );
 }
 
-/// The reduced JPEG decode (DCT scaling, `media::decode::decode_reduced`) must judge photos
-/// close to the full decode. Each fidelity image is enlarged 4× to photo size and saved as a
+/// The DCT-scaled JPEG decode (jpeg-decoder), still used for the JPEGs the sampled decoder
+/// leaves to others (progressive ones above all), must judge photos close to the full
+/// decode. Each fidelity image is enlarged 4× to photo size and saved as a progressive
 /// JPEG; its scores from the reduced decode are compared with those from the full decode
-/// followed by nsfwjs's own resize.
+/// followed by nsfwjs's own resize. (Baseline JPEGs are exact: `tests/jpeg_reference.rs`.)
 #[test]
 fn reduced_jpeg_decode_keeps_the_scores_of_the_full_decode() {
     use edge_moderation::classifier::preprocess;
@@ -85,18 +86,28 @@ fn reduced_jpeg_decode_keeps_the_scores_of_the_full_decode() {
     for path in files {
         let image = image::open(&path).unwrap();
         let photo = image.resize_exact(image.width() * 4, image.height() * 4, FilterType::Triangle);
-        let mut jpeg = std::io::Cursor::new(Vec::new());
-        photo
-            .to_rgb8()
-            .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        let rgb = photo.to_rgb8();
+        let mut jpeg = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 75);
+        encoder.set_progressive(true);
+        encoder
+            .encode(
+                rgb.as_raw(),
+                rgb.width() as u16,
+                rgb.height() as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
             .unwrap();
-        let jpeg = jpeg.into_inner();
 
         let full = decode(&jpeg, ImageFormat::Jpeg, limits).unwrap();
         let reduced = decode_reduced(&jpeg, ImageFormat::Jpeg, limits).unwrap();
         assert_eq!(
             (reduced.width, reduced.height),
             (full.width(), full.height())
+        );
+        assert!(
+            reduced.gathered.is_none(),
+            "progressive JPEGs are not sampled"
         );
         if reduced.image.width() < full.width() {
             reduced_count += 1;

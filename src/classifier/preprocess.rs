@@ -78,6 +78,67 @@ pub fn preprocess(image: &DynamicImage) -> Tensor {
 /// does, at each sampled pixel: compositing and bilinear interpolation are both linear,
 /// so this equals resizing the composited image). `None` drops alpha, as nsfwjs does.
 pub fn preprocess_over(image: &DynamicImage, backdrop: Option<Backdrop>) -> Tensor {
+    let rows = axis_samples(image.height() as usize, INPUT_SIDE);
+    let cols = axis_samples(image.width() as usize, INPUT_SIDE);
+    resample(image, &rows, &cols, backdrop)
+}
+
+/// The rows (or columns) of an axis of `input` pixels that nsfwjs's resize reads: sorted,
+/// distinct, at most 2 × 224. A decoder that produces only these ([`Gathered`]) gives the
+/// model exactly what a full decode would.
+pub fn read_positions(input: usize) -> Vec<u32> {
+    let mut positions: Vec<u32> = axis_samples(input.max(1), INPUT_SIDE)
+        .iter()
+        .flat_map(|s| [s.low as u32, s.high as u32])
+        .collect();
+    positions.sort_unstable();
+    positions.dedup();
+    positions
+}
+
+/// The pixels nsfwjs's resize reads from an image of `width` × `height`, gathered:
+/// `image` holds the image's rows `rows` and columns `columns` ([`read_positions`] of
+/// each axis), in order, and nothing else.
+pub struct Gathered {
+    pub image: DynamicImage,
+    pub width: u32,
+    pub height: u32,
+    pub rows: Vec<u32>,
+    pub columns: Vec<u32>,
+}
+
+/// [`preprocess`] of the whole image, computed from the pixels gathered from it: the
+/// same samples, the same arithmetic, so the same tensor.
+pub fn preprocess_gathered(gathered: &Gathered) -> Tensor {
+    let local = |samples: Vec<Sample>, positions: &[u32]| -> Vec<Sample> {
+        let at = |p: usize| positions.partition_point(|&q| (q as usize) < p);
+        samples
+            .into_iter()
+            .map(|s| Sample {
+                low: at(s.low),
+                high: at(s.high),
+                fraction: s.fraction,
+            })
+            .collect()
+    };
+    let rows = local(
+        axis_samples(gathered.height as usize, INPUT_SIDE),
+        &gathered.rows,
+    );
+    let cols = local(
+        axis_samples(gathered.width as usize, INPUT_SIDE),
+        &gathered.columns,
+    );
+    resample(&gathered.image, &rows, &cols, None)
+}
+
+/// The bilinear resize at the given samples, over `backdrop` where the image has alpha.
+fn resample(
+    image: &DynamicImage,
+    rows: &[Sample],
+    cols: &[Sample],
+    backdrop: Option<Backdrop>,
+) -> Tensor {
     let (pixels, channels) = interleaved(image);
     let composite = backdrop.filter(|_| channels == 2 || channels == 4);
     let background = composite.map_or(0.0, Backdrop::value);
@@ -86,13 +147,11 @@ pub fn preprocess_over(image: &DynamicImage, backdrop: Option<Backdrop>) -> Tens
     let offsets: [usize; 3] = if channels >= 3 { [0, 1, 2] } else { [0; 3] };
     // The exact `value / 255.0` of every byte, computed once instead of four times per sample.
     let normalised: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
-    let rows = axis_samples(image.height() as usize, INPUT_SIDE);
-    let cols = axis_samples(image.width() as usize, INPUT_SIDE);
     let mut data = Vec::with_capacity(TENSOR_SIDE * TENSOR_SIDE * 3);
-    for row in &rows {
+    for row in rows {
         let top = &pixels[row.low * stride..][..stride];
         let bottom = &pixels[row.high * stride..][..stride];
-        for col in &cols {
+        for col in cols {
             let (left, right) = (col.low * channels, col.high * channels);
             for offset in offsets {
                 let at = |line: &[u8], x: usize| {
@@ -160,6 +219,30 @@ fn interleaved(image: &DynamicImage) -> (Cow<'_, [u8]>, usize) {
 mod tests {
     use super::*;
     use image::{Rgb, RgbImage};
+
+    #[test]
+    fn gathered_pixels_give_the_same_tensor_as_the_whole_image() {
+        for (width, height) in [(1000, 700), (224, 224), (100, 3), (1, 500)] {
+            let image = RgbImage::from_fn(width, height, |x, y| {
+                Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (y * 3) as u8])
+            });
+            let rows = read_positions(height as usize);
+            let columns = read_positions(width as usize);
+            assert!(rows.windows(2).all(|w| w[0] < w[1]));
+            let gathered = RgbImage::from_fn(columns.len() as u32, rows.len() as u32, |x, y| {
+                *image.get_pixel(columns[x as usize], rows[y as usize])
+            });
+            let gathered = Gathered {
+                image: DynamicImage::ImageRgb8(gathered),
+                width,
+                height,
+                rows,
+                columns,
+            };
+            let whole = preprocess(&DynamicImage::ImageRgb8(image));
+            assert_eq!(preprocess_gathered(&gathered), whole, "{width}x{height}");
+        }
+    }
 
     #[test]
     fn model_sized_input_is_only_normalised() {

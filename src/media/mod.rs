@@ -8,6 +8,7 @@ pub mod decode;
 pub mod encode;
 pub mod format;
 pub mod frames;
+pub mod jpeg;
 pub mod obscure;
 pub mod pdq;
 pub mod svg;

@@ -11,6 +11,7 @@ pub mod record;
 
 pub use outcome::{Judged, Moderation, Outcome, Reason, Timings};
 
+use crate::classifier::preprocess::preprocess_gathered;
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
 use crate::media::decode::decode_reduced;
 use crate::media::encode::encode;
@@ -177,8 +178,14 @@ pub fn moderate(
     // The worst verdict over the frames and backdrops decides (the first of equals).
     let mut judged: Option<(Decision, Scores, View, usize)> = None;
     for (view_index, (frame, image)) in views.into_iter().enumerate() {
+        // A still JPEG's model input is gathered from the full-size image (it has no
+        // alpha, so no backdrops); other views are resized from their pixels.
+        let gathered = still.as_ref().and_then(|d| d.gathered.as_ref());
         for &backdrop in backdrops(image) {
-            let input = preprocess_over(image, backdrop);
+            let input = match gathered {
+                Some(gathered) if frame.is_none() => preprocess_gathered(gathered),
+                _ => preprocess_over(image, backdrop),
+            };
             let scores = match inference.infer(input) {
                 Ok(scores) => scores,
                 Err(InferenceError::Model(e)) => {

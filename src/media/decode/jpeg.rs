@@ -3,6 +3,9 @@
 //! check that a file is complete.
 
 use super::{DecodeError, DecodeLimits};
+use crate::classifier::preprocess::{read_positions, Gathered};
+use crate::media::jpeg::{decode_sampled, Plan};
+use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::io::Cursor;
 
@@ -22,6 +25,90 @@ fn reduced_eighths(width: u32, height: u32) -> u32 {
         .into_iter()
         .find(|&eighths| keeps(width, eighths) && keeps(height, eighths))
         .unwrap_or(8)
+}
+
+/// The pixels nsfwjs's resize reads from a JPEG as shown (`orientation` applied),
+/// exactly as libjpeg-turbo decodes them ([`crate::media::jpeg`]), and, for an image
+/// large enough to reduce, the reduced image for PDQ and rewrites from the same pass
+/// (`None` for smaller ones: their full decode is cheap). Err(()) when this decoder does
+/// not read the file (progressive, CMYK, …, or structure it finds damaged): the other
+/// decoders then decide.
+pub(super) fn decode_gathered(
+    bytes: &[u8],
+    orientation: Orientation,
+) -> Result<(Gathered, Option<DynamicImage>), ()> {
+    let mut shown = (0, 0);
+    let mut positions = (Vec::new(), Vec::new());
+    let mut eighths = 8;
+    let sampled = decode_sampled(bytes, |width, height| {
+        eighths = reduced_eighths(width, height);
+        let (w, h) = (width as usize, height as usize);
+        let turned = turns(orientation);
+        shown = if turned {
+            (height, width)
+        } else {
+            (width, height)
+        };
+        let (rows, columns) = (
+            read_positions(shown.1 as usize),
+            read_positions(shown.0 as usize),
+        );
+        let mirror = |at: &[u32], size: usize| -> Vec<u32> {
+            at.iter().rev().map(|&p| (size - 1) as u32 - p).collect()
+        };
+        // Where the shown rows and columns are in the image as stored (image-rs's
+        // `apply_orientation`: e.g. Rotate90 shows stored column y' as row y').
+        use Orientation::*;
+        let (stored_rows, stored_columns) = match orientation {
+            NoTransforms => (rows.clone(), columns.clone()),
+            FlipHorizontal => (rows.clone(), mirror(&columns, w)),
+            Rotate180 => (mirror(&rows, h), mirror(&columns, w)),
+            FlipVertical => (mirror(&rows, h), columns.clone()),
+            Rotate90 => (mirror(&columns, h), rows.clone()),
+            Rotate270 => (columns.clone(), mirror(&rows, w)),
+            Rotate90FlipH => (columns.clone(), rows.clone()),
+            Rotate270FlipH => (mirror(&columns, h), mirror(&rows, w)),
+        };
+        positions = (rows, columns);
+        Plan {
+            rows: stored_rows,
+            columns: stored_columns,
+            // A small image is decoded in full for its reduced image: no preview to build.
+            preview_per_block: if eighths == 8 { 1 } else { eighths },
+        }
+    })
+    .map_err(|_| ())?;
+    // The gathered pixels, turned as shown: their rows and columns then follow the shown
+    // positions in ascending order.
+    let mut pixels = sampled.pixels;
+    pixels.apply_orientation(orientation);
+    let preview = (eighths < 8).then(|| {
+        let mut preview = sampled.preview;
+        preview.apply_orientation(orientation);
+        preview
+    });
+    let (rows, columns) = positions;
+    Ok((
+        Gathered {
+            image: pixels,
+            width: shown.0,
+            height: shown.1,
+            rows,
+            columns,
+        },
+        preview,
+    ))
+}
+
+/// Whether an orientation swaps width and height.
+pub(super) fn turns(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
 }
 
 /// The reduced decode of a JPEG the full decoder already accepted the header of (8-bit

@@ -14,6 +14,7 @@ mod codec;
 mod jpeg;
 
 use super::format::ImageFormat;
+use crate::classifier::preprocess::Gathered;
 use image::metadata::Orientation;
 use image::{ColorType, DynamicImage};
 
@@ -62,11 +63,13 @@ impl std::fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 /// An image decoded for moderation: `image` may be a reduced copy of an image whose real
-/// size is `width` × `height`.
+/// size is `width` × `height`; `gathered`, when present, holds the exact pixels the
+/// model's resize reads from the full-size image (JPEG), and the model reads those.
 pub struct Decoded {
     pub image: DynamicImage,
     pub width: u32,
     pub height: u32,
+    pub gathered: Option<Gathered>,
 }
 
 /// Decodes at full size.
@@ -96,27 +99,31 @@ pub fn decode_reduced(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
-    let reduced = if format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg {
-        jpeg::decode_reduced(bytes, width, height, limits)?
-    } else {
-        None
+    let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
+    // A JPEG's model input comes from the sampled decoder where it reads the file; a
+    // large one's reduced image from the same pass.
+    let (gathered, mut image) = match jpeg.then(|| jpeg::decode_gathered(bytes, orientation)) {
+        Some(Ok((gathered, preview))) => (Some(gathered), preview),
+        _ => (None, None),
     };
-    let mut image = match reduced {
-        Some(image) => image,
-        None => {
-            codec::within_canvas_budget(decoder.as_ref(), limits)?;
-            codec::decode_full(decoder, limits)?
-        }
-    };
-    image.apply_orientation(orientation);
-    let turned = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (width, height) = if turned {
+    if image.is_none() {
+        let reduced = if jpeg && gathered.is_none() {
+            jpeg::decode_reduced(bytes, width, height, limits)?
+        } else {
+            None
+        };
+        let mut decoded = match reduced {
+            Some(image) => image,
+            None => {
+                codec::within_canvas_budget(decoder.as_ref(), limits)?;
+                codec::decode_full(decoder, limits)?
+            }
+        };
+        decoded.apply_orientation(orientation);
+        image = Some(decoded);
+    }
+    let image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
+    let (width, height) = if jpeg::turns(orientation) {
         (height, width)
     } else {
         (width, height)
@@ -125,6 +132,7 @@ pub fn decode_reduced(
         image,
         width,
         height,
+        gathered,
     })
 }
 

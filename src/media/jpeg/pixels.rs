@@ -1,0 +1,326 @@
+//! From dequantised coefficients to the pixels libjpeg-turbo produces, one sample at a
+//! time: its accurate integer IDCT (`jidctint.c`), its "fancy" chroma upsampling
+//! (`jdsample.c`) and its YCbCr to RGB conversion (`jdcolor.c`), bit for bit.
+//!
+//! libjpeg-turbo's IDCT is two passes of one integer butterfly with a rounding shift
+//! after each. A butterfly of integer multiplies and adds is linear, so each pass is an
+//! integer 8×8 matrix ([`Idct`], derived from the butterfly itself) followed by the
+//! same rounding: one sample of a block then costs one row of the first pass and one
+//! dot product, instead of the whole block.
+
+/// libjpeg's fixed-point constants (CONST_BITS = 13).
+const FIX_0_298631336: i64 = 2446;
+const FIX_0_390180644: i64 = 3196;
+const FIX_0_541196100: i64 = 4433;
+const FIX_0_765366865: i64 = 6270;
+const FIX_0_899976223: i64 = 7373;
+const FIX_1_175875602: i64 = 9633;
+const FIX_1_501321110: i64 = 12299;
+const FIX_1_847759065: i64 = 15137;
+const FIX_1_961570560: i64 = 16069;
+const FIX_2_053119869: i64 = 16819;
+const FIX_2_562915447: i64 = 20995;
+const FIX_3_072711026: i64 = 25172;
+const CONST_BITS: u32 = 13;
+const PASS1_BITS: u32 = 2;
+
+/// One pass of `jpeg_idct_islow` over eight inputs, before its final rounding shift.
+fn butterfly(input: [i64; 8]) -> [i64; 8] {
+    // Even part.
+    let (z2, z3) = (input[2], input[6]);
+    let z1 = (z2 + z3) * FIX_0_541196100;
+    let tmp2 = z1 - z3 * FIX_1_847759065;
+    let tmp3 = z1 + z2 * FIX_0_765366865;
+    let (z2, z3) = (input[0], input[4]);
+    let tmp0 = (z2 + z3) << CONST_BITS;
+    let tmp1 = (z2 - z3) << CONST_BITS;
+    let (tmp10, tmp13) = (tmp0 + tmp3, tmp0 - tmp3);
+    let (tmp11, tmp12) = (tmp1 + tmp2, tmp1 - tmp2);
+    // Odd part.
+    let (mut t0, mut t1, mut t2, mut t3) = (input[7], input[5], input[3], input[1]);
+    let (z1, z2, z3, z4) = (t0 + t3, t1 + t2, t0 + t2, t1 + t3);
+    let z5 = (z3 + z4) * FIX_1_175875602;
+    t0 *= FIX_0_298631336;
+    t1 *= FIX_2_053119869;
+    t2 *= FIX_3_072711026;
+    t3 *= FIX_1_501321110;
+    let z1 = -z1 * FIX_0_899976223;
+    let z2 = -z2 * FIX_2_562915447;
+    let z3 = -z3 * FIX_1_961570560 + z5;
+    let z4 = -z4 * FIX_0_390180644 + z5;
+    t0 += z1 + z3;
+    t1 += z2 + z4;
+    t2 += z2 + z3;
+    t3 += z1 + z4;
+    [
+        tmp10 + t3,
+        tmp11 + t2,
+        tmp12 + t1,
+        tmp13 + t0,
+        tmp13 - t0,
+        tmp12 - t1,
+        tmp11 - t2,
+        tmp10 - t3,
+    ]
+}
+
+/// The butterfly as a matrix: `weights[output][input]`.
+pub(super) struct Idct {
+    weights: [[i32; 8]; 8],
+}
+
+impl Idct {
+    pub(super) fn new() -> Idct {
+        let mut weights = [[0i32; 8]; 8];
+        for input in 0..8 {
+            let mut unit = [0i64; 8];
+            unit[input] = 1;
+            for (output, value) in butterfly(unit).into_iter().enumerate() {
+                weights[output][input] = value as i32;
+            }
+        }
+        Idct { weights }
+    }
+
+    /// Row `row` of the first (column) pass: `workspace[column]` for each column, from
+    /// the block's nonzero dequantised coefficients (`(natural index, value)`).
+    #[inline]
+    pub(super) fn first_pass_row(&self, row: usize, nonzero: &[(u8, i32)]) -> [i32; 8] {
+        let weights = &self.weights[row];
+        let mut sums = [0i32; 8];
+        for &(index, value) in nonzero {
+            let (r, c) = (usize::from(index >> 3), usize::from(index & 7));
+            sums[c] = sums[c].wrapping_add(weights[r].wrapping_mul(value));
+        }
+        let round = 1 << (CONST_BITS - PASS1_BITS - 1);
+        sums.map(|s| s.wrapping_add(round) >> (CONST_BITS - PASS1_BITS))
+    }
+
+    /// Sample `column` of a row of the second pass, clamped to 0..=255.
+    #[inline]
+    pub(super) fn sample(&self, column: usize, workspace: &[i32; 8]) -> u8 {
+        let weights = &self.weights[column];
+        let mut sum = 0i32;
+        for (w, v) in weights.iter().zip(workspace) {
+            sum = sum.wrapping_add(w.wrapping_mul(*v));
+        }
+        let shift = CONST_BITS + PASS1_BITS + 3;
+        let value = (sum.wrapping_add(1 << (shift - 1)) >> shift) + 128;
+        value.clamp(0, 255) as u8
+    }
+}
+
+/// The box average, over each `8 / per_block`-pixel group of a block, of the cosine each
+/// coefficient contributes (with JPEG's IDCT scale): a reduced image straight from the
+/// coefficients, for the preview.
+pub(super) struct BoxBasis {
+    pub(super) per_block: usize,
+    /// `weights[frequency][output]`.
+    weights: [[f32; 8]; 8],
+}
+
+impl BoxBasis {
+    pub(super) fn new(per_block: usize) -> BoxBasis {
+        let group = 8 / per_block;
+        let mut weights = [[0f32; 8]; 8];
+        for (frequency, row) in weights.iter_mut().enumerate() {
+            let scale = if frequency == 0 {
+                std::f64::consts::FRAC_1_SQRT_2
+            } else {
+                1.0
+            } / 2.0;
+            for (output, weight) in row.iter_mut().enumerate().take(per_block) {
+                let mean = (output * group..(output + 1) * group)
+                    .map(|x| {
+                        ((2 * x + 1) as f64 * frequency as f64 * std::f64::consts::PI / 16.0).cos()
+                    })
+                    .sum::<f64>()
+                    / group as f64;
+                *weight = (scale * mean) as f32;
+            }
+        }
+        BoxBasis { per_block, weights }
+    }
+
+    /// The block's reduced samples, `per_block` × `per_block`, row by row, into `out`.
+    pub(super) fn block(&self, nonzero: &[(u8, i32)], out: &mut [f32]) {
+        let n = self.per_block;
+        out[..n * n].fill(128.0);
+        for &(index, value) in nonzero {
+            let (v, u) = (usize::from(index >> 3), usize::from(index & 7));
+            let value = value as f32;
+            for y in 0..n {
+                let row = self.weights[v][y] * value;
+                for x in 0..n {
+                    out[y * n + x] += row * self.weights[u][x];
+                }
+            }
+        }
+    }
+}
+
+/// How a component's samples map onto the image's pixels: its subsampling factors
+/// (1×1, 2×1 or 2×2) and its size in samples.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Upsampling {
+    pub(super) horizontal: u32,
+    pub(super) vertical: u32,
+    pub(super) width: u32,
+    pub(super) height: u32,
+}
+
+impl Upsampling {
+    /// The component rows (or columns) that pixel row (column) `at` reads, on an axis
+    /// subsampled by `factor` with `size` samples: the nearest one, then the other
+    /// neighbour of the triangle filter, each within the component (libjpeg-turbo
+    /// repeats the edge samples).
+    pub(super) fn taps(at: u32, factor: u32, size: u32) -> [u32; 2] {
+        if factor == 1 {
+            return [at, at];
+        }
+        let nearest = (at / 2).min(size - 1);
+        let other = if at % 2 == 0 {
+            nearest.saturating_sub(1)
+        } else {
+            (nearest + 1).min(size - 1)
+        };
+        [nearest, other]
+    }
+
+    /// The pixel at (`y`, `x`) of this component, upsampled as libjpeg-turbo does it,
+    /// from `sample(row, column)` of the component.
+    pub(super) fn pixel(&self, y: u32, x: u32, sample: impl Fn(u32, u32) -> u8) -> u8 {
+        let s = |r: u32, c: u32| i32::from(sample(r, c));
+        let [row, other_row] = Self::taps(y, self.vertical, self.height);
+        let [col, other_col] = Self::taps(x, self.horizontal, self.width);
+        let even_x = x % 2 == 0;
+        let value = match (self.horizontal, self.vertical) {
+            (1, 1) => s(row, col),
+            // h2v1_fancy_upsample: 3/4 nearer + 1/4 further, the edges copied.
+            (2, 1) => {
+                if col == other_col {
+                    s(row, col)
+                } else if even_x {
+                    (3 * s(row, col) + s(row, other_col) + 1) >> 2
+                } else {
+                    (3 * s(row, col) + s(row, other_col) + 2) >> 2
+                }
+            }
+            // h2v2_fancy_upsample: the vertical sums, then 3/4 and 1/4 of them.
+            _ => {
+                let sum = |c: u32| 3 * s(row, c) + s(other_row, c);
+                let bias = if even_x { 8 } else { 7 };
+                if col == other_col {
+                    (sum(col) * 4 + bias) >> 4
+                } else {
+                    (sum(col) * 3 + sum(other_col) + bias) >> 4
+                }
+            }
+        };
+        value.clamp(0, 255) as u8
+    }
+}
+
+/// libjpeg's YCbCr to RGB tables (`jdcolor.c`, SCALEBITS = 16).
+pub(super) struct YccToRgb {
+    cr_r: [i32; 256],
+    cb_b: [i32; 256],
+    cr_g: [i32; 256],
+    cb_g: [i32; 256],
+}
+
+impl YccToRgb {
+    pub(super) fn new() -> YccToRgb {
+        const SCALEBITS: u32 = 16;
+        const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
+        let fix = |x: f64| (x * f64::from(1u32 << SCALEBITS) + 0.5) as i64;
+        let table = |f: &dyn Fn(i64) -> i64| -> [i32; 256] {
+            std::array::from_fn(|i| f(i as i64 - 128) as i32)
+        };
+        YccToRgb {
+            cr_r: table(&|x| (fix(1.40200) * x + ONE_HALF) >> SCALEBITS),
+            cb_b: table(&|x| (fix(1.77200) * x + ONE_HALF) >> SCALEBITS),
+            cr_g: table(&|x| -fix(0.71414) * x),
+            cb_g: table(&|x| -fix(0.34414) * x + ONE_HALF),
+        }
+    }
+
+    #[inline]
+    pub(super) fn rgb(&self, y: u8, cb: u8, cr: u8) -> [u8; 3] {
+        let (y, cb, cr) = (i32::from(y), usize::from(cb), usize::from(cr));
+        let clamp = |v: i32| v.clamp(0, 255) as u8;
+        [
+            clamp(y + self.cr_r[cr]),
+            clamp(y + ((self.cb_g[cb] + self.cr_g[cr]) >> 16)),
+            clamp(y + self.cb_b[cb]),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libjpeg-turbo's two passes, whole block, written out as in `jidctint.c`.
+    fn reference_idct(coefficients: &[i32; 64]) -> [u8; 64] {
+        let mut workspace = [0i64; 64];
+        for column in 0..8 {
+            let input = std::array::from_fn(|row| i64::from(coefficients[row * 8 + column]));
+            for (row, value) in butterfly(input).into_iter().enumerate() {
+                workspace[row * 8 + column] = (value + (1 << 10)) >> 11;
+            }
+        }
+        let mut out = [0u8; 64];
+        for row in 0..8 {
+            let input = std::array::from_fn(|column| workspace[row * 8 + column]);
+            for (column, value) in butterfly(input).into_iter().enumerate() {
+                out[row * 8 + column] = (((value + (1 << 17)) >> 18) + 128).clamp(0, 255) as u8;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_sample_at_a_time_equals_the_whole_block() {
+        let idct = Idct::new();
+        let mut seed = 12345u32;
+        for _ in 0..500 {
+            let mut coefficients = [0i32; 64];
+            let mut nonzero = Vec::new();
+            for (index, c) in coefficients.iter_mut().enumerate() {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                if seed >> 28 < 5 {
+                    *c = (seed >> 8) as i32 % 600 - 300;
+                    nonzero.push((index as u8, *c));
+                }
+            }
+            let whole = reference_idct(&coefficients);
+            for row in 0..8 {
+                let workspace = idct.first_pass_row(row, &nonzero);
+                for column in 0..8 {
+                    assert_eq!(idct.sample(column, &workspace), whole[row * 8 + column]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flat_block_has_its_dc_level() {
+        let idct = Idct::new();
+        // DC 80 (dequantised) is a level of 80 / 8 = 10 above 128.
+        let workspace = idct.first_pass_row(3, &[(0, 80)]);
+        assert_eq!(idct.sample(5, &workspace), 138);
+        let basis = BoxBasis::new(2);
+        let mut out = [0f32; 4];
+        basis.block(&[(0, 80)], &mut out);
+        assert!(out.iter().all(|&v| (v - 138.0).abs() < 1e-4), "{out:?}");
+    }
+
+    #[test]
+    fn colour_conversion_matches_libjpeg() {
+        let ycc = YccToRgb::new();
+        assert_eq!(ycc.rgb(128, 128, 128), [128, 128, 128]);
+        // Pure red as libjpeg-turbo decodes (76, 85, 255).
+        assert_eq!(ycc.rgb(76, 85, 255), [254, 0, 0]);
+    }
+}
