@@ -7,6 +7,7 @@
 //! peak heap over the stages, and the peak heap of one whole `moderate` call (the request).
 //! `-- RUNS DIR` instead writes the inputs to DIR (for other tools).
 
+use edge_moderation::classifier::preprocess::preprocess_gathered;
 use edge_moderation::classifier::{preprocess, Classifier};
 use edge_moderation::media::decode::{decode, decode_reduced, DecodeLimits};
 use edge_moderation::media::encode::encode as encode_as;
@@ -135,6 +136,21 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         .collect()
 }
 
+/// jpeg-decoder's decode at the smallest of 1/2, 1/4, 1/8 that keeps ≥ 384 px per side.
+fn dct_scaled_decode(bytes: &[u8]) -> usize {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().unwrap();
+    let info = decoder.info().unwrap();
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    let divisor = [8, 4, 2, 1]
+        .into_iter()
+        .find(|&d| w.div_ceil(d) >= w.min(384) && h.div_ceil(d) >= h.min(384))
+        .unwrap_or(1);
+    let scaled = |side: u32| side.div_ceil(divisor) as u16;
+    decoder.scale(scaled(w), scaled(h)).unwrap();
+    decoder.decode().unwrap().len()
+}
+
 fn summary(mut ms: Vec<f64>) -> serde_json::Value {
     ms.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
@@ -174,6 +190,15 @@ fn main() {
         let decode_full: Vec<f64> = (0..runs)
             .map(|_| time(|| decode(&bytes, format, unbudgeted).unwrap()).1)
             .collect();
+        // JPEGs: the DCT-scaled decode (jpeg-decoder) that the sampled decoder replaced for
+        // baseline JPEGs, at the scale it used (≥ 384 px per side), for comparison.
+        let dct_scaled: Vec<f64> = if format == ImageFormat::Jpeg {
+            (0..runs)
+                .map(|_| time(|| dct_scaled_decode(&bytes)).1)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let baseline = LIVE.load(Relaxed);
         PEAK.store(baseline, Relaxed);
         let mut stages: [Vec<f64>; 6] = Default::default();
@@ -182,7 +207,11 @@ fn main() {
             let (decoded, decode_ms) = time(|| {
                 decode_reduced(&bytes, format, budget::decode_limits(&policy.limits)).unwrap()
             });
-            let (input, preprocess_ms) = time(|| preprocess(&decoded.image));
+            // As the service does: a JPEG's gathered pixels, other images resized whole.
+            let (input, preprocess_ms) = time(|| match &decoded.gathered {
+                Some(gathered) => preprocess_gathered(gathered),
+                None => preprocess(&decoded.image),
+            });
             let (scores, inference) = time(|| classifier.classify(input).unwrap());
             let (_, decide) = time(|| policy.decide(&scores));
             let size = (decoded.width, decoded.height);
@@ -219,6 +248,9 @@ fn main() {
             entry.insert(stage.to_string(), summary(ms));
         }
         entry.insert("decode_full".into(), summary(decode_full));
+        if !dct_scaled.is_empty() {
+            entry.insert("decode_dct_scaled".into(), summary(dct_scaled));
+        }
         // What one request holds at its peak above the loaded model: the service's own path,
         // default policy (a large image that would need rewriting is blocked, not rewritten).
         let baseline = LIVE.load(Relaxed);

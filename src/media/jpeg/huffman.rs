@@ -6,18 +6,23 @@
 //! does (the caller has already checked that the file is complete).
 
 /// Codes up to this many bits are decoded with one table lookup.
-const LOOKUP_BITS: u32 = 9;
+const LOOKUP_BITS: u32 = 11;
+const LOOKUP_MASK: usize = (1 << LOOKUP_BITS) - 1;
 
 /// One Huffman table (DHT), for DC or AC coefficients.
 #[derive(Clone)]
 pub(super) struct Table {
     /// Indexed by the next LOOKUP_BITS bits: `length << 8 | symbol`, 0 for longer codes.
-    lookup: Vec<u16>,
+    lookup: Box<[u16; 1 << LOOKUP_BITS]>,
     /// Largest code of each length (-1 when there is none), for codes the lookup misses.
     max_code: [i32; 18],
     /// Index into `values` of a length's first code, minus that code.
     offset: [i32; 17],
     values: Vec<u8>,
+    /// For AC coefficients, indexed like `lookup`: a code and its extra bits that fit in
+    /// LOOKUP_BITS together, decoded at once: `value << 8 | run << 4 | bits used`; 0 when
+    /// they do not fit (or the symbol is an end of block or a run of zeros).
+    coefficient: Box<[i32; 1 << LOOKUP_BITS]>,
 }
 
 impl Table {
@@ -27,7 +32,7 @@ impl Table {
         if total > 256 || total != values.len() {
             return Err("Huffman table sizes do not add up");
         }
-        let mut lookup = vec![0u16; 1 << LOOKUP_BITS];
+        let mut lookup = Box::new([0u16; 1 << LOOKUP_BITS]);
         let mut max_code = [-1i32; 18];
         let mut offset = [0i32; 17];
         let (mut code, mut index) = (0i32, 0usize);
@@ -54,12 +59,38 @@ impl Table {
         }
         // Sentinel: the slow search always ends.
         max_code[17] = i32::MAX;
+        let mut coefficient = Box::new([0i32; 1 << LOOKUP_BITS]);
+        for (bits, (slot, &entry)) in coefficient.iter_mut().zip(lookup.iter()).enumerate() {
+            *slot = short_coefficient(bits as i32, entry);
+        }
         Ok(Table {
             lookup,
             max_code,
             offset,
             values: values.to_vec(),
+            coefficient,
         })
+    }
+}
+
+/// The `coefficient` entry for the lookup bits `bits` whose code is `entry`.
+fn short_coefficient(bits: i32, entry: u16) -> i32 {
+    let (length, symbol) = (u32::from(entry >> 8), entry as u8);
+    let (run, size) = (i32::from(symbol >> 4), u32::from(symbol & 15));
+    if length == 0 || size == 0 || length + size > LOOKUP_BITS {
+        return 0;
+    }
+    let extra = (bits >> (LOOKUP_BITS - length - size)) & ((1 << size) - 1);
+    (extend(extra, size) << 8) | (run << 4) | (length + size) as i32
+}
+
+/// JPEG's EXTEND: `size` bits as a signed value (the top bit clear means negative).
+#[inline]
+fn extend(bits: i32, size: u32) -> i32 {
+    if bits < 1 << (size - 1) {
+        bits - (1 << size) + 1
+    } else {
+        bits
     }
 }
 
@@ -155,7 +186,7 @@ impl<'a> Bits<'a> {
         if self.count < 32 {
             self.refill();
         }
-        let entry = table.lookup[self.peek(LOOKUP_BITS) as usize];
+        let entry = table.lookup[self.peek(LOOKUP_BITS) as usize & LOOKUP_MASK];
         if entry != 0 {
             self.consume(u32::from(entry >> 8));
             return entry as u8;
@@ -179,6 +210,21 @@ impl<'a> Bits<'a> {
             .unwrap_or(0)
     }
 
+    /// An AC coefficient whose code and extra bits are short enough to decode at once:
+    /// (zeros skipped before it, its value).
+    #[inline]
+    pub(super) fn short_coefficient(&mut self, table: &Table) -> Option<(usize, i32)> {
+        if self.count < 32 {
+            self.refill();
+        }
+        let entry = table.coefficient[self.peek(LOOKUP_BITS) as usize & LOOKUP_MASK];
+        if entry == 0 {
+            return None;
+        }
+        self.consume((entry & 15) as u32);
+        Some((((entry >> 4) & 15) as usize, entry >> 8))
+    }
+
     /// The signed value of `size` extra bits (JPEG's EXTEND).
     #[inline]
     pub(super) fn value(&mut self, size: u8) -> i32 {
@@ -191,11 +237,7 @@ impl<'a> Bits<'a> {
         }
         let bits = self.peek(size) as i32;
         self.consume(size);
-        if bits < 1 << (size - 1) {
-            bits - (1 << size) + 1
-        } else {
-            bits
-        }
+        extend(bits, size)
     }
 
     /// At a restart interval's end: drop the padding bits and step over the RSTn marker.

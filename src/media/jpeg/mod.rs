@@ -161,7 +161,7 @@ impl Frame {
                 return Err(JpegError::Corrupt("bad component"));
             }
             let factor = |max: u32, own: u32| match max / own {
-                f @ (1 | 2) if max % own == 0 => Ok(f),
+                f @ (1 | 2) if max.is_multiple_of(own) => Ok(f),
                 _ => Err(JpegError::Unsupported("subsampling")),
             };
             let (horizontal, vertical) = (factor(max_h, h)?, factor(max_v, v)?);
@@ -213,7 +213,7 @@ struct Wanted {
     /// `rows.len()` × `columns.len()` samples.
     samples: Vec<u8>,
     /// The preview plane: `per_block` samples per block side.
-    preview: Vec<f32>,
+    preview: Vec<u8>,
     preview_wide: usize,
 }
 
@@ -245,20 +245,31 @@ impl Wanted {
             row_ranges: ranges(&rows, component.blocks_high),
             column_ranges: ranges(&columns, component.blocks_wide),
             samples: vec![128; rows.len() * columns.len()],
-            preview: vec![128.0; preview_wide * component.blocks_high as usize * per_block],
+            preview: vec![128; preview_wide * component.blocks_high as usize * per_block],
             preview_wide,
             rows,
             columns,
         }
     }
 
-    fn sample(&self, row: u32, column: u32) -> u8 {
-        let r = self.rows.partition_point(|&a| a < row);
-        let c = self.columns.partition_point(|&a| a < column);
-        self.samples
-            .get(r * self.columns.len() + c)
-            .copied()
-            .unwrap_or(128)
+    /// The component upsampled at the plan's pixels.
+    fn plane(&self, up: &Upsampling, plan: &Plan) -> Vec<u8> {
+        let slots = |wanted: &[u32], size: u32| {
+            let mut slots = vec![0u32; size as usize];
+            for (slot, &at) in wanted.iter().enumerate() {
+                if let Some(s) = slots.get_mut(at as usize) {
+                    *s = slot as u32;
+                }
+            }
+            slots
+        };
+        let (rows, columns) = (slots(&self.rows, up.height), slots(&self.columns, up.width));
+        let stride = self.columns.len();
+        up.plane(&plan.rows, &plan.columns, &self.samples, |r, c| {
+            let r = rows.get(r as usize).copied().unwrap_or(0) as usize;
+            let c = columns.get(c as usize).copied().unwrap_or(0) as usize;
+            r * stride + c
+        })
     }
 }
 
@@ -438,13 +449,12 @@ impl Decoder<'_> {
         };
         let mut bits = Bits::new(self.bytes, data);
         let mut predictors = vec![0i32; count];
-        let mut coefficients = [0i32; 64];
         let mut nonzero: Vec<(u8, i32)> = Vec::with_capacity(64);
-        let mut preview_block = [0f32; 16];
         let mut mcu = 0u32;
         for mcu_y in 0..mcus_high {
             for mcu_x in 0..mcus_wide {
-                if self.restart_interval > 0 && mcu > 0 && mcu % self.restart_interval == 0 {
+                if self.restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(self.restart_interval)
+                {
                     bits.restart();
                     predictors.fill(0);
                 }
@@ -465,7 +475,6 @@ impl Decoder<'_> {
                                 ac,
                                 &mut predictors[slot],
                                 quant,
-                                &mut coefficients,
                                 &mut nonzero,
                             );
                             let block_y = mcu_y * v + by;
@@ -477,11 +486,7 @@ impl Decoder<'_> {
                                     block_y as usize,
                                     block_x as usize,
                                     &nonzero,
-                                    &mut preview_block,
                                 );
-                            }
-                            for &(k, _) in &nonzero {
-                                coefficients[usize::from(k)] = 0;
                             }
                         }
                     }
@@ -507,32 +512,52 @@ impl Decoder<'_> {
         block_y: usize,
         block_x: usize,
         nonzero: &[(u8, i32)],
-        preview_block: &mut [f32; 16],
     ) {
         let (row_start, row_end) = wanted.row_ranges[block_y];
         let (column_start, column_end) = wanted.column_ranges[block_x];
         if row_start < row_end && column_start < column_end {
             let stride = wanted.columns.len();
+            // A row of the first pass costs a multiply-add per nonzero coefficient; the
+            // whole pass, eight butterflies (~400 operations): whichever is less.
+            let dense = ((row_end - row_start) * nonzero.len() > 400).then(|| {
+                let mut coefficients = [[0i32; 8]; 8];
+                for &(index, value) in nonzero {
+                    coefficients[usize::from(index >> 3)][usize::from(index & 7)] = value;
+                }
+                self.idct.first_pass(&coefficients)
+            });
             for r in row_start..row_end {
                 let local_row = (wanted.rows[r] as usize) - 8 * block_y;
-                let workspace = self.idct.first_pass_row(local_row, nonzero);
-                for c in column_start..column_end {
-                    let local_column = (wanted.columns[c] as usize) - 8 * block_x;
-                    wanted.samples[r * stride + c] = self.idct.sample(local_column, &workspace);
+                let workspace = match &dense {
+                    Some(workspace) => workspace[local_row],
+                    None => self.idct.first_pass_row(local_row, nonzero),
+                };
+                let local_column = |c: usize| (wanted.columns[c] as usize) - 8 * block_x;
+                // A sample of the second pass is 8 multiply-adds; its whole row, a
+                // butterfly (~50 operations).
+                if column_end - column_start <= 4 {
+                    for c in column_start..column_end {
+                        wanted.samples[r * stride + c] =
+                            self.idct.sample(local_column(c), &workspace);
+                    }
+                } else {
+                    let row = self.idct.row(&workspace);
+                    for c in column_start..column_end {
+                        wanted.samples[r * stride + c] = row[local_column(c)];
+                    }
                 }
             }
         }
         let n = self.basis.per_block;
-        self.basis.block(nonzero, preview_block);
+        let preview = self.basis.block(nonzero);
         for y in 0..n {
             let start = (block_y * n + y) * wanted.preview_wide + block_x * n;
-            wanted.preview[start..start + n].copy_from_slice(&preview_block[y * n..y * n + n]);
+            wanted.preview[start..start + n].copy_from_slice(&preview[y * n..y * n + n]);
         }
     }
 }
 
-/// Huffman-decodes one block into dequantised coefficients (natural order), listing
-/// the nonzero ones.
+/// Huffman-decodes one block: its nonzero dequantised coefficients, by natural index.
 #[inline]
 fn decode_block(
     bits: &mut Bits,
@@ -540,19 +565,26 @@ fn decode_block(
     ac: &Table,
     predictor: &mut i32,
     quant: &[u16; 64],
-    coefficients: &mut [i32; 64],
     nonzero: &mut Vec<(u8, i32)>,
 ) {
     nonzero.clear();
     let size = bits.symbol(dc);
     *predictor = predictor.wrapping_add(bits.value(size));
     let value = predictor.wrapping_mul(i32::from(quant[0]));
-    coefficients[0] = value;
     if value != 0 {
         nonzero.push((0, value));
     }
     let mut k = 1usize;
     while k < 64 {
+        if let Some((run, value)) = bits.short_coefficient(ac) {
+            k += run;
+            if k > 63 {
+                break;
+            }
+            nonzero.push((NATURAL[k], value.wrapping_mul(i32::from(quant[k]))));
+            k += 1;
+            continue;
+        }
         let symbol = bits.symbol(ac);
         let (run, size) = (usize::from(symbol >> 4), symbol & 15);
         if size == 0 {
@@ -567,9 +599,7 @@ fn decode_block(
             break;
         }
         let value = bits.value(size).wrapping_mul(i32::from(quant[k]));
-        let index = NATURAL[k];
-        coefficients[usize::from(index)] = value;
-        nonzero.push((index, value));
+        nonzero.push((NATURAL[k], value));
         k += 1;
     }
 }
@@ -578,56 +608,61 @@ fn decode_block(
 /// samples.
 fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
     let (rows, columns) = (plan.rows.len() as u32, plan.columns.len() as u32);
-    let pixel = |component: usize, y: u32, x: u32| {
-        let w = &wanted[component];
-        frame.components[component]
-            .upsampling
-            .pixel(y, x, |r, c| w.sample(r, c))
-    };
+    let planes: Vec<Vec<u8>> = frame
+        .components
+        .iter()
+        .zip(wanted)
+        .map(|(c, w)| w.plane(&c.upsampling, plan))
+        .collect();
     let n = plan.preview_per_block;
     let preview_wide = (frame.width * n).div_ceil(8);
     let preview_high = (frame.height * n).div_ceil(8);
-    let preview_at = |component: usize, y: u32, x: u32| {
+    // Each preview pixel takes each component's preview sample over it (nearest).
+    let plane_row = |component: usize, y: u32| -> (&[u8], u32) {
         let c = &frame.components[component];
         let w = &wanted[component];
-        let (y, x) = (
-            (y / c.upsampling.vertical) as usize,
-            (x / c.upsampling.horizontal) as usize,
-        );
-        w.preview
-            .get(y * w.preview_wide + x)
-            .map_or(128, |v| v.round().clamp(0.0, 255.0) as u8)
+        let start = (y / c.upsampling.vertical) as usize * w.preview_wide;
+        (
+            &w.preview[start..start + w.preview_wide],
+            c.upsampling.horizontal,
+        )
     };
     if frame.components.len() == 1 {
-        let pixels = GrayImage::from_fn(columns, rows, |x, y| {
-            image::Luma([pixel(0, plan.rows[y as usize], plan.columns[x as usize])])
-        });
-        let preview = GrayImage::from_fn(preview_wide, preview_high, |x, y| {
-            image::Luma([preview_at(0, y, x)])
-        });
+        let pixels = GrayImage::from_raw(columns, rows, planes[0].clone());
+        let mut preview = Vec::with_capacity((preview_wide * preview_high) as usize);
+        for y in 0..preview_high {
+            preview.extend_from_slice(&plane_row(0, y).0[..preview_wide as usize]);
+        }
         return Sampled {
             width: frame.width,
             height: frame.height,
-            pixels: DynamicImage::ImageLuma8(pixels),
-            preview: DynamicImage::ImageLuma8(preview),
+            pixels: pixels.map_or_else(|| DynamicImage::new_luma8(1, 1), DynamicImage::ImageLuma8),
+            preview: GrayImage::from_raw(preview_wide, preview_high, preview)
+                .map_or_else(|| DynamicImage::new_luma8(1, 1), DynamicImage::ImageLuma8),
         };
     }
     let ycc = YccToRgb::new();
-    let pixels = RgbImage::from_fn(columns, rows, |x, y| {
-        let (y, x) = (plan.rows[y as usize], plan.columns[x as usize]);
-        image::Rgb(ycc.rgb(pixel(0, y, x), pixel(1, y, x), pixel(2, y, x)))
-    });
-    let preview = RgbImage::from_fn(preview_wide, preview_high, |x, y| {
-        image::Rgb(ycc.rgb(
-            preview_at(0, y, x),
-            preview_at(1, y, x),
-            preview_at(2, y, x),
-        ))
-    });
+    let mut rgb = Vec::with_capacity(planes[0].len() * 3);
+    for ((&y, &cb), &cr) in planes[0].iter().zip(&planes[1]).zip(&planes[2]) {
+        rgb.extend_from_slice(&ycc.rgb(y, cb, cr));
+    }
+    let pixels = RgbImage::from_raw(columns, rows, rgb);
+    let mut preview = Vec::with_capacity((preview_wide * preview_high * 3) as usize);
+    for y in 0..preview_high {
+        let [(luma, _), (cb, cb_step), (cr, cr_step)] = [0, 1, 2].map(|c| plane_row(c, y));
+        for x in 0..preview_wide as usize {
+            preview.extend_from_slice(&ycc.rgb(
+                luma[x],
+                cb[x / cb_step as usize],
+                cr[x / cr_step as usize],
+            ));
+        }
+    }
     Sampled {
         width: frame.width,
         height: frame.height,
-        pixels: DynamicImage::ImageRgb8(pixels),
-        preview: DynamicImage::ImageRgb8(preview),
+        pixels: pixels.map_or_else(|| DynamicImage::new_rgb8(1, 1), DynamicImage::ImageRgb8),
+        preview: RgbImage::from_raw(preview_wide, preview_high, preview)
+            .map_or_else(|| DynamicImage::new_rgb8(1, 1), DynamicImage::ImageRgb8),
     }
 }

@@ -8,46 +8,51 @@
 //! same rounding: one sample of a block then costs one row of the first pass and one
 //! dot product, instead of the whole block.
 
+use std::num::Wrapping;
+
 /// libjpeg's fixed-point constants (CONST_BITS = 13).
-const FIX_0_298631336: i64 = 2446;
-const FIX_0_390180644: i64 = 3196;
-const FIX_0_541196100: i64 = 4433;
-const FIX_0_765366865: i64 = 6270;
-const FIX_0_899976223: i64 = 7373;
-const FIX_1_175875602: i64 = 9633;
-const FIX_1_501321110: i64 = 12299;
-const FIX_1_847759065: i64 = 15137;
-const FIX_1_961570560: i64 = 16069;
-const FIX_2_053119869: i64 = 16819;
-const FIX_2_562915447: i64 = 20995;
-const FIX_3_072711026: i64 = 25172;
+const FIX_0_298631336: i32 = 2446;
+const FIX_0_390180644: i32 = 3196;
+const FIX_0_541196100: i32 = 4433;
+const FIX_0_765366865: i32 = 6270;
+const FIX_0_899976223: i32 = 7373;
+const FIX_1_175875602: i32 = 9633;
+const FIX_1_501321110: i32 = 12299;
+const FIX_1_847759065: i32 = 15137;
+const FIX_1_961570560: i32 = 16069;
+const FIX_2_053119869: i32 = 16819;
+const FIX_2_562915447: i32 = 20995;
+const FIX_3_072711026: i32 = 25172;
 const CONST_BITS: u32 = 13;
 const PASS1_BITS: u32 = 2;
 
-/// One pass of `jpeg_idct_islow` over eight inputs, before its final rounding shift.
-fn butterfly(input: [i64; 8]) -> [i64; 8] {
+/// One pass of `jpeg_idct_islow` over eight inputs, before its final rounding shift, in
+/// 32-bit arithmetic as libjpeg-turbo's SIMD code does it (wrapping on damaged data).
+fn butterfly(input: [i32; 8]) -> [i32; 8] {
+    let w = |v: i32| Wrapping(v);
+    let input = input.map(w);
     // Even part.
     let (z2, z3) = (input[2], input[6]);
-    let z1 = (z2 + z3) * FIX_0_541196100;
-    let tmp2 = z1 - z3 * FIX_1_847759065;
-    let tmp3 = z1 + z2 * FIX_0_765366865;
+    let z1 = (z2 + z3) * w(FIX_0_541196100);
+    let tmp2 = z1 - z3 * w(FIX_1_847759065);
+    let tmp3 = z1 + z2 * w(FIX_0_765366865);
     let (z2, z3) = (input[0], input[4]);
-    let tmp0 = (z2 + z3) << CONST_BITS;
-    let tmp1 = (z2 - z3) << CONST_BITS;
+    let tmp0 = (z2 + z3) << CONST_BITS as usize;
+    let tmp1 = (z2 - z3) << CONST_BITS as usize;
     let (tmp10, tmp13) = (tmp0 + tmp3, tmp0 - tmp3);
     let (tmp11, tmp12) = (tmp1 + tmp2, tmp1 - tmp2);
     // Odd part.
     let (mut t0, mut t1, mut t2, mut t3) = (input[7], input[5], input[3], input[1]);
     let (z1, z2, z3, z4) = (t0 + t3, t1 + t2, t0 + t2, t1 + t3);
-    let z5 = (z3 + z4) * FIX_1_175875602;
-    t0 *= FIX_0_298631336;
-    t1 *= FIX_2_053119869;
-    t2 *= FIX_3_072711026;
-    t3 *= FIX_1_501321110;
-    let z1 = -z1 * FIX_0_899976223;
-    let z2 = -z2 * FIX_2_562915447;
-    let z3 = -z3 * FIX_1_961570560 + z5;
-    let z4 = -z4 * FIX_0_390180644 + z5;
+    let z5 = (z3 + z4) * w(FIX_1_175875602);
+    t0 *= w(FIX_0_298631336);
+    t1 *= w(FIX_2_053119869);
+    t2 *= w(FIX_3_072711026);
+    t3 *= w(FIX_1_501321110);
+    let z1 = -z1 * w(FIX_0_899976223);
+    let z2 = -z2 * w(FIX_2_562915447);
+    let z3 = -z3 * w(FIX_1_961570560) + z5;
+    let z4 = -z4 * w(FIX_0_390180644) + z5;
     t0 += z1 + z3;
     t1 += z2 + z4;
     t2 += z2 + z3;
@@ -62,6 +67,7 @@ fn butterfly(input: [i64; 8]) -> [i64; 8] {
         tmp11 - t2,
         tmp10 - t3,
     ]
+    .map(|v| v.0)
 }
 
 /// The butterfly as a matrix: `weights[output][input]`.
@@ -73,10 +79,10 @@ impl Idct {
     pub(super) fn new() -> Idct {
         let mut weights = [[0i32; 8]; 8];
         for input in 0..8 {
-            let mut unit = [0i64; 8];
+            let mut unit = [0i32; 8];
             unit[input] = 1;
             for (output, value) in butterfly(unit).into_iter().enumerate() {
-                weights[output][input] = value as i32;
+                weights[output][input] = value;
             }
         }
         Idct { weights }
@@ -94,6 +100,29 @@ impl Idct {
         }
         let round = 1 << (CONST_BITS - PASS1_BITS - 1);
         sums.map(|s| s.wrapping_add(round) >> (CONST_BITS - PASS1_BITS))
+    }
+
+    /// The whole first (column) pass of a block given densely (`coefficients[row][column]`):
+    /// cheaper than [`Idct::first_pass_row`] when several rows are wanted.
+    #[inline]
+    pub(super) fn first_pass(&self, coefficients: &[[i32; 8]; 8]) -> [[i32; 8]; 8] {
+        let mut workspace = [[0i32; 8]; 8];
+        let round = 1 << (CONST_BITS - PASS1_BITS - 1);
+        for column in 0..8 {
+            let out = butterfly(std::array::from_fn(|row| coefficients[row][column]));
+            for (row, value) in out.into_iter().enumerate() {
+                workspace[row][column] = value.wrapping_add(round) >> (CONST_BITS - PASS1_BITS);
+            }
+        }
+        workspace
+    }
+
+    /// The whole row of the second pass: cheaper than [`Idct::sample`] from two samples on.
+    #[inline]
+    pub(super) fn row(&self, workspace: &[i32; 8]) -> [u8; 8] {
+        let shift = CONST_BITS + PASS1_BITS + 3;
+        butterfly(*workspace)
+            .map(|v| ((v.wrapping_add(1 << (shift - 1)) >> shift) + 128).clamp(0, 255) as u8)
     }
 
     /// Sample `column` of a row of the second pass, clamped to 0..=255.
@@ -115,46 +144,73 @@ impl Idct {
 /// coefficients, for the preview.
 pub(super) struct BoxBasis {
     pub(super) per_block: usize,
-    /// `weights[frequency][output]`.
-    weights: [[f32; 8]; 8],
+    /// `weights[natural index][output]`, outputs row by row (at most 4 × 4).
+    weights: Vec<[f32; 16]>,
 }
 
 impl BoxBasis {
     pub(super) fn new(per_block: usize) -> BoxBasis {
         let group = 8 / per_block;
-        let mut weights = [[0f32; 8]; 8];
-        for (frequency, row) in weights.iter_mut().enumerate() {
-            let scale = if frequency == 0 {
-                std::f64::consts::FRAC_1_SQRT_2
-            } else {
-                1.0
-            } / 2.0;
-            for (output, weight) in row.iter_mut().enumerate().take(per_block) {
-                let mean = (output * group..(output + 1) * group)
-                    .map(|x| {
-                        ((2 * x + 1) as f64 * frequency as f64 * std::f64::consts::PI / 16.0).cos()
+        let axis: Vec<Vec<f32>> = (0..8)
+            .map(|frequency| {
+                let scale = if frequency == 0 {
+                    std::f64::consts::FRAC_1_SQRT_2
+                } else {
+                    1.0
+                } / 2.0;
+                (0..per_block)
+                    .map(|output| {
+                        let mean = (output * group..(output + 1) * group)
+                            .map(|x| {
+                                let angle = (2 * x + 1) as f64 * frequency as f64;
+                                (angle * std::f64::consts::PI / 16.0).cos()
+                            })
+                            .sum::<f64>()
+                            / group as f64;
+                        (scale * mean) as f32
                     })
-                    .sum::<f64>()
-                    / group as f64;
-                *weight = (scale * mean) as f32;
-            }
-        }
+                    .collect()
+            })
+            .collect();
+        let weights = (0..64)
+            .map(|index| {
+                let (v, u) = (index / 8, index % 8);
+                let mut out = [0f32; 16];
+                for y in 0..per_block {
+                    for x in 0..per_block {
+                        out[y * per_block + x] = axis[v][y] * axis[u][x];
+                    }
+                }
+                out
+            })
+            .collect();
         BoxBasis { per_block, weights }
     }
 
-    /// The block's reduced samples, `per_block` × `per_block`, row by row, into `out`.
-    pub(super) fn block(&self, nonzero: &[(u8, i32)], out: &mut [f32]) {
-        let n = self.per_block;
-        out[..n * n].fill(128.0);
-        for &(index, value) in nonzero {
-            let (v, u) = (usize::from(index >> 3), usize::from(index & 7));
-            let value = value as f32;
-            for y in 0..n {
-                let row = self.weights[v][y] * value;
-                for x in 0..n {
-                    out[y * n + x] += row * self.weights[u][x];
+    /// The block's reduced samples, `per_block` × `per_block`, row by row.
+    #[inline]
+    pub(super) fn block(&self, nonzero: &[(u8, i32)]) -> [u8; 16] {
+        // As many sums as samples, so that each coefficient costs one vector operation.
+        fn sums<const N: usize>(weights: &[[f32; 16]], nonzero: &[(u8, i32)]) -> [u8; 16] {
+            let mut sums = [128f32; N];
+            for &(index, value) in nonzero {
+                let weights = &weights[usize::from(index & 63)];
+                let value = value as f32;
+                for (sum, weight) in sums.iter_mut().zip(weights) {
+                    *sum += weight * value;
                 }
             }
+            let mut out = [0u8; 16];
+            for (o, s) in out.iter_mut().zip(sums) {
+                // +0.5 and truncation: round half up, within 0..=255.
+                *o = (s + 0.5).clamp(0.0, 255.0) as u8;
+            }
+            out
+        }
+        match self.per_block {
+            1 => sums::<1>(&self.weights, nonzero),
+            2 => sums::<4>(&self.weights, nonzero),
+            _ => sums::<16>(&self.weights, nonzero),
         }
     }
 }
@@ -179,7 +235,7 @@ impl Upsampling {
             return [at, at];
         }
         let nearest = (at / 2).min(size - 1);
-        let other = if at % 2 == 0 {
+        let other = if at.is_multiple_of(2) {
             nearest.saturating_sub(1)
         } else {
             (nearest + 1).min(size - 1)
@@ -187,37 +243,55 @@ impl Upsampling {
         [nearest, other]
     }
 
-    /// The pixel at (`y`, `x`) of this component, upsampled as libjpeg-turbo does it,
-    /// from `sample(row, column)` of the component.
-    pub(super) fn pixel(&self, y: u32, x: u32, sample: impl Fn(u32, u32) -> u8) -> u8 {
-        let s = |r: u32, c: u32| i32::from(sample(r, c));
-        let [row, other_row] = Self::taps(y, self.vertical, self.height);
-        let [col, other_col] = Self::taps(x, self.horizontal, self.width);
-        let even_x = x % 2 == 0;
-        let value = match (self.horizontal, self.vertical) {
-            (1, 1) => s(row, col),
-            // h2v1_fancy_upsample: 3/4 nearer + 1/4 further, the edges copied.
-            (2, 1) => {
-                if col == other_col {
-                    s(row, col)
-                } else if even_x {
-                    (3 * s(row, col) + s(row, other_col) + 1) >> 2
-                } else {
-                    (3 * s(row, col) + s(row, other_col) + 2) >> 2
-                }
+    /// The component upsampled as libjpeg-turbo does it, at pixel rows `rows` × columns
+    /// `columns`, row by row; `sample(row, column)` is where the component's sample
+    /// (row, column) is in `samples`.
+    pub(super) fn plane(
+        &self,
+        rows: &[u32],
+        columns: &[u32],
+        samples: &[u8],
+        at: impl Fn(u32, u32) -> usize,
+    ) -> Vec<u8> {
+        // Each column's two taps (as column offsets), and whether it is an even pixel.
+        let column_taps: Vec<(u32, u32, bool)> = columns
+            .iter()
+            .map(|&x| {
+                let [near, other] = Self::taps(x, self.horizontal, self.width);
+                (near, other, x % 2 == 0)
+            })
+            .collect();
+        let s = |r: u32, c: u32| i32::from(samples.get(at(r, c)).copied().unwrap_or(128));
+        let mut out = Vec::with_capacity(rows.len() * columns.len());
+        for &y in rows {
+            let [row, other_row] = Self::taps(y, self.vertical, self.height);
+            for &(col, other_col, even_x) in &column_taps {
+                let value = match (self.horizontal, self.vertical) {
+                    (1, 1) => s(row, col),
+                    // h2v1_fancy_upsample: 3/4 nearer + 1/4 further, the edges copied.
+                    (2, 1) => {
+                        if col == other_col {
+                            s(row, col)
+                        } else {
+                            let bias = if even_x { 1 } else { 2 };
+                            (3 * s(row, col) + s(row, other_col) + bias) >> 2
+                        }
+                    }
+                    // h2v2_fancy_upsample: the vertical sums, then 3/4 and 1/4 of them.
+                    _ => {
+                        let sum = |c: u32| 3 * s(row, c) + s(other_row, c);
+                        let bias = if even_x { 8 } else { 7 };
+                        if col == other_col {
+                            (sum(col) * 4 + bias) >> 4
+                        } else {
+                            (sum(col) * 3 + sum(other_col) + bias) >> 4
+                        }
+                    }
+                };
+                out.push(value.clamp(0, 255) as u8);
             }
-            // h2v2_fancy_upsample: the vertical sums, then 3/4 and 1/4 of them.
-            _ => {
-                let sum = |c: u32| 3 * s(row, c) + s(other_row, c);
-                let bias = if even_x { 8 } else { 7 };
-                if col == other_col {
-                    (sum(col) * 4 + bias) >> 4
-                } else {
-                    (sum(col) * 3 + sum(other_col) + bias) >> 4
-                }
-            }
-        };
-        value.clamp(0, 255) as u8
+        }
+        out
     }
 }
 
@@ -263,9 +337,9 @@ mod tests {
 
     /// libjpeg-turbo's two passes, whole block, written out as in `jidctint.c`.
     fn reference_idct(coefficients: &[i32; 64]) -> [u8; 64] {
-        let mut workspace = [0i64; 64];
+        let mut workspace = [0i32; 64];
         for column in 0..8 {
-            let input = std::array::from_fn(|row| i64::from(coefficients[row * 8 + column]));
+            let input = std::array::from_fn(|row| coefficients[row * 8 + column]);
             for (row, value) in butterfly(input).into_iter().enumerate() {
                 workspace[row * 8 + column] = (value + (1 << 10)) >> 11;
             }
@@ -300,6 +374,11 @@ mod tests {
                 for column in 0..8 {
                     assert_eq!(idct.sample(column, &workspace), whole[row * 8 + column]);
                 }
+                assert_eq!(idct.row(&workspace), whole[row * 8..row * 8 + 8]);
+            }
+            let dense = std::array::from_fn(|r| std::array::from_fn(|c| coefficients[r * 8 + c]));
+            for (row, workspace) in idct.first_pass(&dense).iter().enumerate() {
+                assert_eq!(workspace, &idct.first_pass_row(row, &nonzero));
             }
         }
     }
@@ -311,9 +390,7 @@ mod tests {
         let workspace = idct.first_pass_row(3, &[(0, 80)]);
         assert_eq!(idct.sample(5, &workspace), 138);
         let basis = BoxBasis::new(2);
-        let mut out = [0f32; 4];
-        basis.block(&[(0, 80)], &mut out);
-        assert!(out.iter().all(|&v| (v - 138.0).abs() < 1e-4), "{out:?}");
+        assert_eq!(basis.block(&[(0, 80)])[..4], [138; 4]);
     }
 
     #[test]
