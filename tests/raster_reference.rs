@@ -1,0 +1,94 @@
+//! The still-image decoders browsers' formats reach (image-rs's BMP, ICO and TIFF, through
+//! the service's decode path) against Pillow's decode of the same files
+//! (`tests/reference/raster_reference.py`): BMP 24-bit, 32-bit with alpha, 8-bit palette
+//! and 1-bit; ICO with PNG and with BMP entries (the largest entry, as both pick it); TIFF
+//! raw, LZW, deflate and PackBits, RGB, RGBA and grey. Every pixel must be identical, so
+//! the model sees what the reference decoder shows.
+
+mod support;
+
+use edge_moderation::media::decode::{decode_reduced, DecodeLimits};
+use edge_moderation::media::ImageFormat;
+use std::process::Command;
+
+#[test]
+fn still_formats_decode_as_pillow_decodes_them() {
+    let dir = std::env::temp_dir().join(format!("edge-moderation-raster-{}", std::process::id()));
+    let output = Command::new("python3")
+        .arg(support::repo().join("tests/reference/raster_reference.py"))
+        .arg(support::repo().join("models/fidelity/images"))
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the reference (Pillow) failed; `make setup` installs it:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let limits = DecodeLimits {
+        max_pixels: 50_000_000,
+        max_dimension: 16384,
+        max_canvas_bytes: u64::MAX,
+        reduce_jpeg: true,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rgba"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let mut formats = std::collections::BTreeMap::<&str, usize>::new();
+    for rgba in &files {
+        let stem = rgba.file_stem().unwrap().to_str().unwrap();
+        let (name, size) = stem.rsplit_once('_').unwrap();
+        let (w, h) = size.split_once('x').unwrap();
+        let (width, height): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
+        let (ext, format) = [
+            ("bmp", ImageFormat::Bmp),
+            ("ico", ImageFormat::Ico),
+            ("tiff", ImageFormat::Tiff),
+        ]
+        .into_iter()
+        .find(|(ext, _)| dir.join(format!("{name}.{ext}")).exists())
+        .expect("the encoded file");
+        let bytes = std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
+        assert_eq!(
+            ImageFormat::sniff(&bytes),
+            Some(format),
+            "{name} is sniffed"
+        );
+        let expected = std::fs::read(rgba).unwrap();
+        match decode_reduced(&bytes, format, limits) {
+            Ok(decoded) => {
+                let ours = decoded.image.to_rgba8();
+                if ours.dimensions() != (width, height) {
+                    failures.push(format!(
+                        "{name}: {:?} vs {width}x{height}",
+                        ours.dimensions()
+                    ));
+                } else if ours.as_raw() != &expected {
+                    let differ = ours
+                        .as_raw()
+                        .chunks(4)
+                        .zip(expected.chunks(4))
+                        .filter(|(a, b)| a != b)
+                        .count();
+                    failures.push(format!("{name}: {differ} pixels differ"));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+        *formats.entry(ext).or_default() += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(files.len() >= 40, "only {} references", files.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    eprintln!("{formats:?} files decoded identically to Pillow");
+}
