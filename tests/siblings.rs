@@ -21,6 +21,7 @@ struct World {
     alone: Service,
     unreachable: Service,
     unreachable_pass: Service,
+    silent: Service,
 }
 
 fn world() -> &'static World {
@@ -38,12 +39,17 @@ fn world() -> &'static World {
         let alone = start("alone", hand_off.clone(), Siblings::Off);
         let unreachable = start("unreachable", hand_off, Siblings::Unreachable);
         let unreachable_pass = start("unreachable-pass", pass_on_error, Siblings::Unreachable);
+        let impatient = drawing_policy(
+            r#""cache": {"ttl_seconds": 0}, "siblings": {"cpu_budget_ms": 0, "timeout_ms": 1500}"#,
+        );
+        let silent = start("silent", impatient, Siblings::Silent);
         World {
             fixtures,
             handing_off: handing_off.join().unwrap(),
             alone: alone.join().unwrap(),
             unreachable: unreachable.join().unwrap(),
             unreachable_pass: unreachable_pass.join().unwrap(),
+            silent: silent.join().unwrap(),
         }
     })
 }
@@ -91,6 +97,21 @@ fn a_failed_sibling_gets_the_on_error_outcome() {
     let passed = world().unreachable_pass.get("/photo.jpg");
     assert_eq!((passed.status, passed.verdict()), (200, Some("pass")));
     assert_eq!(passed.body, bytes_of(&world().fixtures, "/photo.jpg"));
+}
+
+#[test]
+fn a_sibling_that_never_answers_gets_the_on_error_outcome_after_the_timeout() {
+    let started = std::time::Instant::now();
+    let blocked = world().silent.get("/photo.jpg");
+    // Bounded: the policy's 1.5 s, not the minutes a silent backend could hold a request.
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!((blocked.status, blocked.verdict()), (451, Some("block")));
+    let reason = blocked.header(headers::REASON).unwrap_or_default();
+    assert!(
+        reason.starts_with("sibling failed: ") && reason.contains("no answer within 1500 ms"),
+        "{reason}"
+    );
+    assert!(edge_moderation::media::ImageFormat::sniff(&blocked.body).is_none());
 }
 
 #[test]

@@ -13,7 +13,6 @@
 use super::{body, wait};
 use edge_moderation::media::content_type;
 use edge_moderation::media::format::SNIFF_LEN;
-use fastly::handle::BodyHandle;
 use fastly::http::request::SendErrorCause;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Request, Response};
@@ -45,19 +44,14 @@ pub fn fetch(request: Request, first_byte: Duration) -> Result<Response, Failure
     }
 }
 
-/// The origin's response headers, or a timeout once `first_byte` has passed without them.
-/// The wait is the host's (`fastly_async_io::select` on the pending request, with a
-/// timeout): no CPU is spent waiting, and the response is taken the moment it arrives.
+/// The origin's response headers, or a timeout once `first_byte` has passed without them
+/// (the host waits: [`wait::Pending::within`]).
 fn send(request: Request, first_byte: Duration) -> Result<Response, Failure> {
-    let (request, body) = request.into_handles();
-    let body = body.unwrap_or_else(BodyHandle::new);
-    let pending = request.send_async(body, BACKEND).map_err(Failure::Send)?;
-    // A refused wait falls through to the blocking wait, as before there was a deadline.
-    if let Ok(false) = wait::ready_within(pending.as_u32(), first_byte) {
-        return Err(Failure::Timeout(first_byte));
-    }
-    let (response, body) = pending.wait().map_err(Failure::Send)?;
-    Ok(Response::from_handles(response, body))
+    let pending = wait::send(request, BACKEND).map_err(Failure::Send)?;
+    pending.within(first_byte).map_err(|failure| match failure {
+        wait::SendFailure::Send(cause) => Failure::Send(cause),
+        wait::SendFailure::Timeout(after) => Failure::Timeout(after),
+    })
 }
 
 fn whole_resource(request: &Request) -> Request {

@@ -16,7 +16,7 @@
 //! is handed off. Every hand-off moves at least one segment forward, so a chain has at most
 //! as many instances as segments.
 
-use super::{cache, model, respond};
+use super::{cache, model, respond, wait};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
@@ -24,11 +24,11 @@ use edge_moderation::moderation::handoff::Handoff;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Subject};
 use edge_moderation::policy::Policy;
-use fastly::http::request::PendingRequest;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Body, Request, Response, SecretStore};
 use std::io::Write;
 use std::sync::OnceLock;
+use std::time::Duration;
 use tract_onnx::prelude::Tensor;
 
 pub const BACKEND: &str = "self";
@@ -110,6 +110,14 @@ fn reported_cpu(reply: &Response) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Why a sibling gave no answer, as a reason.
+fn unanswered(failure: wait::SendFailure) -> String {
+    match failure {
+        wait::SendFailure::Send(cause) => cause.to_string(),
+        wait::SendFailure::Timeout(after) => format!("no answer within {} ms", after.as_millis()),
+    }
+}
+
 /// A sibling's non-200 answer, as a reason.
 fn refusal(status: StatusCode, body: &[u8]) -> String {
     let why = String::from_utf8_lossy(&body[..body.len().min(200)]);
@@ -124,6 +132,8 @@ fn cpu_ms() -> u64 {
 pub struct Relay<'a> {
     classifier: &'a Classifier,
     budget_ms: u64,
+    /// How long to wait for a sibling's answer.
+    timeout: Duration,
     /// The host siblings are addressed by (the service's own).
     host: String,
     /// A sibling must move the work on before handing it further.
@@ -137,6 +147,7 @@ impl<'a> Relay<'a> {
         Relay {
             classifier,
             budget_ms: policy.siblings.cpu_budget_ms,
+            timeout: policy.siblings.timeout(),
             host: host.to_string(),
             must_run_one: false,
             sibling_cpu: Vec::new(),
@@ -170,9 +181,10 @@ impl<'a> Relay<'a> {
         let failed = |why: String| InferenceError::Sibling(format!("segment {}: {why}", work.next));
         let body = work.encode().map_err(|e| failed(e.to_string()))?;
         let request = sibling_request(&self.host, ROUTE, body.into()).map_err(failed)?;
-        let mut reply = request
-            .send(BACKEND)
-            .map_err(|e| failed(e.root_cause().to_string()))?;
+        let mut reply = wait::send(request, BACKEND)
+            .map_err(|cause| failed(cause.to_string()))?
+            .within(self.timeout)
+            .map_err(|failure| failed(unanswered(failure)))?;
         let status = reply.get_status();
         let body = reply.take_body_bytes();
         if status != StatusCode::OK {
@@ -259,7 +271,7 @@ fn serve_image(mut request: Request) -> Response {
 
 /// An image sent to a sibling, not yet answered.
 pub struct PendingImage {
-    pending: Result<PendingRequest, String>,
+    pending: Result<wait::Pending, String>,
 }
 
 /// What a sibling decided for an image, with the CPU of every instance that worked on it.
@@ -279,11 +291,7 @@ pub fn dispatch(image: &[u8], policy: &Policy, host: &str) -> PendingImage {
         .map_err(|e| e.to_string());
     let pending = written
         .and_then(|()| sibling_request(host, IMAGE_ROUTE, body))
-        .and_then(|request| {
-            request
-                .send_async(BACKEND)
-                .map_err(|e| e.root_cause().to_string())
-        });
+        .and_then(|request| wait::send(request, BACKEND).map_err(|cause| cause.to_string()));
     PendingImage { pending }
 }
 
@@ -295,9 +303,10 @@ impl PendingImage {
             cached: None,
             cpu: Vec::new(),
         };
+        let timeout = policy.siblings.timeout();
         let mut reply = match self
             .pending
-            .and_then(|p| p.wait().map_err(|e| e.root_cause().to_string()))
+            .and_then(|p| p.within(timeout).map_err(unanswered))
         {
             Ok(reply) => reply,
             Err(why) => return failed(why),

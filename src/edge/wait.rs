@@ -2,7 +2,40 @@
 //! pending request, a body) with a timeout. The SDK keeps its own wrapper private; the
 //! wait costs no CPU, and returns the moment the handle is ready.
 
+use fastly::handle::{BodyHandle, PendingRequestHandle};
+use fastly::http::request::SendErrorCause;
+use fastly::{Request, Response};
 use std::time::Duration;
+
+/// A request sent to a backend, its response not yet taken.
+pub struct Pending(PendingRequestHandle);
+
+/// Why no response came.
+pub enum SendFailure {
+    Send(SendErrorCause),
+    /// No response headers within this long.
+    Timeout(Duration),
+}
+
+/// Sends `request` to `backend` without waiting for the response.
+pub fn send(request: Request, backend: &str) -> Result<Pending, SendErrorCause> {
+    let (request, body) = request.into_handles();
+    let body = body.unwrap_or_else(BodyHandle::new);
+    request.send_async(body, backend).map(Pending)
+}
+
+impl Pending {
+    /// The response, or a timeout once `first_byte` has passed without its headers. The
+    /// wait is the host's: no CPU is spent waiting, and the response is taken the moment
+    /// it arrives. A refused wait falls through to the blocking one.
+    pub fn within(self, first_byte: Duration) -> Result<Response, SendFailure> {
+        if let Ok(false) = ready_within(self.0.as_u32(), first_byte) {
+            return Err(SendFailure::Timeout(first_byte));
+        }
+        let (response, body) = self.0.wait().map_err(SendFailure::Send)?;
+        Ok(Response::from_handles(response, body))
+    }
+}
 
 /// Whether the async item `handle` became ready (a response arrived, body data or its end
 /// arrived) within `timeout`; an error when the host refused to wait on it.

@@ -250,11 +250,23 @@ pub struct SiblingSettings {
     /// rest goes to a sibling. Compute allows 50 ms; the default leaves 10 for what
     /// follows inference (a rewrite). 0 hands every segment on (for testing).
     pub cpu_budget_ms: u64,
+    /// How long an instance waits for a sibling's answer (which covers the rest of the
+    /// chain after it); then the image gets `on_error`, as for any sibling failure.
+    pub timeout_ms: u64,
 }
 
 impl Default for SiblingSettings {
     fn default() -> Self {
-        SiblingSettings { cpu_budget_ms: 40 }
+        SiblingSettings {
+            cpu_budget_ms: 40,
+            timeout_ms: 20_000,
+        }
+    }
+}
+
+impl SiblingSettings {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
     }
 }
 
@@ -441,6 +453,12 @@ impl Policy {
             return Err(out_of_range(
                 "siblings.cpu_budget_ms".into(),
                 "at most 50000",
+            ));
+        }
+        if !(1..=600_000).contains(&self.siblings.timeout_ms) {
+            return Err(out_of_range(
+                "siblings.timeout_ms".into(),
+                "within 1..=600000",
             ));
         }
         if self.cache.ttl_seconds > MAX_CACHE_TTL {
@@ -664,6 +682,7 @@ mod tests {
             (r#"{"block": {"status": 99}}"#, "block.status"),
             (r#"{"rewrite": {"strength": 0}}"#, "rewrite.strength"),
             (r#"{"limits": {"max_bytes": 0}}"#, "limits.max_bytes"),
+            (r#"{"siblings": {"timeout_ms": 0}}"#, "siblings.timeout_ms"),
             (
                 r#"{"limits": {"max_dimension": 0}}"#,
                 "limits.max_dimension",

@@ -42,6 +42,8 @@ pub enum Siblings {
     Reachable,
     /// The secret is set but `self` points at a closed port: every hand-off fails.
     Unreachable,
+    /// The secret is set but `self` accepts connections and never answers.
+    Silent,
     /// No secret: nothing is handed off, and the route is ordinary traffic.
     Off,
 }
@@ -168,6 +170,7 @@ impl Service {
         let port = free_port();
         let self_port = match setup.siblings {
             Siblings::Unreachable => free_port(),
+            Siblings::Silent => silent_port(),
             _ => port,
         };
         let manifest = setup.manifest(origin_port, self_port);
@@ -427,4 +430,17 @@ impl Reply {
     pub fn verdict(&self) -> Option<&str> {
         self.header(headers::VERDICT)
     }
+}
+
+/// A port that accepts connections and never answers them (held open for the process).
+fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
 }
