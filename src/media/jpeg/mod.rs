@@ -622,16 +622,15 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
         let c = &frame.components[component];
         let w = &wanted[component];
         let start = (y / c.upsampling.vertical) as usize * w.preview_wide;
-        (
-            &w.preview[start..start + w.preview_wide],
-            c.upsampling.horizontal,
-        )
+        let row = w.preview.get(start..start + w.preview_wide).unwrap_or(&[]);
+        (row, c.upsampling.horizontal)
     };
     if frame.components.len() == 1 {
         let pixels = GrayImage::from_raw(columns, rows, planes[0].clone());
         let mut preview = Vec::with_capacity((preview_wide * preview_high) as usize);
         for y in 0..preview_high {
-            preview.extend_from_slice(&plane_row(0, y).0[..preview_wide as usize]);
+            let row = plane_row(0, y).0;
+            preview.extend((0..preview_wide as usize).map(|x| row.get(x).copied().unwrap_or(128)));
         }
         return Sampled {
             width: frame.width,
@@ -649,13 +648,14 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
     let pixels = RgbImage::from_raw(columns, rows, rgb);
     let mut preview = Vec::with_capacity((preview_wide * preview_high * 3) as usize);
     for y in 0..preview_high {
-        let [(luma, _), (cb, cb_step), (cr, cr_step)] = [0, 1, 2].map(|c| plane_row(c, y));
+        let rows_here = [0, 1, 2].map(|c| plane_row(c, y));
+        // Any component may be the subsampled one (even luma, in a crafted file).
+        let at = |c: usize, x: usize| {
+            let (row, step) = rows_here[c];
+            row.get(x / step as usize).copied().unwrap_or(128)
+        };
         for x in 0..preview_wide as usize {
-            preview.extend_from_slice(&ycc.rgb(
-                luma[x],
-                cb[x / cb_step as usize],
-                cr[x / cr_step as usize],
-            ));
+            preview.extend_from_slice(&ycc.rgb(at(0, x), at(1, x), at(2, x)));
         }
     }
     Sampled {
@@ -664,5 +664,57 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
         pixels: pixels.map_or_else(|| DynamicImage::new_rgb8(1, 1), DynamicImage::ImageRgb8),
         preview: RgbImage::from_raw(preview_wide, preview_high, preview)
             .map_or_else(|| DynamicImage::new_rgb8(1, 1), DynamicImage::ImageRgb8),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn everything(width: u32, height: u32) -> Plan {
+        Plan {
+            rows: (0..height).collect(),
+            columns: (0..width).collect(),
+            preview_per_block: 2,
+        }
+    }
+
+    fn jpeg(width: u16, height: u16) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..u32::from(width) * u32::from(height) * 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 80)
+            .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn damaged_and_truncated_files_never_panic() {
+        let original = jpeg(37, 21);
+        assert!(decode_sampled(&original, everything).is_ok());
+        for cut in 0..original.len() {
+            let _ = decode_sampled(&original[..cut], everything);
+        }
+        for at in 0..original.len() {
+            for flip in [0x01, 0x10, 0x80, 0xFF] {
+                let mut damaged = original.clone();
+                damaged[at] ^= flip;
+                let _ = decode_sampled(&damaged, everything);
+            }
+        }
+    }
+
+    #[test]
+    fn a_subsampled_first_component_is_read_without_panicking() {
+        // Rewrite the frame header so that luma is 1x1 and both chroma 2x2 (crafted: the
+        // scan data no longer fits, which must only give wrong pixels, never a panic).
+        let mut bytes = jpeg(40, 24);
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        for (i, factors) in [0x11u8, 0x22, 0x22].into_iter().enumerate() {
+            bytes[sof + 11 + 3 * i] = factors;
+        }
+        let _ = decode_sampled(&bytes, everything);
     }
 }
