@@ -16,21 +16,10 @@ use edge_moderation::media::jpeg::{decode_sampled, JpegError, Plan};
 use edge_moderation::media::ImageFormat;
 use image::{DynamicImage, RgbImage};
 use std::path::Path;
-use std::process::Command;
 
 fn references(dir: &Path) {
-    let script = support::repo().join("tests/reference/jpeg_reference.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(support::repo().join("models/fidelity/images"))
-        .arg(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the reference (Pillow) failed; `make setup` installs it:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let sources = support::repo().join("models/fidelity/images");
+    support::run_reference("jpeg_reference.py", &[&sources, dir], "Pillow");
 }
 
 /// nsfwjs's positions on each axis, plus every 5th row and every 3rd column (and the

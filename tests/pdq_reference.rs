@@ -16,7 +16,6 @@ use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use support::fidelity_image;
 
 /// Deterministic pseudo-random bytes (an LCG): the same images on every run.
@@ -134,19 +133,7 @@ fn reference(images: &[(String, RgbImage)], dir: &Path) -> BTreeMap<String, Vec<
         let file = dir.join(format!("{name}_{}x{}.rgb", image.width(), image.height()));
         std::fs::write(file, image.as_raw()).unwrap();
     }
-    let script = support::repo().join("tests/reference/pdq_reference.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the reference (pdqhash) failed; `make setup` installs it:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
+    support::run_reference("pdq_reference.py", &[dir], "pdqhash")
         .lines()
         .map(|line| {
             let mut fields = line.split('\t').map(str::to_owned);

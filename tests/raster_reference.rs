@@ -9,22 +9,12 @@ mod support;
 
 use edge_moderation::media::decode::{decode_reduced, DecodeLimits};
 use edge_moderation::media::ImageFormat;
-use std::process::Command;
 
 #[test]
 fn still_formats_decode_as_pillow_decodes_them() {
     let dir = std::env::temp_dir().join(format!("edge-moderation-raster-{}", std::process::id()));
-    let output = Command::new("python3")
-        .arg(support::repo().join("tests/reference/raster_reference.py"))
-        .arg(support::repo().join("models/fidelity/images"))
-        .arg(&dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the reference (Pillow) failed; `make setup` installs it:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let sources = support::repo().join("models/fidelity/images");
+    support::run_reference("raster_reference.py", &[&sources, &dir], "Pillow");
     let limits = DecodeLimits {
         max_pixels: 50_000_000,
         max_dimension: 16384,

@@ -29,6 +29,23 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs a reference script of `tests/reference/` (Python, with the packages `make setup`
+/// installs) on `args`; its standard output. `what` names the reference in the failure.
+#[allow(dead_code)] // each test crate uses a different part of the support module
+pub fn run_reference(script: &str, args: &[&Path], what: &str) -> String {
+    let output = std::process::Command::new("python3")
+        .arg(repo().join("tests/reference").join(script))
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the reference ({what}) failed; `make setup` installs it:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
 pub fn fidelity_image(name: &str) -> DynamicImage {
     image::open(repo().join("models/fidelity/images").join(name)).expect("fidelity image")
 }
