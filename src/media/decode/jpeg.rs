@@ -32,15 +32,20 @@ fn reduced_eighths(width: u32, height: u32) -> u32 {
 /// large enough to reduce, the reduced image for PDQ and rewrites from the same pass
 /// (`None` for smaller ones: their full decode is cheap). Err(()) when this decoder does
 /// not read the file (progressive, CMYK, …, or structure it finds damaged): the other
-/// decoders then decide.
+/// decoders then decide. `checked` is the size the limits were checked against: a frame
+/// this decoder reads with another size is refused, so its limits hold here too.
 pub(super) fn decode_gathered(
     bytes: &[u8],
+    checked: (u32, u32),
     orientation: Orientation,
 ) -> Result<(Gathered, Option<DynamicImage>), ()> {
     let mut shown = (0, 0);
     let mut positions = (Vec::new(), Vec::new());
     let mut eighths = 8;
     let sampled = decode_sampled(bytes, |width, height| {
+        if (width, height) != checked {
+            return None;
+        }
         eighths = reduced_eighths(width, height);
         let (w, h) = (width as usize, height as usize);
         let turned = turns(orientation);
@@ -70,12 +75,12 @@ pub(super) fn decode_gathered(
             Rotate270FlipH => (mirror(&columns, h), mirror(&rows, w)),
         };
         positions = (rows, columns);
-        Plan {
+        Some(Plan {
             rows: stored_rows,
             columns: stored_columns,
             // A small image is decoded in full for its reduced image: no preview to build.
             preview_per_block: if eighths == 8 { 1 } else { eighths },
-        }
+        })
     })
     .map_err(|_| ())?;
     // The gathered pixels, turned as shown: their rows and columns then follow the shown

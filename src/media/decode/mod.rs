@@ -102,10 +102,11 @@ pub fn decode_reduced(
     let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
     // A JPEG's model input comes from the sampled decoder where it reads the file; a
     // large one's reduced image from the same pass.
-    let (gathered, mut image) = match jpeg.then(|| jpeg::decode_gathered(bytes, orientation)) {
-        Some(Ok((gathered, preview))) => (Some(gathered), preview),
-        _ => (None, None),
-    };
+    let (gathered, mut image) =
+        match jpeg.then(|| jpeg::decode_gathered(bytes, (width, height), orientation)) {
+            Some(Ok((gathered, preview))) => (Some(gathered), preview),
+            _ => (None, None),
+        };
     if image.is_none() {
         let reduced = if jpeg && gathered.is_none() {
             jpeg::decode_reduced(bytes, width, height, limits)?

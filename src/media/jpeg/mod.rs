@@ -31,6 +31,8 @@ pub enum JpegError {
     Unsupported(&'static str),
     /// Damaged structure (markers, tables, sizes).
     Corrupt(&'static str),
+    /// The caller's plan refused the frame's size.
+    Refused,
 }
 
 /// What to produce, chosen once the image's size is known.
@@ -284,10 +286,11 @@ struct Decoder<'a> {
     basis: BoxBasis,
 }
 
-/// Decodes the samples `plan` asks for, once the image's size is known.
+/// Decodes the samples `plan` asks for, once the image's size is known. `plan` may
+/// refuse the size (None: [`JpegError::Refused`]) before anything is allocated for it.
 pub fn decode_sampled(
     bytes: &[u8],
-    plan: impl FnOnce(u32, u32) -> Plan,
+    plan: impl FnOnce(u32, u32) -> Option<Plan>,
 ) -> Result<Sampled, JpegError> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Err(JpegError::Corrupt("not a JPEG"));
@@ -327,7 +330,7 @@ pub fn decode_sampled(
                 if adobe_rgb && parsed.components.len() == 3 {
                     return Err(JpegError::Unsupported("RGB JPEG"));
                 }
-                let plan = plan(parsed.width, parsed.height);
+                let plan = plan(parsed.width, parsed.height).ok_or(JpegError::Refused)?;
                 if !matches!(plan.preview_per_block, 1 | 2 | 4) {
                     return Err(JpegError::Unsupported("preview scale"));
                 }
@@ -671,12 +674,13 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
 mod tests {
     use super::*;
 
-    fn everything(width: u32, height: u32) -> Plan {
-        Plan {
+    fn everything(width: u32, height: u32) -> Option<Plan> {
+        // Damaged headers may declare any size: refuse what a caller's limits would.
+        (u64::from(width) * u64::from(height) <= 1 << 20).then(|| Plan {
             rows: (0..height).collect(),
             columns: (0..width).collect(),
             preview_per_block: 2,
-        }
+        })
     }
 
     fn jpeg(width: u16, height: u16) -> Vec<u8> {
