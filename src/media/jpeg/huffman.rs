@@ -94,6 +94,15 @@ fn extend(bits: i32, size: u32) -> i32 {
     }
 }
 
+/// A reader's state between two rows of MCUs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct BitsState {
+    pub position: usize,
+    pub buffer: u64,
+    pub count: u32,
+    pub at_marker: bool,
+}
+
 /// Reads the bits of an entropy-coded segment, most significant first.
 pub(super) struct Bits<'a> {
     data: &'a [u8],
@@ -115,6 +124,30 @@ impl<'a> Bits<'a> {
             count: 0,
             at_marker: false,
         }
+    }
+
+    /// The reader's whole state, to continue elsewhere ([`Bits::resume`]).
+    pub(super) fn state(&self) -> BitsState {
+        BitsState {
+            position: self.position,
+            buffer: self.buffer,
+            count: self.count,
+            at_marker: self.at_marker,
+        }
+    }
+
+    /// A reader continuing from `state` over the same data; None when the state cannot
+    /// be one of this data's (a damaged hand-off).
+    pub(super) fn resume(data: &'a [u8], state: BitsState) -> Option<Bits<'a>> {
+        // At most 64 bits are ever buffered, and the bits below them are zero.
+        let tail_clear = state.count >= 64 || state.buffer << state.count == 0;
+        (state.position <= data.len() && state.count <= 64 && tail_clear).then_some(Bits {
+            data,
+            position: state.position,
+            buffer: state.buffer,
+            count: state.count,
+            at_marker: state.at_marker,
+        })
     }
 
     /// Tops the buffer up to at least 32 bits.

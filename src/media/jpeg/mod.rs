@@ -19,10 +19,12 @@
 
 mod huffman;
 mod pixels;
+mod resume;
 
 use huffman::{Bits, Table};
 use image::{DynamicImage, GrayImage, RgbImage};
 use pixels::{BoxBasis, Idct, Upsampling, YccToRgb};
+use resume::{ScanPosition, Stopped};
 
 /// Why the sampled decode did not produce pixels.
 #[derive(Debug, PartialEq)]
@@ -286,12 +288,39 @@ struct Decoder<'a> {
     basis: BoxBasis,
 }
 
+/// How a resumable decode ended.
+pub enum Progress {
+    Done(Sampled),
+    /// Stopped between two rows of MCUs because the caller said so: `state` continues
+    /// the decode ([`decode_resumable`] with the same image and plan), in another
+    /// instance if need be.
+    Suspended {
+        state: Vec<u8>,
+    },
+}
+
 /// Decodes the samples `plan` asks for, once the image's size is known. `plan` may
 /// refuse the size (None: [`JpegError::Refused`]) before anything is allocated for it.
 pub fn decode_sampled(
     bytes: &[u8],
     plan: impl FnOnce(u32, u32) -> Option<Plan>,
 ) -> Result<Sampled, JpegError> {
+    match decode_resumable(bytes, plan, None, &mut || false)? {
+        Progress::Done(sampled) => Ok(sampled),
+        Progress::Suspended { .. } => Err(JpegError::Corrupt("stopped unasked")),
+    }
+}
+
+/// [`decode_sampled`], which can stop part-way and continue from where it stopped.
+/// `from` is the state a suspended decode of the same image left; `stop` is asked
+/// between rows of MCUs whether to suspend. Each call decodes at least an eighth of a
+/// scan's MCU rows before it asks, so a decode is at most eight calls per scan.
+pub fn decode_resumable(
+    bytes: &[u8],
+    plan: impl FnOnce(u32, u32) -> Option<Plan>,
+    from: Option<&[u8]>,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Progress, JpegError> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Err(JpegError::Corrupt("not a JPEG"));
     }
@@ -306,19 +335,49 @@ pub fn decode_sampled(
     };
     let mut at = 2;
     let mut plan = Some(plan);
-    let mut frame: Option<(Frame, Vec<Wanted>, Plan)> = None;
+    let mut frame: Option<Started> = None;
+    let mut tables_at: Vec<u32> = Vec::new();
     let mut adobe_rgb = false;
+    let mut resume_scan = None;
+    if let Some(state) = from {
+        // Back to where the state says: its tables, its frame, its samples, its scan.
+        let stopped = Stopped::decode(state)?;
+        for &table_at in &stopped.tables_at {
+            let (marker, body, _) = segment(bytes, table_at as usize)?;
+            decoder.table(marker, body)?;
+        }
+        tables_at = stopped.tables_at;
+        let (marker, body, _) = segment(bytes, stopped.frame_at as usize)?;
+        let plan = plan.take().ok_or(JpegError::Corrupt("two frames"))?;
+        if !matches!(marker, 0xC0 | 0xC1) {
+            return Err(JpegError::Corrupt("the state names no frame"));
+        }
+        let mut started = decoder.start_frame(body, plan, stopped.frame_at)?;
+        if started.wanted.len() != stopped.planes.len() {
+            return Err(JpegError::Corrupt("the state's components differ"));
+        }
+        for (wanted, (samples, preview)) in started.wanted.iter_mut().zip(stopped.planes) {
+            if samples.len() != wanted.samples.len() || preview.len() != wanted.preview.len() {
+                return Err(JpegError::Corrupt("the state's planes differ"));
+            }
+            (wanted.samples, wanted.preview) = (samples, preview);
+        }
+        frame = Some(started);
+        at = stopped.scan_at as usize;
+        if segment(bytes, at)?.0 != 0xDA {
+            return Err(JpegError::Corrupt("the state names no scan"));
+        }
+        resume_scan = Some(stopped.scan);
+    }
+    let mut never = || false;
     loop {
+        let marker_at = at;
         let (marker, body, next) = segment(bytes, at)?;
         at = next;
         match marker {
-            0xDB => decoder.read_quant(body)?,
-            0xC4 => decoder.read_huffman(body)?,
-            0xDD => {
-                let [a, b, ..] = body else {
-                    return Err(JpegError::Corrupt("short DRI"));
-                };
-                decoder.restart_interval = u32::from(u16::from_be_bytes([*a, *b]));
+            0xDB | 0xC4 | 0xDD => {
+                decoder.table(marker, body)?;
+                tables_at.push(u32::try_from(marker_at).unwrap_or(u32::MAX));
             }
             // Adobe's APP14 with transform 0: the three components are RGB, not YCbCr.
             0xEE if body.starts_with(b"Adobe") && body.get(11) == Some(&0) => adobe_rgb = true,
@@ -326,41 +385,118 @@ pub fn decode_sampled(
                 let Some(plan) = plan.take() else {
                     return Err(JpegError::Corrupt("two frames"));
                 };
-                let parsed = Frame::parse(body)?;
-                if adobe_rgb && parsed.components.len() == 3 {
+                if adobe_rgb && body.get(5) == Some(&3) {
                     return Err(JpegError::Unsupported("RGB JPEG"));
                 }
-                let plan = plan(parsed.width, parsed.height).ok_or(JpegError::Refused)?;
-                if !matches!(plan.preview_per_block, 1 | 2 | 4) {
-                    return Err(JpegError::Unsupported("preview scale"));
-                }
-                decoder.basis = BoxBasis::new(plan.preview_per_block as usize);
-                let wanted = parsed
-                    .components
-                    .iter()
-                    .map(|c| Wanted::new(c, &plan, plan.preview_per_block as usize))
-                    .collect();
-                frame = Some((parsed, wanted, plan));
+                let frame_at = u32::try_from(marker_at).unwrap_or(u32::MAX);
+                frame = Some(decoder.start_frame(body, plan, frame_at)?);
             }
             0xC2 => return Err(JpegError::Unsupported("progressive")),
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err(JpegError::Unsupported("coding process"))
             }
             0xDA => {
-                let Some((frame, wanted, _)) = frame.as_mut() else {
+                let Some(started) = frame.as_mut() else {
                     return Err(JpegError::Corrupt("scan before frame"));
                 };
-                at = decoder.scan(body, next, frame, wanted)?;
+                // A state can only point at offsets it can hold.
+                let scan_at = u32::try_from(marker_at).ok();
+                let can_stop = tables_at.len() <= resume::MAX_TABLE_SEGMENTS
+                    && !tables_at.contains(&u32::MAX)
+                    && started.at != u32::MAX
+                    && scan_at.is_some();
+                let asked: &mut dyn FnMut() -> bool = if can_stop { stop } else { &mut never };
+                let from = resume_scan.take();
+                match decoder.scan(body, next, started, from, asked)? {
+                    ScanEnd::Finished(end) => at = end,
+                    ScanEnd::Stopped(position) => {
+                        let state = Stopped {
+                            frame_at: started.at,
+                            scan_at: scan_at.unwrap_or(u32::MAX),
+                            tables_at,
+                            scan: position,
+                            planes: started
+                                .wanted
+                                .iter()
+                                .map(|w| (w.samples.clone(), w.preview.clone()))
+                                .collect(),
+                        };
+                        return Ok(Progress::Suspended {
+                            state: state.encode(),
+                        });
+                    }
+                }
             }
             0xD9 => break,
             _ => {}
         }
     }
-    let (frame, wanted, plan) = frame.ok_or(JpegError::Corrupt("no frame"))?;
-    Ok(assemble(&frame, &wanted, &plan))
+    let started = frame.ok_or(JpegError::Corrupt("no frame"))?;
+    Ok(Progress::Done(assemble(
+        &started.frame,
+        &started.wanted,
+        &started.plan,
+    )))
+}
+
+/// A frame being decoded: its header, what the plan wants of each component, and where
+/// its header is in the file.
+struct Started {
+    frame: Frame,
+    wanted: Vec<Wanted>,
+    plan: Plan,
+    at: u32,
+}
+
+/// How a scan ended: the offset of the marker after it, or where it stopped.
+enum ScanEnd {
+    Finished(usize),
+    Stopped(ScanPosition),
 }
 
 impl Decoder<'_> {
+    /// A table segment: quantisation (DQT), Huffman (DHT), restart interval (DRI).
+    fn table(&mut self, marker: u8, body: &[u8]) -> Result<(), JpegError> {
+        match marker {
+            0xDB => self.read_quant(body),
+            0xC4 => self.read_huffman(body),
+            0xDD => {
+                let [a, b, ..] = body else {
+                    return Err(JpegError::Corrupt("short DRI"));
+                };
+                self.restart_interval = u32::from(u16::from_be_bytes([*a, *b]));
+                Ok(())
+            }
+            _ => Err(JpegError::Corrupt("not a table segment")),
+        }
+    }
+
+    /// A frame header read, its plan made, its sample buffers allocated.
+    fn start_frame(
+        &mut self,
+        body: &[u8],
+        plan: impl FnOnce(u32, u32) -> Option<Plan>,
+        at: u32,
+    ) -> Result<Started, JpegError> {
+        let frame = Frame::parse(body)?;
+        let plan = plan(frame.width, frame.height).ok_or(JpegError::Refused)?;
+        if !matches!(plan.preview_per_block, 1 | 2 | 4) {
+            return Err(JpegError::Unsupported("preview scale"));
+        }
+        self.basis = BoxBasis::new(plan.preview_per_block as usize);
+        let wanted = frame
+            .components
+            .iter()
+            .map(|c| Wanted::new(c, &plan, plan.preview_per_block as usize))
+            .collect();
+        Ok(Started {
+            frame,
+            wanted,
+            plan,
+            at,
+        })
+    }
+
     fn read_quant(&mut self, mut body: &[u8]) -> Result<(), JpegError> {
         while let [spec, rest @ ..] = body {
             let (precision, id) = (spec >> 4, usize::from(spec & 15));
@@ -404,15 +540,18 @@ impl Decoder<'_> {
         }
     }
 
-    /// Decodes one scan whose header is `header` and whose data starts at `data`;
-    /// returns where the next marker is.
+    /// Decodes one scan whose header is `header` and whose data starts at `data` (or
+    /// continues it `from` where it stopped), asking `stop` between MCU rows once an
+    /// eighth of them are done here.
     fn scan(
         &self,
         header: &[u8],
         data: usize,
-        frame: &Frame,
-        wanted: &mut [Wanted],
-    ) -> Result<usize, JpegError> {
+        started: &mut Started,
+        from: Option<ScanPosition>,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<ScanEnd, JpegError> {
+        let (frame, wanted) = (&started.frame, &mut started.wanted);
         let [count, rest @ ..] = header else {
             return Err(JpegError::Corrupt("short SOS"));
         };
@@ -450,11 +589,26 @@ impl Decoder<'_> {
                 frame.height.div_ceil(8 * frame.max_v),
             )
         };
-        let mut bits = Bits::new(self.bytes, data);
-        let mut predictors = vec![0i32; count];
+        let (mut bits, mut predictors, first_row, mut mcu) = match from {
+            Some(at) => {
+                let bits = Bits::resume(self.bytes, at.bits)
+                    .filter(|_| at.predictors.len() == count && at.mcu_y <= mcus_high)
+                    .ok_or(JpegError::Corrupt("the state does not fit the scan"))?;
+                (bits, at.predictors, at.mcu_y, at.mcu)
+            }
+            None => (Bits::new(self.bytes, data), vec![0i32; count], 0, 0),
+        };
         let mut nonzero: Vec<(u8, i32)> = Vec::with_capacity(64);
-        let mut mcu = 0u32;
-        for mcu_y in 0..mcus_high {
+        let least_rows = mcus_high.div_ceil(8);
+        for mcu_y in first_row..mcus_high {
+            if mcu_y - first_row >= least_rows && stop() {
+                return Ok(ScanEnd::Stopped(ScanPosition {
+                    mcu_y,
+                    mcu,
+                    bits: bits.state(),
+                    predictors,
+                }));
+            }
             for mcu_x in 0..mcus_wide {
                 if self.restart_interval > 0 && mcu > 0 && mcu.is_multiple_of(self.restart_interval)
                 {
@@ -500,7 +654,9 @@ impl Decoder<'_> {
         let mut at = bits.position;
         loop {
             match self.bytes.get(at..at + 2) {
-                Some(&[0xFF, next]) if !matches!(next, 0x00 | 0xD0..=0xD7 | 0xFF) => return Ok(at),
+                Some(&[0xFF, next]) if !matches!(next, 0x00 | 0xD0..=0xD7 | 0xFF) => {
+                    return Ok(ScanEnd::Finished(at))
+                }
                 Some(_) => at += 1,
                 None => return Err(JpegError::Corrupt("no end of image")),
             }
@@ -692,6 +848,74 @@ mod tests {
             .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
             .unwrap();
         out
+    }
+
+    /// Decodes `bytes` stopping at every chance, each part from the state the previous
+    /// one left; returns the result and how many times it stopped.
+    fn decode_in_parts(bytes: &[u8]) -> (Sampled, usize) {
+        let (mut state, mut stops) = (None::<Vec<u8>>, 0);
+        loop {
+            match decode_resumable(bytes, everything, state.as_deref(), &mut || true).unwrap() {
+                Progress::Done(sampled) => return (sampled, stops),
+                Progress::Suspended { state: next } => {
+                    state = Some(next);
+                    stops += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_decode_stopped_at_every_chance_resumes_to_the_same_pixels() {
+        use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+        let (width, height) = (100u16, 130u16);
+        let rgb: Vec<u8> = (0..u32::from(width) * u32::from(height) * 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let grey: Vec<u8> = rgb.iter().step_by(3).copied().collect();
+        let cases = [
+            (SamplingFactor::F_2_2, 0, ColorType::Rgb, 16),
+            (SamplingFactor::F_2_1, 5, ColorType::Rgb, 8),
+            (SamplingFactor::F_1_1, 3, ColorType::Rgb, 8),
+            (SamplingFactor::F_1_1, 7, ColorType::Luma, 8),
+        ];
+        for (sampling, restart, colour, mcu_side) in cases {
+            let mut bytes = Vec::new();
+            let mut encoder = Encoder::new(&mut bytes, 85);
+            encoder.set_sampling_factor(sampling);
+            encoder.set_restart_interval(restart);
+            let pixels = if colour == ColorType::Luma {
+                &grey
+            } else {
+                &rgb
+            };
+            encoder.encode(pixels, width, height, colour).unwrap();
+            let whole = decode_sampled(&bytes, everything).unwrap();
+            let (parts, stops) = decode_in_parts(&bytes);
+            let rows = u32::from(height).div_ceil(mcu_side);
+            let expected_stops = rows.div_ceil(rows.div_ceil(8)) as usize - 1;
+            let case = format!("{sampling:?}, restart {restart}, {colour:?}");
+            assert_eq!(stops, expected_stops, "{case}");
+            assert_eq!(parts.pixels, whole.pixels, "{case}");
+            assert_eq!(parts.preview, whole.preview, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_state_that_does_not_fit_the_image_is_refused() {
+        let (bytes, other) = (jpeg(64, 64), jpeg(48, 64));
+        let Progress::Suspended { state } =
+            decode_resumable(&bytes, everything, None, &mut || true).unwrap()
+        else {
+            panic!("a 64-pixel image stops");
+        };
+        // Another image (offsets and sizes differ), and the state damaged byte by byte.
+        assert!(decode_resumable(&other, everything, Some(&state), &mut || false).is_err());
+        for at in 0..state.len().min(200) {
+            let mut damaged = state.clone();
+            damaged[at] ^= 0x5A;
+            let _ = decode_resumable(&bytes, everything, Some(&damaged), &mut || false);
+        }
     }
 
     #[test]
