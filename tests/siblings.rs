@@ -2,12 +2,15 @@
 //! each service's `self` backend is its own address and its Secret Store holds the shared
 //! secret (`support::viceroy::Siblings`). A policy with `siblings.cpu_budget_ms: 0` makes
 //! every instance hand on after the one segment it must run, so one image's inference
-//! crosses an instance per segment. Needs `bin/main.wasm` (`make test` builds it).
+//! crosses an instance per segment, and a JPEG's decode an instance per eighth of its
+//! rows of blocks. Needs `bin/main.wasm` (`make test` builds it).
 
 mod support;
 
+use edge_moderation::classifier::preprocess::read_positions;
 use edge_moderation::classifier::SEGMENTS;
 use edge_moderation::headers;
+use edge_moderation::media::jpeg::{decode_resumable, Plan, Progress};
 use std::collections::HashMap;
 use support::fixtures::{bytes_of, drawing_policy, format_images};
 use support::{Origin, Resource, Service, Siblings, SIBLING_KEY};
@@ -54,6 +57,28 @@ fn world() -> &'static World {
     })
 }
 
+/// How many times a JPEG's decode stops when every instance hands on as soon as it may.
+fn decode_stops(jpeg: &[u8]) -> usize {
+    let plan = |width: u32, height: u32| {
+        Some(Plan {
+            rows: read_positions(height as usize),
+            columns: read_positions(width as usize),
+            preview_per_block: 1,
+        })
+    };
+    let (mut state, mut stops) = (None::<Vec<u8>>, 0);
+    loop {
+        match decode_resumable(jpeg, plan, state.as_deref(), &mut || true) {
+            Ok(Progress::Done(_)) => return stops,
+            Ok(Progress::Suspended { state: next }) => {
+                state = Some(next);
+                stops += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
 #[test]
 fn an_inference_handed_across_instances_scores_like_one_instance() {
     for path in ["/photo.jpg", "/rocket.png", "/drawing.webp"] {
@@ -66,9 +91,22 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
         );
         assert_eq!(handed.verdict(), alone.verdict(), "{path}");
         assert_eq!(handed.status, alone.status, "{path}");
-        // One sibling per segment: the coordinator hands on at once, each sibling after one.
+        // A JPEG's decode crosses instances first (an eighth of its MCU rows or more in
+        // each), then one sibling per segment: each hands on as soon as it may.
+        let bytes = bytes_of(&world().fixtures, path);
+        let decode_parts = if path.ends_with(".jpg") {
+            let stops = decode_stops(&bytes);
+            assert!(stops >= 1, "{path}: the decode was split");
+            stops
+        } else {
+            0
+        };
         let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
-        assert_eq!(siblings.split(',').count(), SEGMENTS, "{path}: {siblings}");
+        assert_eq!(
+            siblings.split(',').count(),
+            decode_parts + SEGMENTS,
+            "{path}: {siblings}"
+        );
         assert_eq!(alone.header(headers::SIBLING_CPU), None, "{path}");
         for reply in [&handed, &alone] {
             let timing = reply.header(headers::SERVER_TIMING).unwrap_or_default();

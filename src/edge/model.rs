@@ -9,8 +9,10 @@ use super::respond::Report;
 use super::siblings::Relay;
 use super::{cache, known};
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
+use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::record::ContentHash;
-use edge_moderation::moderation::{judge as run, Moderation, Subject};
+use edge_moderation::moderation::{judge as run, moderate_from, Moderation, Subject};
 use edge_moderation::policy::Policy;
 use edge_moderation::snapshot;
 use std::cell::UnsafeCell;
@@ -54,10 +56,35 @@ pub fn moderate(
     policy: &Policy,
     host: &str,
 ) -> (Moderation, Vec<u64>) {
+    relayed(policy, host, |relay, known| {
+        run(bytes, subject, policy, known, relay)
+    })
+}
+
+/// Moderates a JPEG whose decode another instance stopped, from the decoder's `state`
+/// (a resumed job); its decode may stop again here and go on in a further sibling.
+pub fn moderate_resumed(
+    bytes: &[u8],
+    state: &[u8],
+    policy: &Policy,
+    host: &str,
+) -> (Moderation, Vec<u64>) {
+    relayed(policy, host, |relay, known| {
+        moderate_from(bytes, ImageFormat::Jpeg, policy, known, relay, Some(state))
+    })
+}
+
+/// Runs `work` with the shared classifier behind a sibling relay and the policy's
+/// lists; returns its moderation and the CPU of the siblings it used.
+fn relayed(
+    policy: &Policy,
+    host: &str,
+    work: impl FnOnce(&mut Relay, &KnownLists) -> Moderation,
+) -> (Moderation, Vec<u64>) {
     match classifier() {
         Ok(classifier) => {
             let mut relay = Relay::new(classifier, policy, host);
-            let moderation = run(bytes, subject, policy, &known::lists(policy), &mut relay);
+            let moderation = work(&mut relay, &known::lists(policy));
             (moderation, relay.sibling_cpu)
         }
         Err(why) => (

@@ -4,6 +4,9 @@
 //! several: an instance runs segments while its CPU allows (`siblings.cpu_budget_ms`),
 //! then hands the rest, with the tensor at the cut, to a sibling, which does the same.
 //!
+//! A JPEG decode that would not fit stops between rows of blocks, and the image goes to a
+//! sibling with the decoder's state (a resumed job); the sibling decodes on and judges it.
+//!
 //! Independent images (those of one upload) go to siblings whole, in parallel
 //! ([`dispatch`], then [`PendingImage::wait`]): each sibling judges one image as a
 //! response would be judged (verdict cache, then decode and inference, handing segments
@@ -22,7 +25,7 @@ use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::handoff::Handoff;
 use edge_moderation::moderation::record::ContentHash;
-use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Subject};
+use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Resumed, Subject};
 use edge_moderation::policy::Policy;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Body, Request, Response, SecretStore};
@@ -39,6 +42,9 @@ pub const SECRET_KEY: &str = "sibling_key";
 const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// What one segment is assumed to cost before this instance has run one.
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 10;
+/// CPU kept for handing a stopped decode on: its state (up to ~2 MB) and the image
+/// written into the sibling's request.
+const DECODE_HANDOFF_RESERVE_MS: u64 = 5;
 
 /// The shared secret, looked up the first time it is needed: most requests never need
 /// it, and a fresh instance pays for every Secret Store lookup.
@@ -212,6 +218,17 @@ impl Inference for Relay<'_> {
             .scores(&output)
             .map_err(InferenceError::Model)
     }
+
+    fn decode_budget_spent(&mut self) -> bool {
+        cpu_ms() + DECODE_HANDOFF_RESERVE_MS > self.budget_ms && available()
+    }
+
+    fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
+        let header = job::resumed_header(job.policy, job.state);
+        let judged = send_job(&header, job.image, &self.host).wait(job.policy);
+        self.sibling_cpu.extend(judged.cpu);
+        judged.moderation
+    }
 }
 
 /// Serves work from a sibling (`call` said what it is).
@@ -253,6 +270,11 @@ fn serve_image(mut request: Request) -> Response {
     };
     let policy = &job.policy;
     let mut chain = Vec::new();
+    if let Some(state) = job.resume {
+        // The coordinator missed the verdict cache and stores what this answers.
+        let (moderation, cpu) = model::moderate_resumed(job.image, state, policy, &host);
+        return answer(job::encode_answer(&moderation), cpu);
+    }
     let content = ContentHash::of(job.image);
     let (moderation, cached) = cache::judged(&content, policy, || {
         let Some(format) = ImageFormat::sniff(job.image) else {
@@ -284,9 +306,14 @@ pub struct JudgedBySibling {
 /// Sends `image` to a sibling to be judged by `policy`; the answer is collected with
 /// [`PendingImage::wait`], so several images are judged at once.
 pub fn dispatch(image: &[u8], policy: &Policy, host: &str) -> PendingImage {
+    send_job(&job::job_header(policy), image, host)
+}
+
+/// Sends a job (`header`, then the image) to a sibling.
+fn send_job(header: &[u8], image: &[u8], host: &str) -> PendingImage {
     let mut body = Body::new();
     let written = body
-        .write_all(&job::job_header(policy))
+        .write_all(header)
         .and_then(|()| body.write_all(image))
         .map_err(|e| e.to_string());
     let pending = written

@@ -2,9 +2,15 @@
 //! parallel, one instance each): the policy it is judged by and its bytes. The sibling
 //! answers with the [`Moderation`] in the verdict cache's record form.
 //!
+//! A JPEG whose decode one instance began and stopped (its CPU ran short) goes as a
+//! resumed job: the decoder's state (`media::jpeg`'s `EMD1`) travels with it, and the
+//! sibling decodes on from there.
+//!
 //! ```text
-//! job:    "EMJ1" | policy JSON length: u32 LE | policy JSON | image bytes
-//! answer: "EMV1" | record metadata length: u32 LE | metadata | rewritten image (or empty)
+//! job:     "EMJ1" | policy JSON length: u32 LE | policy JSON | image bytes
+//! resumed: "EMR1" | policy JSON length: u32 LE | policy JSON
+//!                 | decode state length: u32 LE | decode state | image bytes
+//! answer:  "EMV1" | record metadata length: u32 LE | metadata | rewritten image (or empty)
 //! ```
 //!
 //! The policy travels with the job so the sibling judges by exactly the policy the
@@ -17,6 +23,7 @@ use super::Moderation;
 use crate::policy::Policy;
 
 const JOB: &[u8; 4] = b"EMJ1";
+const RESUMED: &[u8; 4] = b"EMR1";
 const ANSWER: &[u8; 4] = b"EMV1";
 
 /// A job as received.
@@ -24,6 +31,8 @@ const ANSWER: &[u8; 4] = b"EMV1";
 pub struct ImageJob<'a> {
     pub policy: Policy,
     pub image: &'a [u8],
+    /// Where another instance stopped decoding the image.
+    pub resume: Option<&'a [u8]>,
 }
 
 /// Everything of a job before the image bytes, which follow it (the glue streams them
@@ -34,15 +43,35 @@ pub fn job_header(policy: &Policy) -> Vec<u8> {
     framed(JOB, &json, &[])
 }
 
+/// A resumed job's header: the image bytes follow it.
+pub fn resumed_header(policy: &Policy, state: &[u8]) -> Vec<u8> {
+    let json = serde_json::to_vec(policy).unwrap_or_default();
+    let mut out = framed(RESUMED, &json, &(state.len() as u32).to_le_bytes());
+    out.extend_from_slice(state);
+    out
+}
+
 pub fn encode_job(policy: &Policy, image: &[u8]) -> Vec<u8> {
     [job_header(policy).as_slice(), image].concat()
 }
 
 pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
-    let (json, image) = unframe(JOB, bytes)?;
+    let (json, rest, resume) = match unframe(JOB, bytes) {
+        Ok((json, image)) => (json, image, None),
+        Err(HandoffError::NotAHandoff) => {
+            let (json, rest) = unframe(RESUMED, bytes)?;
+            let (state, image) = unframe_length(rest)?;
+            (json, image, Some(state))
+        }
+        Err(e) => return Err(e),
+    };
     let json = std::str::from_utf8(json).map_err(|_| HandoffError::Malformed("policy"))?;
     let policy = Policy::from_json(json).map_err(|_| HandoffError::Malformed("policy"))?;
-    Ok(ImageJob { policy, image })
+    Ok(ImageJob {
+        policy,
+        image: rest,
+        resume,
+    })
 }
 
 pub fn encode_answer(moderation: &Moderation) -> Vec<u8> {
@@ -65,8 +94,12 @@ fn framed(magic: &[u8; 4], head: &[u8], body: &[u8]) -> Vec<u8> {
 }
 
 fn unframe<'a>(magic: &[u8; 4], bytes: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), HandoffError> {
-    let rest = bytes.strip_prefix(magic).ok_or(HandoffError::NotAHandoff)?;
-    let (length, rest) = rest
+    unframe_length(bytes.strip_prefix(magic).ok_or(HandoffError::NotAHandoff)?)
+}
+
+/// A u32 LE length, that many bytes, and the rest.
+fn unframe_length(bytes: &[u8]) -> Result<(&[u8], &[u8]), HandoffError> {
+    let (length, rest) = bytes
         .split_first_chunk::<4>()
         .ok_or(HandoffError::Malformed("truncated header"))?;
     let length = u32::from_le_bytes(*length) as usize;
@@ -91,6 +124,16 @@ mod tests {
         let job = decode_job(&bytes).unwrap();
         assert_eq!(job.policy, policy);
         assert_eq!(job.image, image);
+        assert_eq!(job.resume, None);
+        let resumed = [resumed_header(&policy, b"EMD1 state").as_slice(), &image].concat();
+        let job = decode_job(&resumed).unwrap();
+        assert_eq!(
+            (job.image, job.resume),
+            (&image[..], Some(&b"EMD1 state"[..]))
+        );
+        for cut in 0..resumed.len() - image.len() {
+            assert!(decode_job(&resumed[..cut]).is_err(), "cut at {cut}");
+        }
 
         let moderation = Moderation {
             outcome: Outcome::Rewrite {

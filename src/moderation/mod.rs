@@ -13,7 +13,7 @@ pub use outcome::{Judged, Moderation, Outcome, Reason, Timings};
 
 use crate::classifier::preprocess::preprocess_gathered;
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
-use crate::media::decode::decode_reduced;
+use crate::media::decode::{decode_resumable, Decoding};
 use crate::media::encode::encode;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
@@ -23,10 +23,32 @@ use anyhow::Context;
 use known::{KnownLists, Probe};
 use std::time::Instant;
 
-/// Runs the model on a preprocessed tensor: in this instance ([`Classifier`]), or with
-/// parts of it handed to sibling instances (the Compute glue).
+/// The work of judging an image that may run elsewhere: the model on a preprocessed
+/// tensor, in this instance ([`Classifier`]) or with parts of it handed to sibling
+/// instances (the Compute glue); and the rest of a long JPEG decode.
 pub trait Inference {
     fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError>;
+
+    /// Whether a decode running here should stop and go on in a sibling instance
+    /// (asked between rows of blocks). Never, unless the glue says so.
+    fn decode_budget_spent(&mut self) -> bool {
+        false
+    }
+
+    /// The moderation of an image whose decode stopped here, by a sibling that resumes
+    /// it from `state` (only asked after [`Inference::decode_budget_spent`] said yes).
+    fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
+        let _ = job.state;
+        Moderation::sibling_failed(job.policy, "no sibling to resume a decode".into())
+    }
+}
+
+/// An image to judge from where another instance stopped decoding it.
+pub struct Resumed<'a> {
+    pub image: &'a [u8],
+    pub policy: &'a Policy,
+    /// The decoder's state (`media::jpeg`'s `EMD1`).
+    pub state: &'a [u8],
 }
 
 /// Why an inference gave no scores; both cases get the policy's `on_error` outcome.
@@ -39,6 +61,12 @@ pub enum InferenceError {
 impl<T: Inference + ?Sized> Inference for &mut T {
     fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError> {
         (**self).infer(input)
+    }
+    fn decode_budget_spent(&mut self) -> bool {
+        (**self).decode_budget_spent()
+    }
+    fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
+        (**self).judge_elsewhere(job)
     }
 }
 
@@ -113,13 +141,26 @@ fn probe(image: &image::DynamicImage, dihedral: bool) -> Option<Probe> {
 
 /// Moderates one raster image: decode (within the limits), PDQ and the known lists (a
 /// match decides without inference), inference on each view, the policy's decision,
-/// the rewrite.
+/// the rewrite. A long JPEG decode may stop part-way and the rest go to a sibling
+/// instance ([`Inference::judge_elsewhere`]), whose moderation is then this one.
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
     policy: &Policy,
     known: &KnownLists,
+    inference: impl Inference,
+) -> Moderation {
+    moderate_from(bytes, format, policy, known, inference, None)
+}
+
+/// [`moderate`], resuming a JPEG decode another instance stopped (`from`: its state).
+pub fn moderate_from(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    known: &KnownLists,
     mut inference: impl Inference,
+    from: Option<&[u8]>,
 ) -> Moderation {
     if bytes.len() > policy.limits.max_bytes {
         return Moderation::oversize(policy, format!("{} bytes", bytes.len()));
@@ -134,8 +175,19 @@ pub fn moderate(
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     } else {
-        match decode_reduced(bytes, format, limits) {
-            Ok(decoded) => (Some(decoded), Vec::new()),
+        let decoding = {
+            let mut spent = || inference.decode_budget_spent();
+            decode_resumable(bytes, format, limits, from, &mut spent)
+        };
+        match decoding {
+            Ok(Decoding::Done(decoded)) => (Some(decoded), Vec::new()),
+            Ok(Decoding::Suspended { state }) => {
+                return inference.judge_elsewhere(Resumed {
+                    image: bytes,
+                    policy,
+                    state: &state,
+                })
+            }
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     };

@@ -4,7 +4,7 @@
 
 use super::{DecodeError, DecodeLimits};
 use crate::classifier::preprocess::{read_positions, Gathered};
-use crate::media::jpeg::{decode_sampled, Plan};
+use crate::media::jpeg::{decode_resumable, Plan, Progress};
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::io::Cursor;
@@ -27,62 +27,82 @@ fn reduced_eighths(width: u32, height: u32) -> u32 {
         .unwrap_or(8)
 }
 
+/// What the sampled decode of a JPEG gave.
+pub(super) enum Gather {
+    /// The pixels nsfwjs's resize reads, and for a large image its reduced copy.
+    Done(Gathered, Option<DynamicImage>),
+    /// Stopped part-way, as `stop` asked: `state` resumes it.
+    Suspended(Vec<u8>),
+}
+
 /// The pixels nsfwjs's resize reads from a JPEG as shown (`orientation` applied),
 /// exactly as libjpeg-turbo decodes them ([`crate::media::jpeg`]), and, for an image
 /// large enough to reduce, the reduced image for PDQ and rewrites from the same pass
 /// (`None` for smaller ones: their full decode is cheap). Err(()) when this decoder does
 /// not read the file (progressive, CMYK, …, or structure it finds damaged): the other
 /// decoders then decide. `checked` is the size the limits were checked against: a frame
-/// this decoder reads with another size is refused, so its limits hold here too.
+/// this decoder reads with another size is refused, so its limits hold here too. `from`
+/// and `stop` resume and suspend the decode ([`crate::media::jpeg::decode_resumable`]).
 pub(super) fn decode_gathered(
     bytes: &[u8],
     checked: (u32, u32),
     orientation: Orientation,
-) -> Result<(Gathered, Option<DynamicImage>), ()> {
+    from: Option<&[u8]>,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Gather, ()> {
     let mut shown = (0, 0);
     let mut positions = (Vec::new(), Vec::new());
     let mut eighths = 8;
-    let sampled = decode_sampled(bytes, |width, height| {
-        if (width, height) != checked {
-            return None;
-        }
-        eighths = reduced_eighths(width, height);
-        let (w, h) = (width as usize, height as usize);
-        let turned = turns(orientation);
-        shown = if turned {
-            (height, width)
-        } else {
-            (width, height)
-        };
-        let (rows, columns) = (
-            read_positions(shown.1 as usize),
-            read_positions(shown.0 as usize),
-        );
-        let mirror = |at: &[u32], size: usize| -> Vec<u32> {
-            at.iter().rev().map(|&p| (size - 1) as u32 - p).collect()
-        };
-        // Where the shown rows and columns are in the image as stored (image-rs's
-        // `apply_orientation`: e.g. Rotate90 shows stored column y' as row y').
-        use Orientation::*;
-        let (stored_rows, stored_columns) = match orientation {
-            NoTransforms => (rows.clone(), columns.clone()),
-            FlipHorizontal => (rows.clone(), mirror(&columns, w)),
-            Rotate180 => (mirror(&rows, h), mirror(&columns, w)),
-            FlipVertical => (mirror(&rows, h), columns.clone()),
-            Rotate90 => (mirror(&columns, h), rows.clone()),
-            Rotate270 => (columns.clone(), mirror(&rows, w)),
-            Rotate90FlipH => (columns.clone(), rows.clone()),
-            Rotate270FlipH => (mirror(&columns, h), mirror(&rows, w)),
-        };
-        positions = (rows, columns);
-        Some(Plan {
-            rows: stored_rows,
-            columns: stored_columns,
-            // A small image is decoded in full for its reduced image: no preview to build.
-            preview_per_block: if eighths == 8 { 1 } else { eighths },
-        })
-    })
+    let progress = decode_resumable(
+        bytes,
+        |width, height| {
+            if (width, height) != checked {
+                return None;
+            }
+            eighths = reduced_eighths(width, height);
+            let (w, h) = (width as usize, height as usize);
+            let turned = turns(orientation);
+            shown = if turned {
+                (height, width)
+            } else {
+                (width, height)
+            };
+            let (rows, columns) = (
+                read_positions(shown.1 as usize),
+                read_positions(shown.0 as usize),
+            );
+            let mirror = |at: &[u32], size: usize| -> Vec<u32> {
+                at.iter().rev().map(|&p| (size - 1) as u32 - p).collect()
+            };
+            // Where the shown rows and columns are in the image as stored (image-rs's
+            // `apply_orientation`: e.g. Rotate90 shows stored column y' as row y').
+            use Orientation::*;
+            let (stored_rows, stored_columns) = match orientation {
+                NoTransforms => (rows.clone(), columns.clone()),
+                FlipHorizontal => (rows.clone(), mirror(&columns, w)),
+                Rotate180 => (mirror(&rows, h), mirror(&columns, w)),
+                FlipVertical => (mirror(&rows, h), columns.clone()),
+                Rotate90 => (mirror(&columns, h), rows.clone()),
+                Rotate270 => (columns.clone(), mirror(&rows, w)),
+                Rotate90FlipH => (columns.clone(), rows.clone()),
+                Rotate270FlipH => (mirror(&columns, h), mirror(&rows, w)),
+            };
+            positions = (rows, columns);
+            Some(Plan {
+                rows: stored_rows,
+                columns: stored_columns,
+                // A small image is decoded in full for its reduced image: no preview to build.
+                preview_per_block: if eighths == 8 { 1 } else { eighths },
+            })
+        },
+        from,
+        stop,
+    )
     .map_err(|_| ())?;
+    let sampled = match progress {
+        Progress::Done(sampled) => sampled,
+        Progress::Suspended { state } => return Ok(Gather::Suspended(state)),
+    };
     // The gathered pixels, turned as shown: their rows and columns then follow the shown
     // positions in ascending order.
     let mut pixels = sampled.pixels;
@@ -93,7 +113,7 @@ pub(super) fn decode_gathered(
         preview
     });
     let (rows, columns) = positions;
-    Ok((
+    Ok(Gather::Done(
         Gathered {
             image: pixels,
             width: shown.0,

@@ -13,6 +13,8 @@
 mod codec;
 mod jpeg;
 
+use jpeg::Gather;
+
 use super::format::ImageFormat;
 use crate::classifier::preprocess::Gathered;
 use image::metadata::Orientation;
@@ -94,6 +96,31 @@ pub fn decode_reduced(
     format: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
+    match decode_resumable(bytes, format, limits, None, &mut || false)? {
+        Decoding::Done(decoded) => Ok(decoded),
+        Decoding::Suspended { .. } => Err(DecodeError::Corrupt("stopped unasked".into())),
+    }
+}
+
+/// How a decode for moderation ended.
+pub enum Decoding {
+    Done(Decoded),
+    /// A JPEG's sampled decode stopped part-way, as asked: `state` resumes it (in
+    /// another instance, with the same bytes).
+    Suspended {
+        state: Vec<u8>,
+    },
+}
+
+/// [`decode_reduced`], which may stop a JPEG's decode part-way when `stop` says so
+/// (asked between rows of blocks) and resume one `from` the state it left.
+pub fn decode_resumable(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+    from: Option<&[u8]>,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Decoding, DecodeError> {
     let mut decoder = codec::checked_decoder(bytes, format, limits)?;
     // Unreadable metadata is no reason to refuse the pixels: shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
@@ -102,11 +129,13 @@ pub fn decode_reduced(
     let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
     // A JPEG's model input comes from the sampled decoder where it reads the file; a
     // large one's reduced image from the same pass.
-    let (gathered, mut image) =
-        match jpeg.then(|| jpeg::decode_gathered(bytes, (width, height), orientation)) {
-            Some(Ok((gathered, preview))) => (Some(gathered), preview),
-            _ => (None, None),
-        };
+    let gather =
+        jpeg.then(|| jpeg::decode_gathered(bytes, (width, height), orientation, from, stop));
+    let (gathered, mut image) = match gather {
+        Some(Ok(Gather::Done(gathered, preview))) => (Some(gathered), preview),
+        Some(Ok(Gather::Suspended(state))) => return Ok(Decoding::Suspended { state }),
+        _ => (None, None),
+    };
     if image.is_none() {
         let reduced = if jpeg && gathered.is_none() {
             jpeg::decode_reduced(bytes, width, height, limits)?
@@ -129,12 +158,12 @@ pub fn decode_reduced(
     } else {
         (width, height)
     };
-    Ok(Decoded {
+    Ok(Decoding::Done(Decoded {
         image,
         width,
         height,
         gathered,
-    })
+    }))
 }
 
 #[cfg(test)]
