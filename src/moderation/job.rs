@@ -38,17 +38,24 @@ pub struct ImageJob<'a> {
 /// Everything of a job before the image bytes, which follow it (the glue streams them
 /// into the request body without another copy).
 pub fn job_header(policy: &Policy) -> Vec<u8> {
-    // Serialising plain data into JSON cannot fail.
-    let json = serde_json::to_vec(policy).unwrap_or_default();
-    framed(JOB, &json, &[])
+    framed(JOB, &policy_json(policy), &[])
 }
 
 /// A resumed job's header: the image bytes follow it.
 pub fn resumed_header(policy: &Policy, state: &[u8]) -> Vec<u8> {
-    let json = serde_json::to_vec(policy).unwrap_or_default();
-    let mut out = framed(RESUMED, &json, &(state.len() as u32).to_le_bytes());
+    let mut out = framed(
+        RESUMED,
+        &policy_json(policy),
+        &(state.len() as u32).to_le_bytes(),
+    );
     out.extend_from_slice(state);
     out
+}
+
+/// The policy as the job carries it.
+fn policy_json(policy: &Policy) -> Vec<u8> {
+    // Serialising plain data into JSON cannot fail.
+    serde_json::to_vec(policy).unwrap_or_default()
 }
 
 pub fn encode_job(policy: &Policy, image: &[u8]) -> Vec<u8> {

@@ -415,10 +415,16 @@ pub fn decode_resumable(
                             scan_at: scan_at.unwrap_or(u32::MAX),
                             tables_at,
                             scan: position,
+                            // Moved, not copied: this decode ends here.
                             planes: started
                                 .wanted
-                                .iter()
-                                .map(|w| (w.samples.clone(), w.preview.clone()))
+                                .iter_mut()
+                                .map(|w| {
+                                    (
+                                        std::mem::take(&mut w.samples),
+                                        std::mem::take(&mut w.preview),
+                                    )
+                                })
                                 .collect(),
                         };
                         return Ok(Progress::Suspended {
