@@ -4,8 +4,9 @@
 Usage: jpeg_reference.py SOURCES OUT
 Writes JPEGs made from the PNGs in SOURCES with Pillow's encoder, in the variants the
 sampled decoder must read exactly (sizes up to 12 MP, odd sizes, 4:4:4, 4:2:2, 4:2:0,
-greyscale, restart intervals, qualities 20 to 100) plus progressive ones it must refuse,
-each as NAME.jpg beside NAME_WxH.rgb: Pillow's decode of it (interleaved RGB8).
+greyscale, restart intervals, qualities 20 to 100, progressive), each as NAME.jpg beside
+NAME_WxH.rgb: Pillow's decode of it (interleaved RGB8). JPEGs another encoder wrote into
+OUT beforehand (enc_*.jpg) get their decode too.
 """
 import sys
 from pathlib import Path
@@ -21,6 +22,11 @@ VARIANTS = [
     ("grey_q85", 2.2, True, dict(quality=85), "L"),
     ("420_q100", 0.5, True, dict(quality=100, subsampling=2), "RGB"),
     ("420_q80_photo", 3.0, False, dict(quality=80, subsampling=2), "RGB"),
+    ("420_q90_progressive", 1.0, False, dict(quality=90, subsampling=2, progressive=True), "RGB"),
+    ("444_q70_progressive_restart", 1.2, True,
+     dict(quality=70, subsampling=0, progressive=True, restart_marker_blocks=5), "RGB"),
+    ("422_q95_progressive", 0.8, True, dict(quality=95, subsampling=1, progressive=True), "RGB"),
+    ("grey_q50_progressive", 1.7, True, dict(quality=50, progressive=True, optimize=True), "L"),
 ]
 
 
@@ -45,13 +51,15 @@ def main():
     cases.append(("photo_12mp_420_q92", photo.resize((4000, 3000), Image.BICUBIC), dict(quality=92)))
     cases.append(("photo_1024_422_restart", photo.resize((1024, 768), Image.BICUBIC),
                   dict(quality=80, subsampling=1, restart_marker_rows=2)))
+    cases.append(("photo_12mp_progressive_q88", photo.resize((4000, 3000), Image.BICUBIC),
+                  dict(quality=88, progressive=True)))
+    cases.append(("photo_801_progressive_restart", photo.resize((801, 601), Image.BICUBIC),
+                  dict(quality=85, progressive=True, restart_marker_rows=1)))
     for name, image, options in cases:
-        jpeg = out / f"{name}.jpg"
-        image.save(jpeg, "JPEG", **options)
+        image.save(out / f"{name}.jpg", "JPEG", **options)
+    for jpeg in sorted(out.glob("*.jpg")):
         decoded = Image.open(jpeg).convert("RGB")
-        (out / f"{name}_{decoded.width}x{decoded.height}.rgb").write_bytes(decoded.tobytes())
-    progressive = photo.resize((801, 601), Image.BICUBIC)
-    progressive.save(out / "progressive.jpg", "JPEG", quality=85, progressive=True)
+        (out / f"{jpeg.stem}_{decoded.width}x{decoded.height}.rgb").write_bytes(decoded.tobytes())
 
 
 if __name__ == "__main__":

@@ -273,6 +273,22 @@ impl<'a> Bits<'a> {
         extend(bits, size)
     }
 
+    /// `size` raw bits (up to 16) as an unsigned number: a progressive scan's correction
+    /// bits and end-of-band run lengths.
+    #[inline]
+    pub(super) fn raw(&mut self, size: u32) -> u32 {
+        let size = size.min(16);
+        if size == 0 {
+            return 0;
+        }
+        if self.count < size {
+            self.refill();
+        }
+        let bits = self.peek(size);
+        self.consume(size);
+        bits
+    }
+
     /// At a restart interval's end: drop the padding bits and step over the RSTn marker.
     pub(super) fn restart(&mut self) {
         self.buffer = 0;

@@ -12,19 +12,20 @@
 //! ([`pixels`]), bit-identical to libjpeg-turbo's accurate integer IDCT, fancy upsampling
 //! and colour conversion (tested against Pillow, `tests/jpeg_reference.rs`).
 //!
-//! Scope: baseline and extended sequential Huffman JPEGs, 8-bit, greyscale or YCbCr,
-//! 4:4:4, 4:2:2 or 4:2:0; interleaved or not, restart
-//! intervals. Anything else (progressive, arithmetic coding, CMYK, Adobe RGB, 12-bit) is
+//! Scope: baseline, extended sequential and progressive Huffman JPEGs ([`progressive`]),
+//! 8-bit, greyscale or YCbCr, 4:4:4, 4:2:2 or 4:2:0; interleaved or not, restart
+//! intervals. Anything else (arithmetic coding, CMYK, Adobe RGB, 12-bit, 4:4:0) is
 //! [`JpegError::Unsupported`] and the caller decodes it another way.
 
 mod huffman;
 mod pixels;
+mod progressive;
 mod resume;
 
 use huffman::{Bits, Table};
 use image::{DynamicImage, GrayImage, RgbImage};
 use pixels::{BoxBasis, Idct, Upsampling, YccToRgb};
-use resume::{ScanPosition, Stopped};
+use resume::{Planes, ScanPosition, Stopped, StoppedBands};
 
 /// Why the sampled decode did not produce pixels.
 #[derive(Debug, PartialEq)]
@@ -73,11 +74,10 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), JpegError> {
     loop {
         let (marker, body, next) = segment(bytes, at)?;
         match marker {
-            0xC0 | 0xC1 => {
+            0xC0..=0xC2 => {
                 let frame = Frame::parse(body)?;
                 return Ok((frame.width, frame.height));
             }
-            0xC2 => return Err(JpegError::Unsupported("progressive")),
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err(JpegError::Unsupported("coding process"))
             }
@@ -110,6 +110,20 @@ fn segment(bytes: &[u8], mut at: usize) -> Result<(u8, &[u8], usize), JpegError>
             Ok((marker, body, at + 2 + length))
         }
         _ => Err(JpegError::Corrupt("expected a marker")),
+    }
+}
+
+/// Where entropy-coded data starting at `at` ends: at the next marker other than a
+/// restart marker (inside the data every 0xFF is followed by 0x00).
+fn data_end(bytes: &[u8], mut at: usize) -> Result<usize, JpegError> {
+    const NO_END: JpegError = JpegError::Corrupt("no end of image");
+    loop {
+        at += memchr::memchr(0xFF, bytes.get(at..).ok_or(NO_END)?).ok_or(NO_END)?;
+        match bytes.get(at + 1) {
+            Some(0x00 | 0xD0..=0xD7 | 0xFF) => at += 1,
+            Some(_) => return Ok(at),
+            None => return Err(NO_END),
+        }
     }
 }
 
@@ -339,6 +353,19 @@ pub fn decode_resumable(
     let mut tables_at: Vec<u32> = Vec::new();
     let mut adobe_rgb = false;
     let mut resume_scan = None;
+    if let Some(state) = from.filter(|state| StoppedBands::is_one(state)) {
+        // A progressive decode: its frame, its samples, then on from its next band.
+        let stopped = StoppedBands::decode(state)?;
+        let (marker, body, _) = segment(bytes, stopped.frame_at as usize)?;
+        let plan = plan.take().ok_or(JpegError::Corrupt("two frames"))?;
+        if marker != 0xC2 {
+            return Err(JpegError::Corrupt("the state names no frame"));
+        }
+        let mut started = decoder.start_frame(body, plan, stopped.frame_at)?;
+        started.restore_planes(stopped.planes)?;
+        let from = Some((stopped.next_row, stopped.cursors));
+        return progressive::decode(&mut decoder, &mut started, stopped.segments_at, from, stop);
+    }
     if let Some(state) = from {
         // Back to where the state says: its tables, its frame, its samples, its scan.
         let stopped = Stopped::decode(state)?;
@@ -353,15 +380,7 @@ pub fn decode_resumable(
             return Err(JpegError::Corrupt("the state names no frame"));
         }
         let mut started = decoder.start_frame(body, plan, stopped.frame_at)?;
-        if started.wanted.len() != stopped.planes.len() {
-            return Err(JpegError::Corrupt("the state's components differ"));
-        }
-        for (wanted, (samples, preview)) in started.wanted.iter_mut().zip(stopped.planes) {
-            if samples.len() != wanted.samples.len() || preview.len() != wanted.preview.len() {
-                return Err(JpegError::Corrupt("the state's planes differ"));
-            }
-            (wanted.samples, wanted.preview) = (samples, preview);
-        }
+        started.restore_planes(stopped.planes)?;
         frame = Some(started);
         at = stopped.scan_at as usize;
         if segment(bytes, at)?.0 != 0xDA {
@@ -391,7 +410,19 @@ pub fn decode_resumable(
                 let frame_at = u32::try_from(marker_at).unwrap_or(u32::MAX);
                 frame = Some(decoder.start_frame(body, plan, frame_at)?);
             }
-            0xC2 => return Err(JpegError::Unsupported("progressive")),
+            0xC2 => {
+                let Some(plan) = plan.take() else {
+                    return Err(JpegError::Corrupt("two frames"));
+                };
+                if adobe_rgb && body.get(5) == Some(&3) {
+                    return Err(JpegError::Unsupported("RGB JPEG"));
+                }
+                let frame_at = u32::try_from(marker_at).unwrap_or(u32::MAX);
+                let mut started = decoder.start_frame(body, plan, frame_at)?;
+                let mut segments_at = tables_at;
+                progressive::segments(bytes, next, &mut segments_at)?;
+                return progressive::decode(&mut decoder, &mut started, segments_at, None, stop);
+            }
             0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
                 return Err(JpegError::Unsupported("coding process"))
             }
@@ -415,17 +446,7 @@ pub fn decode_resumable(
                             scan_at: scan_at.unwrap_or(u32::MAX),
                             tables_at,
                             scan: position,
-                            // Moved, not copied: this decode ends here.
-                            planes: started
-                                .wanted
-                                .iter_mut()
-                                .map(|w| {
-                                    (
-                                        std::mem::take(&mut w.samples),
-                                        std::mem::take(&mut w.preview),
-                                    )
-                                })
-                                .collect(),
+                            planes: started.take_planes(),
                         };
                         return Ok(Progress::Suspended {
                             state: state.encode(),
@@ -452,6 +473,36 @@ struct Started {
     wanted: Vec<Wanted>,
     plan: Plan,
     at: u32,
+}
+
+impl Started {
+    /// The samples and preview gathered so far, per component, for a state: moved, not
+    /// copied (the decode ends here).
+    fn take_planes(&mut self) -> Planes {
+        self.wanted
+            .iter_mut()
+            .map(|w| {
+                (
+                    std::mem::take(&mut w.samples),
+                    std::mem::take(&mut w.preview),
+                )
+            })
+            .collect()
+    }
+
+    /// Puts back what [`Started::take_planes`] took, if it fits this frame and plan.
+    fn restore_planes(&mut self, planes: Planes) -> Result<(), JpegError> {
+        if self.wanted.len() != planes.len() {
+            return Err(JpegError::Corrupt("the state's components differ"));
+        }
+        for (wanted, (samples, preview)) in self.wanted.iter_mut().zip(planes) {
+            if samples.len() != wanted.samples.len() || preview.len() != wanted.preview.len() {
+                return Err(JpegError::Corrupt("the state's planes differ"));
+            }
+            (wanted.samples, wanted.preview) = (samples, preview);
+        }
+        Ok(())
+    }
 }
 
 /// How a scan ended: the offset of the marker after it, or where it stopped.
@@ -656,17 +707,7 @@ impl Decoder<'_> {
                 }
             }
         }
-        // The scan's data ends at the next marker other than a restart marker.
-        let mut at = bits.position;
-        loop {
-            match self.bytes.get(at..at + 2) {
-                Some(&[0xFF, next]) if !matches!(next, 0x00 | 0xD0..=0xD7 | 0xFF) => {
-                    return Ok(ScanEnd::Finished(at))
-                }
-                Some(_) => at += 1,
-                None => return Err(JpegError::Corrupt("no end of image")),
-            }
-        }
+        data_end(self.bytes, bits.position).map(ScanEnd::Finished)
     }
 
     /// Takes what the plan needs from one decoded block: its wanted samples and its
@@ -904,6 +945,83 @@ mod tests {
             assert_eq!(stops, expected_stops, "{case}");
             assert_eq!(parts.pixels, whole.pixels, "{case}");
             assert_eq!(parts.preview, whole.preview, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_progressive_jpeg_decodes_as_its_sequential_twin_even_in_parts() {
+        use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+        // jpeg-encoder quantises both the same way: the same coefficients, coded
+        // progressively (spectral selection) or in one scan.
+        let (width, height) = (203u16, 150u16);
+        let rgb: Vec<u8> = (0..u32::from(width) * u32::from(height) * 3)
+            .map(|i| ((i % 600) * 5 % 253 + i / 2000) as u8)
+            .collect();
+        let grey: Vec<u8> = rgb.iter().step_by(3).copied().collect();
+        let cases = [
+            (SamplingFactor::F_2_2, 0, ColorType::Rgb),
+            (SamplingFactor::F_2_1, 3, ColorType::Rgb),
+            (SamplingFactor::F_1_1, 0, ColorType::Rgb),
+            (SamplingFactor::F_1_1, 11, ColorType::Luma),
+        ];
+        for (sampling, restart, colour) in cases {
+            let pixels = if colour == ColorType::Luma {
+                &grey
+            } else {
+                &rgb
+            };
+            let encode = |progressive: bool| {
+                let mut bytes = Vec::new();
+                let mut encoder = Encoder::new(&mut bytes, 80);
+                encoder.set_sampling_factor(sampling);
+                encoder.set_restart_interval(restart);
+                encoder.set_progressive(progressive);
+                encoder.encode(pixels, width, height, colour).unwrap();
+                bytes
+            };
+            let case = format!("{sampling:?}, restart {restart}, {colour:?}");
+            let sequential = decode_sampled(&encode(false), everything).unwrap();
+            let progressive = encode(true);
+            let whole = decode_sampled(&progressive, everything).unwrap();
+            assert_eq!(whole.pixels, sequential.pixels, "{case}");
+            assert_eq!(whole.preview, sequential.preview, "{case}");
+            let (parts, stops) = decode_in_parts(&progressive);
+            assert!(stops >= 3, "{case}: stopped {stops} times");
+            assert_eq!(parts.pixels, whole.pixels, "{case}");
+            assert_eq!(parts.preview, whole.preview, "{case}");
+        }
+    }
+
+    #[test]
+    fn damaged_progressive_files_and_states_never_panic() {
+        let mut original = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut original, 70);
+        encoder.set_progressive(true);
+        let pixels: Vec<u8> = (0..40 * 24 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        encoder
+            .encode(&pixels, 40, 24, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        assert!(decode_sampled(&original, everything).is_ok());
+        for cut in 0..original.len() {
+            let _ = decode_sampled(&original[..cut], everything);
+        }
+        for at in 0..original.len() {
+            for flip in [0x01, 0x10, 0x80, 0xFF] {
+                let mut damaged = original.clone();
+                damaged[at] ^= flip;
+                let _ = decode_sampled(&damaged, everything);
+            }
+        }
+        let Progress::Suspended { state } =
+            decode_resumable(&original, everything, None, &mut || true).unwrap()
+        else {
+            panic!("a progressive image of two MCU rows stops");
+        };
+        assert!(decode_resumable(&jpeg(40, 24), everything, Some(&state), &mut || false).is_err());
+        for at in 0..state.len().min(400) {
+            let mut damaged = state.clone();
+            damaged[at] ^= 0x5A;
+            let _ = decode_resumable(&original, everything, Some(&damaged), &mut || false);
         }
     }
 

@@ -10,6 +10,17 @@
 //!        | components: u8, then each: samples: u32 + bytes, preview: u32 + bytes
 //! ```
 //!
+//! A progressive decode ([`super::progressive`]) stops between two bands of MCU rows
+//! instead, and its state names every scan, each with its own reader:
+//!
+//! ```text
+//! "EMP1" | frame at: u32 | segments (DQT, DHT, DRI, SOS in file order): u16, u32 each
+//!        | next MCU row: u32 | scans: u8, then each: bit position: u32
+//!        | bit buffer: u64 | bit count: u8 | at marker: u8 | EOB run: u32 | MCU: u32
+//!        | predictors: u8, i32 each
+//!        | components as above
+//! ```
+//!
 //! All little-endian. A state is checked whole before use (a damaged one is
 //! [`JpegError::Corrupt`], never a panic); the resuming decoder also checks that it fits
 //! the image (markers where the state says, sample counts the plan gives).
@@ -18,8 +29,15 @@ use super::huffman::BitsState;
 use super::JpegError;
 
 const MAGIC: &[u8; 4] = b"EMD1";
+const BANDS_MAGIC: &[u8; 4] = b"EMP1";
 /// Table segments a state can name; a file with more is decoded in one instance.
 pub(super) const MAX_TABLE_SEGMENTS: usize = 4096;
+/// Scans a progressive decode reads (libjpeg's scripts use about ten); a file with more
+/// is decoded another way.
+pub(super) const MAX_SCANS: usize = 128;
+
+/// Per component: the wanted samples and the preview plane gathered so far.
+pub(super) type Planes = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Where a scan stopped.
 #[derive(Debug, PartialEq)]
@@ -41,7 +59,7 @@ pub(super) struct Stopped {
     pub tables_at: Vec<u32>,
     pub scan: ScanPosition,
     /// Per component: the wanted samples and the preview plane so far.
-    pub planes: Vec<(Vec<u8>, Vec<u8>)>,
+    pub planes: Planes,
 }
 
 impl Stopped {
@@ -58,21 +76,9 @@ impl Stopped {
         let scan = &self.scan;
         out.extend_from_slice(&scan.mcu_y.to_le_bytes());
         out.extend_from_slice(&scan.mcu.to_le_bytes());
-        out.extend_from_slice(&(scan.bits.position as u32).to_le_bytes());
-        out.extend_from_slice(&scan.bits.buffer.to_le_bytes());
-        out.push(scan.bits.count as u8);
-        out.push(u8::from(scan.bits.at_marker));
-        out.push(scan.predictors.len() as u8);
-        for p in &scan.predictors {
-            out.extend_from_slice(&p.to_le_bytes());
-        }
-        out.push(self.planes.len() as u8);
-        for (samples, preview) in &self.planes {
-            for plane in [samples, preview] {
-                out.extend_from_slice(&(plane.len() as u32).to_le_bytes());
-                out.extend_from_slice(plane);
-            }
-        }
+        write_bits(&mut out, &scan.bits);
+        write_predictors(&mut out, &scan.predictors);
+        write_planes(&mut out, &self.planes);
         out
     }
 
@@ -87,20 +93,9 @@ impl Stopped {
         let tables_at = (0..tables).map(|_| r.u32()).collect::<Result<_, _>>()?;
         let mcu_y = r.u32()?;
         let mcu = r.u32()?;
-        let bits = BitsState {
-            position: r.u32()? as usize,
-            buffer: r.u64()?,
-            count: u32::from(r.u8()?),
-            at_marker: match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(BAD),
-            },
-        };
-        let predictors = (0..r.u8()?).map(|_| r.i32()).collect::<Result<_, _>>()?;
-        let planes = (0..r.u8()?)
-            .map(|_| Ok((r.plane()?, r.plane()?)))
-            .collect::<Result<_, JpegError>>()?;
+        let bits = r.bits()?;
+        let predictors = r.predictors()?;
+        let planes = r.planes()?;
         if !r.0.is_empty() {
             return Err(BAD);
         }
@@ -116,6 +111,118 @@ impl Stopped {
             },
             planes,
         })
+    }
+}
+
+/// Where one scan of a progressive decode stands between two bands.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct ScanCursor {
+    pub bits: BitsState,
+    /// Blocks left in an end-of-band run.
+    pub eobrun: u32,
+    /// MCUs decoded (restart intervals count them).
+    pub mcu: u32,
+    pub predictors: Vec<i32>,
+}
+
+/// A progressive decode stopped between two bands.
+#[derive(Debug, PartialEq)]
+pub(super) struct StoppedBands {
+    pub frame_at: u32,
+    /// Byte offsets of every DQT, DHT, DRI and SOS marker, in file order.
+    pub segments_at: Vec<u32>,
+    /// The first MCU row of the next band.
+    pub next_row: u32,
+    pub cursors: Vec<ScanCursor>,
+    pub planes: Planes,
+}
+
+impl StoppedBands {
+    /// Whether `state` is a progressive decode's.
+    pub fn is_one(state: &[u8]) -> bool {
+        state.starts_with(BANDS_MAGIC)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let sizes: usize = self.planes.iter().map(|(s, p)| 8 + s.len() + p.len()).sum();
+        let mut out =
+            Vec::with_capacity(64 + 4 * self.segments_at.len() + 48 * self.cursors.len() + sizes);
+        out.extend_from_slice(BANDS_MAGIC);
+        out.extend_from_slice(&self.frame_at.to_le_bytes());
+        out.extend_from_slice(&(self.segments_at.len() as u16).to_le_bytes());
+        for at in &self.segments_at {
+            out.extend_from_slice(&at.to_le_bytes());
+        }
+        out.extend_from_slice(&self.next_row.to_le_bytes());
+        out.push(self.cursors.len() as u8);
+        for cursor in &self.cursors {
+            write_bits(&mut out, &cursor.bits);
+            out.extend_from_slice(&cursor.eobrun.to_le_bytes());
+            out.extend_from_slice(&cursor.mcu.to_le_bytes());
+            write_predictors(&mut out, &cursor.predictors);
+        }
+        write_planes(&mut out, &self.planes);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<StoppedBands, JpegError> {
+        let mut r = Reader(bytes.strip_prefix(BANDS_MAGIC).ok_or(BAD)?);
+        let frame_at = r.u32()?;
+        let segments = usize::from(r.u16()?);
+        if segments > MAX_TABLE_SEGMENTS + MAX_SCANS {
+            return Err(BAD);
+        }
+        let segments_at = (0..segments).map(|_| r.u32()).collect::<Result<_, _>>()?;
+        let next_row = r.u32()?;
+        let scans = usize::from(r.u8()?);
+        if scans > MAX_SCANS {
+            return Err(BAD);
+        }
+        let cursors = (0..scans)
+            .map(|_| {
+                Ok(ScanCursor {
+                    bits: r.bits()?,
+                    eobrun: r.u32()?,
+                    mcu: r.u32()?,
+                    predictors: r.predictors()?,
+                })
+            })
+            .collect::<Result<_, JpegError>>()?;
+        let planes = r.planes()?;
+        if !r.0.is_empty() {
+            return Err(BAD);
+        }
+        Ok(StoppedBands {
+            frame_at,
+            segments_at,
+            next_row,
+            cursors,
+            planes,
+        })
+    }
+}
+
+fn write_bits(out: &mut Vec<u8>, bits: &BitsState) {
+    out.extend_from_slice(&(bits.position as u32).to_le_bytes());
+    out.extend_from_slice(&bits.buffer.to_le_bytes());
+    out.push(bits.count as u8);
+    out.push(u8::from(bits.at_marker));
+}
+
+fn write_predictors(out: &mut Vec<u8>, predictors: &[i32]) {
+    out.push(predictors.len() as u8);
+    for p in predictors {
+        out.extend_from_slice(&p.to_le_bytes());
+    }
+}
+
+fn write_planes(out: &mut Vec<u8>, planes: &Planes) {
+    out.push(planes.len() as u8);
+    for (samples, preview) in planes {
+        for plane in [samples, preview] {
+            out.extend_from_slice(&(plane.len() as u32).to_le_bytes());
+            out.extend_from_slice(plane);
+        }
     }
 }
 
@@ -143,6 +250,26 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Result<u64, JpegError> {
         Ok(u64::from_le_bytes(self.take()?))
+    }
+    fn bits(&mut self) -> Result<BitsState, JpegError> {
+        Ok(BitsState {
+            position: self.u32()? as usize,
+            buffer: self.u64()?,
+            count: u32::from(self.u8()?),
+            at_marker: match self.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(BAD),
+            },
+        })
+    }
+    fn predictors(&mut self) -> Result<Vec<i32>, JpegError> {
+        (0..self.u8()?).map(|_| self.i32()).collect()
+    }
+    fn planes(&mut self) -> Result<Planes, JpegError> {
+        (0..self.u8()?)
+            .map(|_| Ok((self.plane()?, self.plane()?)))
+            .collect()
     }
     fn plane(&mut self) -> Result<Vec<u8>, JpegError> {
         let length = self.u32()? as usize;
@@ -183,14 +310,47 @@ mod tests {
         }
     }
 
+    fn bands() -> StoppedBands {
+        let cursor = |position, eobrun| ScanCursor {
+            bits: BitsState {
+                position,
+                buffer: 0x8000 << 48,
+                count: 1,
+                at_marker: true,
+            },
+            eobrun,
+            mcu: 12,
+            predictors: vec![3; (position % 3) + 1],
+        };
+        StoppedBands {
+            frame_at: 20,
+            segments_at: vec![2, 70, 600, 1400],
+            next_row: 5,
+            cursors: vec![cursor(610, 0), cursor(1410, 31)],
+            planes: vec![(vec![1, 2], vec![3]), (vec![4], vec![5, 6])],
+        }
+    }
+
     #[test]
     fn a_state_round_trips() {
         let state = sample();
         assert_eq!(Stopped::decode(&state.encode()).unwrap(), state);
+        let bands = bands();
+        assert!(StoppedBands::is_one(&bands.encode()) && !StoppedBands::is_one(&state.encode()));
+        assert_eq!(StoppedBands::decode(&bands.encode()).unwrap(), bands);
     }
 
     #[test]
     fn damaged_states_are_refused_without_panicking() {
+        let bytes = bands().encode();
+        for cut in 0..bytes.len() {
+            assert!(StoppedBands::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0xFF;
+            let _ = StoppedBands::decode(&flipped);
+        }
         let bytes = sample().encode();
         for cut in 0..bytes.len() {
             assert!(Stopped::decode(&bytes[..cut]).is_err(), "cut at {cut}");
