@@ -38,6 +38,7 @@ fn main() {
         "jpeg_4000x3000.jpg",
         "jpeg_12mp_4032x3024.jpg",
         "jpeg_progressive_4000x3000.jpg",
+        "jpeg_progressive_libjpeg_12mp.jpg",
         "png_alpha_800x600.png",
     ] {
         let bytes = std::fs::read(inputs.join(name)).unwrap();
@@ -120,6 +121,11 @@ fn main() {
                     "filter pass: progressive JPEG 4000x3000",
                     "/jpeg_progressive_4000x3000.jpg",
                     get("/jpeg_progressive_4000x3000.jpg"),
+                ),
+                (
+                    "filter pass: progressive JPEG 12 MP, libjpeg's scans (~4 MB)",
+                    "/jpeg_progressive_libjpeg_12mp.jpg",
+                    get("/jpeg_progressive_libjpeg_12mp.jpg"),
                 ),
                 (
                     "filter pass: PNG alpha 800x600",
@@ -268,6 +274,15 @@ fn measure(
                 .entry("largest_instance_cpu".into())
                 .or_default()
                 .push(largest);
+            // This instance and each sibling that reported.
+            let count = siblings
+                .split(',')
+                .filter(|ms| !ms.trim().is_empty())
+                .count();
+            stages
+                .entry("instances".into())
+                .or_default()
+                .push(1.0 + count as f64);
         }
         for (stage, dur) in timing {
             stages.entry(stage).or_default().push(dur);

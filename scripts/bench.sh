@@ -27,6 +27,10 @@ cargo build --release --config 'profile.release.package.tract-core.opt-level=3' 
   --example stages --example requests --example operators --example pdq
 cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators --example pdq
 target/release/examples/stages 1 "$out/inputs"
+# libjpeg's own progression (refinement scans: what Pillow, cjpeg -progressive and
+# mozjpeg write), which jpeg-encoder cannot: the 12 MP photo recoded by Pillow.
+python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=90, progressive=True)' \
+  "$out/inputs/jpeg_12mp_4032x3024.jpg" "$out/inputs/jpeg_progressive_libjpeg_12mp.jpg"
 
 echo "== stages: native"
 target/release/examples/stages "$runs" > "$out/stages-native.json"

@@ -60,14 +60,14 @@ md += ["Peak heap of one whole request (`moderate`, default policy) above the lo
                    for name, r in native["inputs"].items()) + ".", ""]
 
 md += ["### Whole requests through `viceroy serve` (fresh instance per request)", ""]
-md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite | cache lookup | instance CPU | largest instance CPU |",
-       "|---|---|---|---|---|---|---|---|---|"]
+md += ["| scenario | request | classify (decode + inference) | decode (incl. preprocess) | inference | rewrite | cache lookup | instance CPU | largest instance CPU | instances |",
+       "|---|---|---|---|---|---|---|---|---|---|"]
 def stage(r, name):
     timing = r["server_timing"].get(name)
     return cell(timing) if timing else ""
 for name, r in requests.items():
     md.append(f"| {name} | {cell(r['request'])} | {stage(r, 'classify')} | {stage(r, 'decode')} | "
-              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} | {stage(r, 'cpu')} | {stage(r, 'largest_instance_cpu')} |")
+              f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} | {stage(r, 'cpu')} | {stage(r, 'largest_instance_cpu')} | {stage(r, 'instances')} |")
 md += ["", "Stage columns are the service's own `Server-Timing`, each request a fresh instance; "
        "instance CPU is `elapsed_vcpu_ms()` at reply time (what Fastly's 50 ms limit counts), "
        "the largest instance the maximum of it and the siblings' (`x-moderation-sibling-cpu`)."]

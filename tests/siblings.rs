@@ -3,7 +3,7 @@
 //! secret (`support::viceroy::Siblings`). A policy with `siblings.cpu_budget_ms: 0` makes
 //! every instance hand on after the one segment it must run, so one image's inference
 //! crosses an instance per segment, and a JPEG's decode an instance per eighth of its
-//! rows of blocks. Needs `bin/main.wasm` (`make test` builds it).
+//! rows of blocks (per 32nd for a progressive JPEG). Needs `bin/main.wasm` (`make test` builds it).
 
 mod support;
 
@@ -11,6 +11,7 @@ use edge_moderation::classifier::preprocess::read_positions;
 use edge_moderation::classifier::SEGMENTS;
 use edge_moderation::headers;
 use edge_moderation::media::jpeg::{decode_resumable, Plan, Progress};
+use image::imageops::FilterType;
 use std::collections::HashMap;
 use support::fixtures::{bytes_of, drawing_policy, format_images};
 use support::{Origin, Resource, Service, Siblings, SIBLING_KEY};
@@ -30,7 +31,8 @@ struct World {
 fn world() -> &'static World {
     static WORLD: std::sync::OnceLock<World> = std::sync::OnceLock::new();
     WORLD.get_or_init(|| {
-        let fixtures = format_images();
+        let mut fixtures = format_images();
+        fixtures.insert("/progressive.jpg", progressive_jpeg());
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let start = |name: &'static str, policy: String, siblings| {
@@ -57,6 +59,19 @@ fn world() -> &'static World {
     })
 }
 
+/// A progressive JPEG (spectral selection, jpeg-encoder's progression) of a photo.
+fn progressive_jpeg() -> Resource {
+    let photo = support::fidelity_image("photo_coffee.png");
+    let rgb = photo.resize_exact(320, 208, FilterType::Triangle).to_rgb8();
+    let mut jpeg = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 85);
+    encoder.set_progressive(true);
+    encoder
+        .encode(rgb.as_raw(), 320, 208, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    Resource::bytes("image/jpeg", jpeg)
+}
+
 /// How many times a JPEG's decode stops when every instance hands on as soon as it may.
 fn decode_stops(jpeg: &[u8]) -> usize {
     let plan = |width: u32, height: u32| {
@@ -81,7 +96,7 @@ fn decode_stops(jpeg: &[u8]) -> usize {
 
 #[test]
 fn an_inference_handed_across_instances_scores_like_one_instance() {
-    for path in ["/photo.jpg", "/rocket.png", "/drawing.webp"] {
+    for path in ["/photo.jpg", "/progressive.jpg", "/rocket.png", "/drawing.webp"] {
         let handed = world().handing_off.get(path);
         let alone = world().alone.get(path);
         assert_eq!(
@@ -92,7 +107,8 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
         assert_eq!(handed.verdict(), alone.verdict(), "{path}");
         assert_eq!(handed.status, alone.status, "{path}");
         // A JPEG's decode crosses instances first (an eighth of its MCU rows or more in
-        // each), then one sibling per segment: each hands on as soon as it may.
+        // each, a 32nd for a progressive one), then one sibling per segment: each hands
+        // on as soon as it may.
         let bytes = bytes_of(&world().fixtures, path);
         let decode_parts = if path.ends_with(".jpg") {
             let stops = decode_stops(&bytes);

@@ -70,6 +70,7 @@ pub fn moderate_resumed(
     host: &str,
 ) -> (Moderation, Vec<u64>) {
     relayed(policy, host, |relay, known| {
+        relay.resuming_decode();
         moderate_from(bytes, ImageFormat::Jpeg, policy, known, relay, Some(state))
     })
 }

@@ -44,6 +44,10 @@ const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// instance's first segment measured up to ~13 ms (p50) under Viceroy on Zen 5; 10 let the
 /// instance that finished a large JPEG's decode overshoot to 43-47 ms.
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 14;
+/// The same, in an instance that went on with a large JPEG's decode: with 14, the
+/// instance finishing a 12 MP decode at ~25 ms ran a first segment that cost up to 25
+/// (largest instances of 44-50 ms, Viceroy on Zen 5).
+const FIRST_SEGMENT_AFTER_DECODE_MS: u64 = 20;
 /// The largest job a sibling reads: an image within any policy's byte limit plus a
 /// decoder's state fit well within it; the instance's memory is 128 MB.
 const MAX_JOB_BYTES: usize = 96 << 20;
@@ -149,6 +153,8 @@ pub struct Relay<'a> {
     host: String,
     /// A sibling must move the work on before handing it further.
     must_run_one: bool,
+    /// This instance continues a large JPEG's decode (a resumed job).
+    decoded_here: bool,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -161,15 +167,27 @@ impl<'a> Relay<'a> {
             timeout: policy.siblings.timeout(),
             host: host.to_string(),
             must_run_one: false,
+            decoded_here: false,
             sibling_cpu: Vec::new(),
         }
+    }
+
+    /// Marks this instance as one continuing a large JPEG's decode, which leaves its
+    /// first segment costlier ([`FIRST_SEGMENT_AFTER_DECODE_MS`]).
+    pub fn resuming_decode(&mut self) {
+        self.decoded_here = true;
     }
 
     /// Runs segments from `work.next` to the end, here or via siblings; returns the
     /// network's output.
     fn advance(&mut self, mut work: Handoff) -> Result<Tensor, InferenceError> {
         let count = self.classifier.segment_count();
-        let (mut ran, mut estimate) = (0, FIRST_SEGMENT_ESTIMATE_MS);
+        let first_estimate = if self.decoded_here {
+            FIRST_SEGMENT_AFTER_DECODE_MS
+        } else {
+            FIRST_SEGMENT_ESTIMATE_MS
+        };
+        let (mut ran, mut estimate) = (0, first_estimate);
         while work.next < count {
             let used = cpu_ms();
             let over_budget = used + estimate > self.budget_ms;

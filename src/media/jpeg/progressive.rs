@@ -24,8 +24,11 @@ use super::resume::{ScanCursor, StoppedBands, MAX_SCANS, MAX_TABLE_SEGMENTS};
 use super::{assemble, data_end, segment, Component, Decoder, Frame, JpegError, Progress, Started};
 use std::ops::Range;
 
-/// An image is cut into this many bands (at least), so a decode can stop often enough.
-const BANDS: u32 = 16;
+/// A call decodes at least this fraction of the MCU rows before it may stop: a decode is
+/// at most this many calls. More than a sequential decode's 8, because a progressive
+/// file costs up to four times as much to decode (a 12 MP one ~190 ms natively, as
+/// libjpeg-turbo takes) and each call must fit an instance's budget.
+const LEAST_PART: u32 = 32;
 
 /// The coefficients libjpeg-turbo's smoothing looks at (DC and AC 1 to 9).
 const SMOOTHED: usize = 10;
@@ -203,7 +206,7 @@ impl Script {
 
 /// Decodes a progressive frame whose header `started` holds, in bands, from the first
 /// band or from `from` (the next band's first MCU row and each scan's reader), asking
-/// `stop` between bands once an eighth of the MCU rows are done here.
+/// `stop` between bands once a [`LEAST_PART`]th of the MCU rows are done here.
 pub(super) fn decode(
     decoder: &mut Decoder,
     started: &mut Started,
@@ -241,7 +244,9 @@ pub(super) fn decode(
             (0, cursors)
         }
     };
-    let (first, band_rows, least) = (row, mcus_high.div_ceil(BANDS), mcus_high.div_ceil(8));
+    // Bands of one MCU row: the finest place to stop, and a band's coefficients stay in
+    // the cache between scans.
+    let (first, least) = (row, mcus_high.div_ceil(LEAST_PART));
     let mut coefficients = vec![Vec::new(); frame.components.len()];
     while row < mcus_high {
         if row - first >= least && stop() {
@@ -256,9 +261,14 @@ pub(super) fn decode(
                 state: state.encode(),
             });
         }
-        let end = (row + band_rows).min(mcus_high);
-        decoder.band(started, &script, &mut cursors, row..end, &mut coefficients)?;
-        row = end;
+        decoder.band(
+            started,
+            &script,
+            &mut cursors,
+            row..row + 1,
+            &mut coefficients,
+        )?;
+        row += 1;
     }
     Ok(Progress::Done(assemble(
         &started.frame,
