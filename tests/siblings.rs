@@ -83,7 +83,7 @@ fn decode_stops(jpeg: &[u8]) -> usize {
     };
     let (mut state, mut stops) = (None::<Vec<u8>>, 0);
     loop {
-        match decode_resumable(jpeg, plan, state.as_deref(), &mut || true) {
+        match decode_resumable(jpeg, plan, state.as_deref(), &mut |_| true) {
             Ok(Progress::Done(_)) => return stops,
             Ok(Progress::Suspended { state: next }) => {
                 state = Some(next);
@@ -96,7 +96,12 @@ fn decode_stops(jpeg: &[u8]) -> usize {
 
 #[test]
 fn an_inference_handed_across_instances_scores_like_one_instance() {
-    for path in ["/photo.jpg", "/progressive.jpg", "/rocket.png", "/drawing.webp"] {
+    for path in [
+        "/photo.jpg",
+        "/progressive.jpg",
+        "/rocket.png",
+        "/drawing.webp",
+    ] {
         let handed = world().handing_off.get(path);
         let alone = world().alone.get(path);
         assert_eq!(

@@ -44,16 +44,17 @@ const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// instance's first segment measured up to ~13 ms (p50) under Viceroy on Zen 5; 10 let the
 /// instance that finished a large JPEG's decode overshoot to 43-47 ms.
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 14;
-/// The same, in an instance that went on with a large JPEG's decode: with 14, the
-/// instance finishing a 12 MP decode at ~25 ms ran a first segment that cost up to 25
-/// (largest instances of 44-50 ms, Viceroy on Zen 5).
-const FIRST_SEGMENT_AFTER_DECODE_MS: u64 = 20;
+
 /// The largest job a sibling reads: an image within any policy's byte limit plus a
 /// decoder's state fit well within it; the instance's memory is 128 MB.
 const MAX_JOB_BYTES: usize = 96 << 20;
-/// CPU kept for handing a stopped decode on: its state (up to ~2 MB) and the image
-/// written into the sibling's request.
-const DECODE_HANDOFF_RESERVE_MS: u64 = 5;
+/// CPU kept when a decode may stop: for handing it on (its state, up to ~2 MB, and the
+/// image written into the sibling's request).
+const DECODE_HANDOFF_RESERVE_MS: u64 = 7;
+/// The same before a decode's last row, after which this instance would assemble the
+/// image, hash it and hand the inference on: ~12 ms after the last row at 12 MP (Viceroy,
+/// Zen 5), which took the instance finishing a decode to 44-45 ms.
+const DECODE_FINISH_RESERVE_MS: u64 = 14;
 
 /// The shared secret, looked up the first time it is needed: most requests never need
 /// it, and a fresh instance pays for every Secret Store lookup.
@@ -155,6 +156,8 @@ pub struct Relay<'a> {
     must_run_one: bool,
     /// This instance continues a large JPEG's decode (a resumed job).
     decoded_here: bool,
+    /// CPU kept for the work after the inference (a rewrite).
+    reserved_ms: u64,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -168,12 +171,13 @@ impl<'a> Relay<'a> {
             host: host.to_string(),
             must_run_one: false,
             decoded_here: false,
+            reserved_ms: 0,
             sibling_cpu: Vec::new(),
         }
     }
 
-    /// Marks this instance as one continuing a large JPEG's decode, which leaves its
-    /// first segment costlier ([`FIRST_SEGMENT_AFTER_DECODE_MS`]).
+    /// Marks this instance as one continuing a large JPEG's decode: it hands the whole
+    /// inference on.
     pub fn resuming_decode(&mut self) {
         self.decoded_here = true;
     }
@@ -182,15 +186,16 @@ impl<'a> Relay<'a> {
     /// network's output.
     fn advance(&mut self, mut work: Handoff) -> Result<Tensor, InferenceError> {
         let count = self.classifier.segment_count();
-        let first_estimate = if self.decoded_here {
-            FIRST_SEGMENT_AFTER_DECODE_MS
-        } else {
-            FIRST_SEGMENT_ESTIMATE_MS
-        };
-        let (mut ran, mut estimate) = (0, first_estimate);
+        let (mut ran, mut estimate) = (0, FIRST_SEGMENT_ESTIMATE_MS);
+        // An instance that went on with a large JPEG's decode hands the whole inference
+        // on: a first segment cost up to ~25 ms there (after a 6 MB job and the decode's
+        // allocations), twice a fresh sibling's, and took it to 43-49 ms (Viceroy, Zen 5).
+        if self.decoded_here && available() {
+            return self.hand_off(work);
+        }
         while work.next < count {
             let used = cpu_ms();
-            let over_budget = used + estimate > self.budget_ms;
+            let over_budget = used + estimate + self.reserved_ms > self.budget_ms;
             if over_budget && !(self.must_run_one && ran == 0) && available() {
                 return self.hand_off(work);
             }
@@ -242,8 +247,17 @@ impl Inference for Relay<'_> {
             .map_err(InferenceError::Model)
     }
 
-    fn decode_budget_spent(&mut self) -> bool {
-        cpu_ms() + DECODE_HANDOFF_RESERVE_MS > self.budget_ms && available()
+    fn reserve_ms(&mut self, ms: u64) {
+        self.reserved_ms = ms;
+    }
+
+    fn decode_budget_spent(&mut self, finishing: bool) -> bool {
+        let reserve = if finishing {
+            DECODE_FINISH_RESERVE_MS
+        } else {
+            DECODE_HANDOFF_RESERVE_MS
+        };
+        cpu_ms() + reserve > self.budget_ms && available()
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {

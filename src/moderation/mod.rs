@@ -18,7 +18,7 @@ use crate::media::encode::encode;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
 use crate::media::{frames, pdq, svg};
-use crate::policy::{Decision, Policy, Verdict};
+use crate::policy::{Action, Decision, Policy, Verdict};
 use anyhow::Context;
 use known::{KnownLists, Probe};
 use std::time::Instant;
@@ -30,9 +30,18 @@ pub trait Inference {
     fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError>;
 
     /// Whether a decode running here should stop and go on in a sibling instance
-    /// (asked between rows of blocks). Never, unless the glue says so.
-    fn decode_budget_spent(&mut self) -> bool {
+    /// (asked between rows of blocks; `finishing` before the last row, after which the
+    /// decode's assembly and the rest of the judging would run here). Never, unless the
+    /// glue says so.
+    fn decode_budget_spent(&mut self, finishing: bool) -> bool {
+        let _ = finishing;
         false
+    }
+
+    /// Keeps `ms` of this instance's CPU for what follows the inference (a rewrite):
+    /// inference hands on to siblings that much earlier. Nothing, unless the glue says so.
+    fn reserve_ms(&mut self, ms: u64) {
+        let _ = ms;
     }
 
     /// The moderation of an image whose decode stopped here, by a sibling that resumes
@@ -62,8 +71,11 @@ impl<T: Inference + ?Sized> Inference for &mut T {
     fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError> {
         (**self).infer(input)
     }
-    fn decode_budget_spent(&mut self) -> bool {
-        (**self).decode_budget_spent()
+    fn decode_budget_spent(&mut self, finishing: bool) -> bool {
+        (**self).decode_budget_spent(finishing)
+    }
+    fn reserve_ms(&mut self, ms: u64) {
+        (**self).reserve_ms(ms)
     }
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
         (**self).judge_elsewhere(job)
@@ -176,7 +188,7 @@ pub fn moderate_from(
         }
     } else {
         let decoding = {
-            let mut spent = || inference.decode_budget_spent();
+            let mut spent = |finishing| inference.decode_budget_spent(finishing);
             decode_resumable(bytes, format, limits, from, &mut spent)
         };
         match decoding {
@@ -227,6 +239,9 @@ pub fn moderate_from(
     if let Some((found, view)) = listed {
         return Moderation::listed(found, timings, facts(view));
     }
+    // A rewrite runs here, after the inference: leave it the CPU it needs.
+    let can_rewrite = policy.rules.iter().any(|r| r.action == Action::Rewrite);
+    inference.reserve_ms(budget::rewrite_reserve_ms(can_rewrite, width, height));
     // The worst verdict over the frames and backdrops decides (the first of equals).
     let mut judged: Option<(Decision, Scores, View, usize)> = None;
     for (view_index, (frame, image)) in views.into_iter().enumerate() {

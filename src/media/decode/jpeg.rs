@@ -48,7 +48,7 @@ pub(super) fn decode_gathered(
     checked: (u32, u32),
     orientation: Orientation,
     from: Option<&[u8]>,
-    stop: &mut dyn FnMut() -> bool,
+    stop: &mut dyn FnMut(bool) -> bool,
 ) -> Result<Gather, ()> {
     let mut shown = (0, 0);
     let mut positions = (Vec::new(), Vec::new());

@@ -96,7 +96,7 @@ pub fn decode_reduced(
     format: ImageFormat,
     limits: DecodeLimits,
 ) -> Result<Decoded, DecodeError> {
-    match decode_resumable(bytes, format, limits, None, &mut || false)? {
+    match decode_resumable(bytes, format, limits, None, &mut |_| false)? {
         Decoding::Done(decoded) => Ok(decoded),
         Decoding::Suspended { .. } => Err(DecodeError::Corrupt("stopped unasked".into())),
     }
@@ -119,7 +119,7 @@ pub fn decode_resumable(
     format: ImageFormat,
     limits: DecodeLimits,
     from: Option<&[u8]>,
-    stop: &mut dyn FnMut() -> bool,
+    stop: &mut dyn FnMut(bool) -> bool,
 ) -> Result<Decoding, DecodeError> {
     let mut decoder = codec::checked_decoder(bytes, format, limits)?;
     // Unreadable metadata is no reason to refuse the pixels: shown as stored.

@@ -212,7 +212,7 @@ pub(super) fn decode(
     started: &mut Started,
     segments_at: Vec<u32>,
     from: Option<(u32, Vec<ScanCursor>)>,
-    stop: &mut dyn FnMut() -> bool,
+    stop: &mut dyn FnMut(bool) -> bool,
 ) -> Result<Progress, JpegError> {
     let script = Script::read(decoder, &started.frame, &segments_at)?;
     let frame = &started.frame;
@@ -249,7 +249,7 @@ pub(super) fn decode(
     let (first, least) = (row, mcus_high.div_ceil(LEAST_PART));
     let mut coefficients = vec![Vec::new(); frame.components.len()];
     while row < mcus_high {
-        if row - first >= least && stop() {
+        if row - first >= least && stop(row + 1 == mcus_high) {
             let state = StoppedBands {
                 frame_at: started.at,
                 segments_at,
