@@ -3,7 +3,7 @@
 //! answers with the [`Moderation`] in the verdict cache's record form.
 //!
 //! A JPEG whose decode one instance began and stopped (its CPU ran short) goes as a
-//! resumed job: the decoder's state (`media::jpeg`'s `EMD1`) travels with it, and the
+//! resumed job: the decoder's state (`media::jpeg`'s `EMD1` or `EMP1`) travels with it, and the
 //! sibling decodes on from there.
 //!
 //! ```text

@@ -39,7 +39,7 @@ pub(super) enum Gather {
 /// exactly as libjpeg-turbo decodes them ([`crate::media::jpeg`]), and, for an image
 /// large enough to reduce, the reduced image for PDQ and rewrites from the same pass
 /// (`None` for smaller ones: their full decode is cheap). Err(()) when this decoder does
-/// not read the file (progressive, CMYK, …, or structure it finds damaged): the other
+/// not read the file (CMYK, 4:4:0, 12-bit, …, or structure it finds damaged): the other
 /// decoders then decide. `checked` is the size the limits were checked against: a frame
 /// this decoder reads with another size is refused, so its limits hold here too. `from`
 /// and `stop` resume and suspend the decode ([`crate::media::jpeg::decode_resumable`]).
