@@ -74,6 +74,11 @@ md += ["", "Stage columns are the service's own `Server-Timing`, each request a 
 base = requests["plain proxy: 100 KB HTML"]["request"]["median"]
 filt = requests["filter: 100 KB HTML (non-image pass-through)"]["request"]["median"]
 md += ["", f"Non-image pass-through overhead vs the plain proxy (median): {filt - base:+.2f} ms."]
+large_plain = requests.get("plain proxy: 50 MB non-image")
+large_filter = requests.get("filter: 50 MB non-image (pass-through)")
+if large_plain and large_filter:
+    md += [f"50 MB non-image: {large_filter['request']['median']:.1f} ms through the filter, "
+           f"{large_plain['request']['median']:.1f} through the plain proxy (median)."]
 plain_jpeg = requests["plain proxy: JPEG 1024x768"]["request"]["median"]
 for name, r in requests.items():
     if "cache hit" in name and "1024x768" in name:

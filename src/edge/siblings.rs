@@ -44,7 +44,6 @@ const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// instance's first segment measured up to ~13 ms (p50) under Viceroy on Zen 5; 10 let the
 /// instance that finished a large JPEG's decode overshoot to 43-47 ms.
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 14;
-
 /// The largest job a sibling reads: an image within any policy's byte limit plus a
 /// decoder's state fit well within it; the instance's memory is 128 MB.
 const MAX_JOB_BYTES: usize = 96 << 20;
@@ -188,8 +187,9 @@ impl<'a> Relay<'a> {
         let count = self.classifier.segment_count();
         let (mut ran, mut estimate) = (0, FIRST_SEGMENT_ESTIMATE_MS);
         // An instance that went on with a large JPEG's decode hands the whole inference
-        // on: a first segment cost up to ~25 ms there (after a 6 MB job and the decode's
-        // allocations), twice a fresh sibling's, and took it to 43-49 ms (Viceroy, Zen 5).
+        // on: reading the job, decoding and assembling the image took its budget (it
+        // stops decoding with 14 ms left), and the next sibling runs the whole network
+        // in ~30 ms.
         if self.decoded_here && available() {
             return self.hand_off(work);
         }

@@ -23,7 +23,8 @@ const REWRITE_MS_PER_MEGAPIXEL: u64 = 14;
 /// blocked for its size).
 pub fn rewrite_reserve_ms(can_rewrite: bool, width: u32, height: u32) -> u64 {
     let pixels = u64::from(width) * u64::from(height);
-    if !can_rewrite || pixels * 4 > REWRITE_CANVAS_BYTES as u64 {
+    // RGB, the smaller canvas: whenever a rewrite may run, it is kept for.
+    if !can_rewrite || pixels * 3 > REWRITE_CANVAS_BYTES as u64 {
         return 0;
     }
     (pixels * REWRITE_MS_PER_MEGAPIXEL).div_ceil(1_000_000)
@@ -36,5 +37,19 @@ pub fn decode_limits(limits: &Limits) -> DecodeLimits {
         max_dimension: limits.max_dimension,
         reduce_jpeg: limits.reduced_jpeg_decode,
         max_canvas_bytes: CANVAS_BYTES,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrite_is_reserved_for_only_where_it_can_happen() {
+        assert_eq!(rewrite_reserve_ms(true, 1024, 768), 12);
+        assert_eq!(rewrite_reserve_ms(true, 320, 240), 2);
+        assert_eq!(rewrite_reserve_ms(false, 1024, 768), 0);
+        // Too large to rewrite (blocked instead): nothing to keep.
+        assert_eq!(rewrite_reserve_ms(true, 4000, 3000), 0);
     }
 }
