@@ -33,6 +33,12 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let mut fixtures = format_images();
         fixtures.insert("/progressive.jpg", progressive_jpeg());
+        let (photo, drawing) = (
+            support::fidelity_image("photo_coffee.png"),
+            support::fidelity_image("drawing_stick_figure.png"),
+        );
+        let gif = support::fixtures::animated_gif(&[(&photo, 500), (&drawing, 500)]);
+        fixtures.insert("/animated.gif", Resource::bytes("image/gif", gif));
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let start = |name: &'static str, policy: String, siblings| {
@@ -134,6 +140,26 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
             assert!(timing.contains("cpu;dur="), "{path}: {timing}");
         }
     }
+}
+
+#[test]
+fn frames_judged_at_once_in_siblings_score_like_one_instance() {
+    // The first frame's inference runs in the coordinator's chain, every other frame's in
+    // its own, all sent at once: one sibling per segment per judged frame.
+    let handed = world().handing_off.get("/animated.gif");
+    let alone = world().alone.get("/animated.gif");
+    assert_eq!(
+        handed.header(headers::SCORES),
+        alone.header(headers::SCORES)
+    );
+    assert_eq!(handed.verdict(), alone.verdict());
+    assert_eq!(handed.status, alone.status);
+    let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
+    let count = siblings.split(',').count();
+    assert!(
+        count > SEGMENTS && count % SEGMENTS == 0,
+        "{siblings}: a chain of {SEGMENTS} per frame"
+    );
 }
 
 #[test]

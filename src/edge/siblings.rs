@@ -7,6 +7,10 @@
 //! A JPEG decode that would not fit stops between rows of blocks, and the image goes to a
 //! sibling with the decoder's state (a resumed job); the sibling decodes on and judges it.
 //!
+//! Independent inputs of one image (the frames of an animation, the backdrops of a
+//! transparent image) go to siblings at once, each starting its own chain of segments
+//! (`Relay`'s `infer_all`); the first runs here.
+//!
 //! Independent images (those of one upload) go to siblings whole, in parallel
 //! ([`dispatch`], then [`PendingImage::wait`]): each sibling judges one image as a
 //! response would be judged (verdict cache, then decode and inference, handing segments
@@ -212,11 +216,28 @@ impl<'a> Relay<'a> {
     }
 
     fn hand_off(&mut self, work: Handoff) -> Result<Tensor, InferenceError> {
-        let failed = |why: String| InferenceError::Sibling(format!("segment {}: {why}", work.next));
+        let sent = self.send_work(work);
+        self.collect(sent)
+    }
+
+    /// Sends the rest of an inference to a sibling without waiting for it.
+    fn send_work(&self, work: Handoff) -> Result<(wait::Pending, usize), InferenceError> {
+        let next = work.next;
+        let failed = |why: String| InferenceError::Sibling(format!("segment {next}: {why}"));
         let body = work.encode().map_err(|e| failed(e.to_string()))?;
         let request = sibling_request(&self.host, ROUTE, body.into()).map_err(failed)?;
-        let mut reply = wait::send(request, BACKEND)
-            .map_err(|cause| failed(cause.to_string()))?
+        let pending = wait::send(request, BACKEND).map_err(|cause| failed(cause.to_string()))?;
+        Ok((pending, next))
+    }
+
+    /// The network's output from a sibling [`Relay::send_work`] sent work to.
+    fn collect(
+        &mut self,
+        sent: Result<(wait::Pending, usize), InferenceError>,
+    ) -> Result<Tensor, InferenceError> {
+        let (pending, next) = sent?;
+        let failed = |why: String| InferenceError::Sibling(format!("segment {next}: {why}"));
+        let mut reply = pending
             .within(self.timeout)
             .map_err(|failure| failed(unanswered(failure)))?;
         let status = reply.get_status();
@@ -245,6 +266,34 @@ impl Inference for Relay<'_> {
         self.classifier
             .scores(&output)
             .map_err(InferenceError::Model)
+    }
+
+    fn infer_all(&mut self, inputs: Vec<Tensor>) -> Vec<Result<Scores, InferenceError>> {
+        // The first here (as far as the budget allows), every other in its own sibling
+        // at once: frames of an animation, backdrops of a transparent image.
+        let mut inputs = inputs.into_iter();
+        let Some(first) = inputs.next() else {
+            return Vec::new();
+        };
+        if !available() {
+            return std::iter::once(first)
+                .chain(inputs)
+                .map(|input| self.infer(input))
+                .collect();
+        }
+        let sent: Vec<_> = inputs
+            .map(|tensor| self.send_work(Handoff { next: 0, tensor }))
+            .collect();
+        let mut scores = vec![self.infer(first)];
+        for sent in sent {
+            let output = self.collect(sent);
+            scores.push(output.and_then(|output| {
+                self.classifier
+                    .scores(&output)
+                    .map_err(InferenceError::Model)
+            }));
+        }
+        scores
     }
 
     fn reserve_ms(&mut self, ms: u64) {

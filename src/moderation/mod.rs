@@ -38,6 +38,15 @@ pub trait Inference {
         false
     }
 
+    /// The scores of several independent inputs (frames, backdrops), in order: one by
+    /// one unless the glue runs them at once.
+    fn infer_all(
+        &mut self,
+        inputs: Vec<tract_onnx::prelude::Tensor>,
+    ) -> Vec<Result<Scores, InferenceError>> {
+        inputs.into_iter().map(|input| self.infer(input)).collect()
+    }
+
     /// Keeps `ms` of this instance's CPU for what follows the inference (a rewrite):
     /// inference hands on to siblings that much earlier. Nothing, unless the glue says so.
     fn reserve_ms(&mut self, ms: u64) {
@@ -76,6 +85,12 @@ impl<T: Inference + ?Sized> Inference for &mut T {
     }
     fn reserve_ms(&mut self, ms: u64) {
         (**self).reserve_ms(ms)
+    }
+    fn infer_all(
+        &mut self,
+        inputs: Vec<tract_onnx::prelude::Tensor>,
+    ) -> Vec<Result<Scores, InferenceError>> {
+        (**self).infer_all(inputs)
     }
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
         (**self).judge_elsewhere(job)
@@ -243,32 +258,36 @@ pub fn moderate_from(
     let can_rewrite = policy.rules.iter().any(|r| r.action == Action::Rewrite);
     inference.reserve_ms(budget::rewrite_reserve_ms(can_rewrite, width, height));
     // The worst verdict over the frames and backdrops decides (the first of equals).
-    let mut judged: Option<(Decision, Scores, View, usize)> = None;
+    // Every view's input first, so that the glue can judge them at once.
+    let gathered = still.as_ref().and_then(|d| d.gathered.as_ref());
+    let mut inputs = Vec::new();
+    let mut judged_views = Vec::new();
     for (view_index, (frame, image)) in views.into_iter().enumerate() {
         // A still JPEG's model input is gathered from the full-size image (it has no
         // alpha, so no backdrops); other views are resized from their pixels.
-        let gathered = still.as_ref().and_then(|d| d.gathered.as_ref());
         for &backdrop in backdrops(image) {
-            let input = match gathered {
+            inputs.push(match gathered {
                 Some(gathered) if frame.is_none() => preprocess_gathered(gathered),
                 _ => preprocess_over(image, backdrop),
-            };
-            let scores = match inference.infer(input) {
-                Ok(scores) => scores,
-                Err(InferenceError::Model(e)) => {
-                    return Moderation::model_failed(policy, e.to_string())
-                }
-                Err(InferenceError::Sibling(why)) => {
-                    return Moderation::sibling_failed(policy, why)
-                }
-            };
-            let decision = policy.decide(&scores);
-            let worse = judged
-                .as_ref()
-                .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
-            if worse {
-                judged = Some((decision, scores, View { frame, backdrop }, view_index));
+            });
+            judged_views.push((View { frame, backdrop }, view_index));
+        }
+    }
+    let mut judged: Option<(Decision, Scores, View, usize)> = None;
+    for (scores, (view, view_index)) in inference.infer_all(inputs).into_iter().zip(judged_views) {
+        let scores = match scores {
+            Ok(scores) => scores,
+            Err(InferenceError::Model(e)) => {
+                return Moderation::model_failed(policy, e.to_string())
             }
+            Err(InferenceError::Sibling(why)) => return Moderation::sibling_failed(policy, why),
+        };
+        let decision = policy.decide(&scores);
+        let worse = judged
+            .as_ref()
+            .is_none_or(|(worst, ..)| decision.verdict.severity() > worst.verdict.severity());
+        if worse {
+            judged = Some((decision, scores, view, view_index));
         }
     }
     let Some((decision, scores, view, view_index)) = judged else {
