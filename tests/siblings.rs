@@ -157,7 +157,7 @@ fn frames_judged_at_once_in_siblings_score_like_one_instance() {
     let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
     let count = siblings.split(',').count();
     assert!(
-        count > SEGMENTS && count % SEGMENTS == 0,
+        count > SEGMENTS && count.is_multiple_of(SEGMENTS),
         "{siblings}: a chain of {SEGMENTS} per frame"
     );
 }
