@@ -221,6 +221,16 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Where the component a scan header names by `id` is in the frame.
+    fn component_index(&self, id: u8) -> Result<usize, JpegError> {
+        self.components
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or(JpegError::Corrupt("scan of an unknown component"))
+    }
+}
+
 /// The samples of one component this decode must produce, and where blocks find them.
 struct Wanted {
     rows: Vec<u32>,
@@ -624,11 +634,7 @@ impl Decoder<'_> {
         }
         let mut members = Vec::with_capacity(count);
         for pair in rest[..2 * count].chunks_exact(2) {
-            let index = frame
-                .components
-                .iter()
-                .position(|c| c.id == pair[0])
-                .ok_or(JpegError::Corrupt("scan of an unknown component"))?;
+            let index = frame.component_index(pair[0])?;
             let (dc, ac) = (usize::from(pair[1] >> 4), usize::from(pair[1] & 15));
             let dc = self.dc_tables.get(dc).and_then(Option::as_ref);
             let ac = self.ac_tables.get(ac).and_then(Option::as_ref);
@@ -1012,61 +1018,50 @@ mod tests {
         encoder
             .encode(&pixels, 40, 24, jpeg_encoder::ColorType::Rgb)
             .unwrap();
-        assert!(decode_sampled(&original, everything).is_ok());
+        decodes_or_refuses_every_damage(&original);
+        refuses_foreign_and_damaged_states(&original, &jpeg(40, 24), 400);
+    }
+
+    /// `original` decodes; cut anywhere or with any byte flipped, it never panics.
+    fn decodes_or_refuses_every_damage(original: &[u8]) {
+        assert!(decode_sampled(original, everything).is_ok());
         for cut in 0..original.len() {
             let _ = decode_sampled(&original[..cut], everything);
         }
         for at in 0..original.len() {
             for flip in [0x01, 0x10, 0x80, 0xFF] {
-                let mut damaged = original.clone();
+                let mut damaged = original.to_vec();
                 damaged[at] ^= flip;
                 let _ = decode_sampled(&damaged, everything);
             }
         }
+    }
+
+    /// The state `bytes`'s decode stops with is refused for `other`, and damaged in any of
+    /// its first `damaged` bytes it never panics.
+    fn refuses_foreign_and_damaged_states(bytes: &[u8], other: &[u8], damaged: usize) {
         let Progress::Suspended { state } =
-            decode_resumable(&original, everything, None, &mut |_| true).unwrap()
+            decode_resumable(bytes, everything, None, &mut |_| true).unwrap()
         else {
-            panic!("a progressive image of two MCU rows stops");
+            panic!("the image stops");
         };
-        assert!(decode_resumable(&jpeg(40, 24), everything, Some(&state), &mut |_| false).is_err());
-        for at in 0..state.len().min(400) {
-            let mut damaged = state.clone();
-            damaged[at] ^= 0x5A;
-            let _ = decode_resumable(&original, everything, Some(&damaged), &mut |_| false);
+        assert!(decode_resumable(other, everything, Some(&state), &mut |_| false).is_err());
+        for at in 0..state.len().min(damaged) {
+            let mut flipped = state.clone();
+            flipped[at] ^= 0x5A;
+            let _ = decode_resumable(bytes, everything, Some(&flipped), &mut |_| false);
         }
     }
 
     #[test]
     fn a_state_that_does_not_fit_the_image_is_refused() {
-        let (bytes, other) = (jpeg(64, 64), jpeg(48, 64));
-        let Progress::Suspended { state } =
-            decode_resumable(&bytes, everything, None, &mut |_| true).unwrap()
-        else {
-            panic!("a 64-pixel image stops");
-        };
         // Another image (offsets and sizes differ), and the state damaged byte by byte.
-        assert!(decode_resumable(&other, everything, Some(&state), &mut |_| false).is_err());
-        for at in 0..state.len().min(200) {
-            let mut damaged = state.clone();
-            damaged[at] ^= 0x5A;
-            let _ = decode_resumable(&bytes, everything, Some(&damaged), &mut |_| false);
-        }
+        refuses_foreign_and_damaged_states(&jpeg(64, 64), &jpeg(48, 64), 200);
     }
 
     #[test]
     fn damaged_and_truncated_files_never_panic() {
-        let original = jpeg(37, 21);
-        assert!(decode_sampled(&original, everything).is_ok());
-        for cut in 0..original.len() {
-            let _ = decode_sampled(&original[..cut], everything);
-        }
-        for at in 0..original.len() {
-            for flip in [0x01, 0x10, 0x80, 0xFF] {
-                let mut damaged = original.clone();
-                damaged[at] ^= flip;
-                let _ = decode_sampled(&damaged, everything);
-            }
-        }
+        decodes_or_refuses_every_damage(&jpeg(37, 21));
     }
 
     #[test]

@@ -149,11 +149,7 @@ impl Script {
             }
             let mut members = Vec::with_capacity(members_count);
             for pair in rest[..2 * members_count].chunks_exact(2) {
-                let index = frame
-                    .components
-                    .iter()
-                    .position(|c| c.id == pair[0])
-                    .ok_or(JpegError::Corrupt("scan of an unknown component"))?;
+                let index = frame.component_index(pair[0])?;
                 let table = match pass {
                     Pass::DcRefine => None,
                     Pass::DcFirst => Some(decoder.dc_tables.get(usize::from(pair[1] >> 4))),
@@ -295,8 +291,18 @@ impl Decoder<'_> {
         coefficients: &mut [Vec<[i16; 64]>],
     ) -> Result<(), JpegError> {
         let frame = &started.frame;
-        for (component, plane) in frame.components.iter().zip(coefficients.iter_mut()) {
-            let band = block_rows(component, &rows);
+        // Each component's block rows in the band.
+        let bands: Vec<Range<u32>> = frame
+            .components
+            .iter()
+            .map(|component| block_rows(component, &rows))
+            .collect();
+        for ((component, plane), band) in frame
+            .components
+            .iter()
+            .zip(coefficients.iter_mut())
+            .zip(&bands)
+        {
             plane.clear();
             plane.resize(band.len() * component.blocks_wide as usize, [0; 64]);
         }
@@ -331,8 +337,7 @@ impl Decoder<'_> {
                     for mcu_x in 0..mcus_wide {
                         restart(&mut bits, cursor);
                         for (slot, &(index, _)) in scan.members.iter().enumerate() {
-                            let component = &frame.components[index];
-                            let band = block_rows(component, &rows);
+                            let (component, band) = (&frame.components[index], &bands[index]);
                             let wide = component.blocks_wide;
                             for by in 0..component.v {
                                 for bx in 0..component.h {
@@ -363,8 +368,7 @@ impl Decoder<'_> {
         }
         // The band's blocks are complete: sample them as a sequential decode does.
         let mut nonzero: Vec<(u8, i32)> = Vec::with_capacity(64);
-        for (index, component) in frame.components.iter().enumerate() {
-            let band = block_rows(component, &rows);
+        for (index, (component, band)) in frame.components.iter().zip(&bands).enumerate() {
             let wide = component.blocks_wide as usize;
             let quant = &script.quant[index];
             for (at, block) in coefficients[index].iter().enumerate() {
