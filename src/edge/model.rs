@@ -6,7 +6,7 @@
 //! lazily on first use when it is not.
 
 use super::respond::Report;
-use super::siblings::Relay;
+use super::siblings::{self, Relay};
 use super::{cache, known};
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
 use edge_moderation::media::ImageFormat;
@@ -110,7 +110,11 @@ pub fn judge_known(
 ) -> (Moderation, Report) {
     let mut siblings = Vec::new();
     let (moderation, cached) = cache::judged(&content, policy, || {
-        let (moderation, sibling_cpu) = moderate(bytes, subject, policy, host);
+        let (moderation, sibling_cpu) = if subject == Subject::Raster(ImageFormat::Avif) {
+            moderate_isolated(bytes, policy, host)
+        } else {
+            moderate(bytes, subject, policy, host)
+        };
         siblings = sibling_cpu;
         moderation
     });
@@ -121,6 +125,20 @@ pub fn judge_known(
         subject: Some(subject),
     };
     (moderation, report)
+}
+
+/// Moderates an AVIF in a sibling instance only. rav1d 1.1 aborts the instance on a
+/// damaged AV1 stream (memorysafety/rav1d#1497: any decode error with one frame context),
+/// and an abort here would be a 500 with no reason; a sibling's abort is a failed
+/// sub-request, which gets the policy's `on_error` outcome. Without siblings an AVIF is
+/// not decoded: `on_undecodable`.
+fn moderate_isolated(bytes: &[u8], policy: &Policy, host: &str) -> (Moderation, Vec<u64>) {
+    if !siblings::available() {
+        let why = "AVIF images are decoded only in a sibling instance, and none is configured";
+        return (Moderation::undecodable(policy, why.into()), Vec::new());
+    }
+    let judged = siblings::dispatch(bytes, policy, host).wait(policy);
+    (judged.moderation, judged.cpu)
 }
 
 extern "C" {

@@ -94,7 +94,7 @@ impl Summary {
         } = &self.report;
         let mut out = vec![
             (headers::VERDICT, self.verdict.as_str().to_string()),
-            (headers::REASON, self.reason.clone()),
+            (headers::REASON, header_text(&self.reason)),
             (headers::POLICY, self.source.as_str().to_string()),
         ];
         if let Some(would) = self.would {
@@ -241,4 +241,23 @@ pub fn origin_failure(context: &RequestContext, failure: &Failure) -> Response {
         .with_header(headers::ERROR, reason.as_str())
         .with_header(header::CACHE_CONTROL, "no-store")
         .with_body_text_plain(&format!("{reason}\n"))
+}
+
+/// `text` as a header value: its first line, visible ASCII and spaces only, at most 300
+/// bytes. A reason may quote what a sibling or a decoder said (a trapped sibling's reply is
+/// a multi-line backtrace), and an invalid header value would abort the instance.
+fn header_text(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect()
 }

@@ -19,11 +19,13 @@ pub enum ImageFormat {
     /// ICO: a browser shows the entry it picks; image-rs decodes the largest.
     Ico,
     Tiff,
+    /// AVIF stills (rav1d); an animated AVIF's image sequence is not read.
+    Avif,
 }
 
 impl ImageFormat {
     /// Every format, in the order reasons and documentation list them.
-    pub const ALL: [ImageFormat; 7] = [
+    pub const ALL: [ImageFormat; 8] = [
         Self::Jpeg,
         Self::Png,
         Self::WebP,
@@ -31,6 +33,7 @@ impl ImageFormat {
         Self::Bmp,
         Self::Ico,
         Self::Tiff,
+        Self::Avif,
     ];
 
     /// The format whose signature starts `prefix`, if any: the WHATWG mimesniff image
@@ -47,6 +50,10 @@ impl ImageFormat {
             // Icon (1) and cursor (2) directories.
             [0, 0, 1 | 2, 0, ..] => Some(Self::Ico),
             [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some(Self::Tiff),
+            // ISO-BMFF `ftyp` with an AVIF major brand (still or sequence).
+            [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f' | b's', ..] => {
+                Some(Self::Avif)
+            }
             _ => None,
         }
     }
@@ -61,6 +68,7 @@ impl ImageFormat {
             Self::Bmp => "BMP",
             Self::Ico => "ICO",
             Self::Tiff => "TIFF",
+            Self::Avif => "AVIF",
         }
     }
 
@@ -74,6 +82,7 @@ impl ImageFormat {
             Self::Bmp => "image/bmp",
             Self::Ico => "image/x-icon",
             Self::Tiff => "image/tiff",
+            Self::Avif => "image/avif",
         }
     }
 
@@ -87,6 +96,7 @@ impl ImageFormat {
             Self::Bmp => "bmp",
             Self::Ico => "ico",
             Self::Tiff => "tiff",
+            Self::Avif => "avif",
         }
     }
 
@@ -110,6 +120,16 @@ impl ImageFormat {
             Self::Bmp => image::ImageFormat::Bmp,
             Self::Ico => image::ImageFormat::Ico,
             Self::Tiff => image::ImageFormat::Tiff,
+            Self::Avif => image::ImageFormat::Avif,
+        }
+    }
+
+    /// The format a rewrite of this one is written in: its own, except AVIF, which has no
+    /// encoder here (PNG keeps its alpha).
+    pub fn rewritten_as(self) -> Self {
+        match self {
+            Self::Avif => Self::Png,
+            other => other,
         }
     }
 }
@@ -118,9 +138,8 @@ impl ImageFormat {
 /// the reason they get the policy's `on_undecodable` outcome (never a silent pass).
 pub fn unreadable_image(prefix: &[u8]) -> Option<&'static str> {
     match prefix {
-        // ISO-BMFF `ftyp` with an AVIF or HEIF major brand.
+        // ISO-BMFF `ftyp` with a HEIF major brand (AVIF's are decoded: `ImageFormat::sniff`).
         [_, _, _, _, b'f', b't', b'y', b'p', brand @ ..] if brand.len() >= 4 => match &brand[..4] {
-            b"avif" | b"avis" => Some("AVIF"),
             b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
                 Some("HEIF")
             }
@@ -167,6 +186,8 @@ mod tests {
             (b"\0\0\x02\0\x01\0", ImageFormat::Ico),
             (b"II*\0\x08\0", ImageFormat::Tiff),
             (b"MM\0*\0\0", ImageFormat::Tiff),
+            (b"\0\0\0\x1cftypavif", ImageFormat::Avif),
+            (b"\0\0\0\x1cftypavis", ImageFormat::Avif),
         ] {
             assert_eq!(ImageFormat::sniff(prefix), Some(format), "{prefix:?}");
         }
@@ -174,7 +195,7 @@ mod tests {
 
     #[test]
     fn recognises_images_it_cannot_decode() {
-        assert_eq!(unreadable_image(b"\0\0\0\x1cftypavif\0\0"), Some("AVIF"));
+        assert_eq!(unreadable_image(b"\0\0\0\x1cftypavif\0\0"), None);
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypheic"), Some("HEIF"));
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypmif1"), Some("HEIF"));
         assert_eq!(unreadable_image(b"\xff\x0a\xfa"), Some("JPEG XL"));
@@ -200,7 +221,7 @@ mod tests {
     fn every_format_names_itself_consistently() {
         assert_eq!(
             ImageFormat::list(),
-            "JPEG, PNG, WebP, GIF, BMP, ICO or TIFF"
+            "JPEG, PNG, WebP, GIF, BMP, ICO, TIFF or AVIF"
         );
         for format in ImageFormat::ALL {
             assert_eq!(

@@ -97,6 +97,10 @@ fn classify(
     found: &mut Vec<Embedded>,
 ) -> Result<(), SvgError> {
     if let Some(format) = ImageFormat::sniff(&bytes) {
+        if format == ImageFormat::Avif {
+            // Decoded only in an isolated instance (edge::model): not from inside an SVG.
+            return push(found, Embedded::Unreadable(format.name().into()));
+        }
         push(found, Embedded::Raster { format, bytes })
     } else if let Some(name) = unreadable_image(&bytes) {
         push(found, Embedded::Unreadable(name.to_string()))

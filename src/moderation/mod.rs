@@ -319,6 +319,7 @@ pub fn moderate_from(
                 .frame
                 .and_then(|index| frames.iter().find(|f| f.index == index))
                 .map_or(first_view, |f| &f.image);
+            let format = format.rewritten_as();
             let rewritten = rewrite(deciding, size, format, policy);
             moderation.timings.rewrite = classified.elapsed();
             match rewritten {

@@ -24,6 +24,9 @@ pub(super) fn checked_decoder(
         // A frame may declare more than the canvas, and the decoder allocates it.
         crate::media::frames::check_gif_frames(bytes, limits)?;
     }
+    if format == ImageFormat::Avif {
+        return Ok(Box::new(super::avif::AvifDecoder::new(bytes, limits)?));
+    }
     let decoder = ImageReader::with_format(Cursor::new(bytes), format.codec())
         .into_decoder()
         .map_err(|e| unreadable(e, 0, 0))?;

@@ -1,0 +1,430 @@
+//! AVIF stills: the container read by mp4parse (Firefox's ISO-BMFF parser, which also
+//! reports `irot`/`imir`), the AV1 image decoded by rav1d (dav1d in Rust, one thread, no
+//! assembly), YUV turned into RGB as libavif does (the matrix and range the AV1 sequence
+//! header declares; chroma upsampled bilinearly), the alpha item attached.
+//!
+//! The size is read from the AV1 sequence header and checked against the limits before a
+//! frame is decoded; rav1d's own frame-size limit backs that up. Animated AVIF (`avis`)
+//! without a still primary item, grid collages and every other error are refused with a
+//! reason, which gets the policy's `on_undecodable`.
+
+use super::{DecodeError, DecodeLimits};
+use image::metadata::Orientation;
+use image::{ColorType, ImageDecoder, ImageResult};
+use mp4parse::{ImageMirror, ImageRotation, ParseStrictness};
+use rav1d::include::dav1d::data::Dav1dData;
+use rav1d::include::dav1d::dav1d::{Dav1dContext, Dav1dSettings};
+use rav1d::include::dav1d::headers::{
+    Dav1dSequenceHeader, DAV1D_MC_BT2020_CL, DAV1D_MC_BT2020_NCL, DAV1D_MC_BT709,
+    DAV1D_MC_IDENTITY, DAV1D_MC_SMPTE240, DAV1D_PIXEL_LAYOUT_I400, DAV1D_PIXEL_LAYOUT_I420,
+    DAV1D_PIXEL_LAYOUT_I422,
+};
+use rav1d::include::dav1d::picture::Dav1dPicture;
+use rav1d::src::lib as dav1d;
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+/// A decoded AVIF, served to the rest of the pipeline through image-rs's decoder trait.
+pub(super) struct AvifDecoder {
+    width: u32,
+    height: u32,
+    /// RGB8, or RGBA8 when the file has an alpha item.
+    pixels: Vec<u8>,
+    alpha: bool,
+    orientation: Orientation,
+}
+
+impl AvifDecoder {
+    pub(super) fn new(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        let context = mp4parse::read_avif(&mut &bytes[..], ParseStrictness::Normal)
+            .map_err(|e| DecodeError::Corrupt(format!("AVIF container: {e:?}")))?;
+        let color = context
+            .primary_item_coded_data()
+            .ok_or_else(|| DecodeError::Unsupported("AVIF without a still image".into()))?;
+        let (width, height) = declared_size(color)?;
+        if u64::from(width) * u64::from(height) > limits.max_pixels
+            || width.max(height) > limits.max_dimension
+            || u64::from(width) * u64::from(height) * 4 > limits.max_canvas_bytes
+        {
+            return Err(DecodeError::TooLarge { width, height });
+        }
+        let planes = Frame::decode(color, limits)?;
+        if (planes.width, planes.height) != (width, height) {
+            return Err(DecodeError::Corrupt(format!(
+                "AV1 frame is {}x{}, its sequence header {width}x{height}",
+                planes.width, planes.height
+            )));
+        }
+        let alpha = match context.alpha_item_coded_data() {
+            Some(data) => Some(Frame::decode(data, limits)?),
+            None => None,
+        };
+        let channels = if alpha.is_some() { 4 } else { 3 };
+        let mut pixels = vec![0u8; width as usize * height as usize * channels];
+        planes.to_rgb(&mut pixels, channels);
+        if let Some(alpha) = &alpha {
+            if (alpha.width, alpha.height) != (width, height) {
+                return Err(DecodeError::Corrupt("AVIF alpha differs in size".into()));
+            }
+            alpha.to_alpha(&mut pixels, context.premultiplied_alpha);
+        }
+        let rotation = context
+            .image_rotation()
+            .map_err(|e| DecodeError::Corrupt(format!("AVIF irot: {e:?}")))?;
+        let mirror = context
+            .image_mirror_ptr()
+            .map_err(|e| DecodeError::Corrupt(format!("AVIF imir: {e:?}")))?;
+        // SAFETY: mp4parse returns null or a pointer into `context`, which is alive here.
+        let mirror = unsafe { mirror.as_ref() };
+        Ok(Self {
+            width,
+            height,
+            pixels,
+            alpha: alpha.is_some(),
+            orientation: orientation(rotation, mirror),
+        })
+    }
+}
+
+/// HEIF's transformations, applied rotation first then mirror (MIAF's order), as one of
+/// EXIF's eight orientations. `irot` turns anticlockwise; `imir` names the axis.
+fn orientation(rotation: ImageRotation, mirror: Option<&ImageMirror>) -> Orientation {
+    use Orientation::*;
+    match (rotation, mirror) {
+        (ImageRotation::D0, None) => NoTransforms,
+        (ImageRotation::D90, None) => Rotate270,
+        (ImageRotation::D180, None) => Rotate180,
+        (ImageRotation::D270, None) => Rotate90,
+        (ImageRotation::D0, Some(ImageMirror::LeftRight)) => FlipHorizontal,
+        (ImageRotation::D0, Some(ImageMirror::TopBottom)) => FlipVertical,
+        (ImageRotation::D180, Some(ImageMirror::LeftRight)) => FlipVertical,
+        (ImageRotation::D180, Some(ImageMirror::TopBottom)) => FlipHorizontal,
+        (ImageRotation::D270, Some(ImageMirror::LeftRight)) => Rotate90FlipH,
+        (ImageRotation::D270, Some(ImageMirror::TopBottom)) => Rotate270FlipH,
+        (ImageRotation::D90, Some(ImageMirror::LeftRight)) => Rotate270FlipH,
+        (ImageRotation::D90, Some(ImageMirror::TopBottom)) => Rotate90FlipH,
+    }
+}
+
+/// The frame size an AV1 image's sequence header declares, read before decoding.
+fn declared_size(data: &[u8]) -> Result<(u32, u32), DecodeError> {
+    let mut header = MaybeUninit::<Dav1dSequenceHeader>::zeroed();
+    // SAFETY: `header` is writable; `data` is a live slice of `data.len()` bytes.
+    let result = unsafe {
+        dav1d::dav1d_parse_sequence_header(
+            NonNull::new(header.as_mut_ptr()),
+            NonNull::new(data.as_ptr().cast_mut()),
+            data.len(),
+        )
+    };
+    if result.0 != 0 {
+        return Err(DecodeError::Corrupt(
+            "AV1 sequence header unreadable".into(),
+        ));
+    }
+    // SAFETY: a successful parse wrote the header.
+    let header = unsafe { header.assume_init_ref() };
+    let width = u32::try_from(header.max_width).unwrap_or(0);
+    let height = u32::try_from(header.max_height).unwrap_or(0);
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt(format!("image is {width}x{height}")));
+    }
+    Ok((width, height))
+}
+
+/// One decoded AV1 frame's planes, copied out of rav1d's picture.
+struct Frame {
+    width: u32,
+    height: u32,
+    /// Samples per plane (Y, then U and V unless monochrome), scaled to 8 bits' range
+    /// only at conversion: `bits` says what they hold.
+    luma: Vec<u16>,
+    chroma: [Vec<u16>; 2],
+    chroma_shift: (u32, u32),
+    bits: u32,
+    full_range: bool,
+    matrix: u32,
+}
+
+/// The decoder handle, closed on every path.
+struct Decoder(Option<Dav1dContext>);
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: the context came from `dav1d_open` and is closed once.
+        unsafe { dav1d::dav1d_close(NonNull::new(&mut self.0)) };
+    }
+}
+
+/// A picture rav1d lent us, released on every path.
+struct Picture(Dav1dPicture);
+
+impl Drop for Picture {
+    fn drop(&mut self) {
+        // SAFETY: the picture came from `dav1d_get_picture`.
+        unsafe { dav1d::dav1d_picture_unref(NonNull::new(&mut self.0)) };
+    }
+}
+
+/// The AV1 frame size rav1d refuses to allocate beyond, whatever the header said.
+fn frame_size_limit(limits: DecodeLimits) -> u32 {
+    u32::try_from(limits.max_pixels).unwrap_or(u32::MAX)
+}
+
+impl Frame {
+    fn decode(data: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        let corrupt = |what: &str| DecodeError::Corrupt(format!("AV1 {what}"));
+        let mut settings = MaybeUninit::<Dav1dSettings>::uninit();
+        // SAFETY: `settings` is writable; the call initialises every field.
+        let mut settings = unsafe {
+            dav1d::dav1d_default_settings(NonNull::from(&mut settings).cast());
+            settings.assume_init()
+        };
+        // One thread on Compute; a still image needs no frame delay; film grain is noise a
+        // browser adds, not content.
+        settings.n_threads = 1;
+        settings.max_frame_delay = 1;
+        settings.apply_grain = 0;
+        settings.all_layers = 0;
+        settings.frame_size_limit = frame_size_limit(limits);
+        let mut decoder = Decoder(None);
+        // SAFETY: both pointers are valid for the call.
+        let opened =
+            unsafe { dav1d::dav1d_open(NonNull::new(&mut decoder.0), NonNull::new(&mut settings)) };
+        if opened.0 != 0 || decoder.0.is_none() {
+            return Err(corrupt("decoder could not start"));
+        }
+        let mut input = Dav1dData::default();
+        // SAFETY: `input` is writable; the returned buffer has `data.len()` bytes.
+        let buffer = unsafe { dav1d::dav1d_data_create(NonNull::new(&mut input), data.len()) };
+        if buffer.is_null() {
+            return Err(corrupt("data could not be allocated"));
+        }
+        // SAFETY: `buffer` holds `data.len()` writable bytes that do not overlap `data`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buffer, data.len()) };
+        let again = -libc::EAGAIN;
+        let mut picture = Picture(Dav1dPicture::default());
+        // Each round either consumes input or yields the picture; a bounded number of
+        // rounds keeps a hostile stream from spinning.
+        let mut decoded = false;
+        for _ in 0..64 {
+            if input.sz > 0 {
+                // SAFETY: the context is open and `input` is rav1d's own data.
+                let sent =
+                    unsafe { dav1d::dav1d_send_data(decoder.0.clone(), NonNull::new(&mut input)) };
+                if sent.0 != 0 && sent.0 != again {
+                    // SAFETY: `input` is released once, whatever it still holds.
+                    unsafe { dav1d::dav1d_data_unref(NonNull::new(&mut input)) };
+                    return Err(corrupt("data refused"));
+                }
+            }
+            // SAFETY: the context is open and `picture` is writable.
+            let got = unsafe {
+                dav1d::dav1d_get_picture(decoder.0.clone(), NonNull::new(&mut picture.0))
+            };
+            if got.0 == 0 {
+                decoded = true;
+                break;
+            }
+            if got.0 != again || input.sz == 0 {
+                break;
+            }
+        }
+        // SAFETY: as above; unref of consumed data is a no-op.
+        unsafe { dav1d::dav1d_data_unref(NonNull::new(&mut input)) };
+        if !decoded {
+            return Err(corrupt("stream yielded no picture"));
+        }
+        Self::copy(&picture.0)
+    }
+
+    fn copy(picture: &Dav1dPicture) -> Result<Self, DecodeError> {
+        let corrupt = |what: &str| DecodeError::Corrupt(format!("AV1 {what}"));
+        let params = &picture.p;
+        let width = u32::try_from(params.w).map_err(|_| corrupt("width"))?;
+        let height = u32::try_from(params.h).map_err(|_| corrupt("height"))?;
+        let bits = u32::try_from(params.bpc).map_err(|_| corrupt("depth"))?;
+        if width == 0 || height == 0 || !matches!(bits, 8 | 10 | 12) {
+            return Err(corrupt("picture parameters"));
+        }
+        let header = picture
+            .seq_hdr
+            .ok_or_else(|| corrupt("picture without header"))?;
+        // SAFETY: a returned picture's sequence header lives as long as the picture.
+        let header = unsafe { header.as_ref() };
+        let chroma_shift = match params.layout {
+            DAV1D_PIXEL_LAYOUT_I400 => (0, 0),
+            DAV1D_PIXEL_LAYOUT_I420 => (1, 1),
+            DAV1D_PIXEL_LAYOUT_I422 => (1, 0),
+            _ => (0, 0),
+        };
+        let plane =
+            |index: usize, w: u32, h: u32, stride: isize| -> Result<Vec<u16>, DecodeError> {
+                let base = picture.data[index].ok_or_else(|| corrupt("plane missing"))?;
+                let mut out = Vec::with_capacity(w as usize * h as usize);
+                for row in 0..h as isize {
+                    // SAFETY: rav1d's planes hold `h` rows of `stride` bytes, each at least `w`
+                    // samples of 1 (8-bit) or 2 bytes.
+                    unsafe {
+                        let start = base.as_ptr().cast::<u8>().offset(row * stride);
+                        if bits == 8 {
+                            let line = std::slice::from_raw_parts(start, w as usize);
+                            out.extend(line.iter().map(|&v| u16::from(v)));
+                        } else {
+                            let line = std::slice::from_raw_parts(start.cast::<u16>(), w as usize);
+                            out.extend_from_slice(line);
+                        }
+                    }
+                }
+                Ok(out)
+            };
+        let luma = plane(0, width, height, picture.stride[0])?;
+        let chroma = if params.layout == DAV1D_PIXEL_LAYOUT_I400 {
+            [Vec::new(), Vec::new()]
+        } else {
+            let cw = (width + chroma_shift.0) >> chroma_shift.0;
+            let ch = (height + chroma_shift.1) >> chroma_shift.1;
+            [
+                plane(1, cw, ch, picture.stride[1])?,
+                plane(2, cw, ch, picture.stride[1])?,
+            ]
+        };
+        Ok(Self {
+            width,
+            height,
+            luma,
+            chroma,
+            chroma_shift,
+            bits,
+            full_range: header.color_range != 0,
+            matrix: header.mtrx,
+        })
+    }
+
+    /// The Y plane's value at (x, y), and the chroma planes' interpolated there (bilinear
+    /// between chroma sample centres, as libavif's default upsampling).
+    fn chroma_at(&self, plane: &[u16], x: u32, y: u32) -> f32 {
+        let (sx, sy) = self.chroma_shift;
+        let cw = ((self.width + sx) >> sx) as usize;
+        let ch = ((self.height + sy) >> sy) as usize;
+        // Chroma sample centres sit at (2i + 0.5) in luma units for 4:2:0 (libavif's
+        // assumption, centred): position of this luma sample in chroma coordinates.
+        let coord = |v: u32, shift: u32, len: usize| -> (usize, usize, f32) {
+            if shift == 0 {
+                let i = v as usize;
+                return (i, i, 0.0);
+            }
+            let c = (v as f32 + 0.5) / 2.0 - 0.5;
+            let lo = c.floor();
+            let frac = c - lo;
+            let i0 = (lo.max(0.0) as usize).min(len - 1);
+            let i1 = ((lo + 1.0).max(0.0) as usize).min(len - 1);
+            (i0, i1, frac)
+        };
+        let (x0, x1, fx) = coord(x, sx, cw);
+        let (y0, y1, fy) = coord(y, sy, ch);
+        let at = |cx: usize, cy: usize| f32::from(plane[cy * cw + cx]);
+        let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+        let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+
+    fn to_rgb(&self, out: &mut [u8], channels: usize) {
+        let max = ((1u32 << self.bits) - 1) as f32;
+        let scale = (1u32 << (self.bits - 8)) as f32;
+        let (y_off, y_range, c_range) = if self.full_range {
+            (0.0, max, max)
+        } else {
+            (16.0 * scale, 219.0 * scale, 224.0 * scale)
+        };
+        let half = (1u32 << (self.bits - 1)) as f32;
+        // Unspecified matrices are BT.601, as in libavif.
+        let (kr, kb) = match self.matrix {
+            DAV1D_MC_BT709 => (0.2126, 0.0722),
+            DAV1D_MC_BT2020_NCL | DAV1D_MC_BT2020_CL => (0.2627, 0.0593),
+            DAV1D_MC_SMPTE240 => (0.212, 0.087),
+            _ => (0.299, 0.114),
+        };
+        let kg = 1.0 - kr - kb;
+        let identity = self.matrix == DAV1D_MC_IDENTITY && !self.chroma[0].is_empty();
+        let to_u8 = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+        for y in 0..self.height {
+            for x in 0..self.width {
+                let index = (y * self.width + x) as usize;
+                let luma = (f32::from(self.luma[index]) - y_off) / y_range;
+                let rgb = if self.chroma[0].is_empty() {
+                    [luma; 3]
+                } else {
+                    let cb = (self.chroma_at(&self.chroma[0], x, y) - half) / c_range;
+                    let cr = (self.chroma_at(&self.chroma[1], x, y) - half) / c_range;
+                    if identity {
+                        // GBR: Y holds green, U blue, V red.
+                        [cr + 0.5, luma, cb + 0.5]
+                    } else {
+                        let r = luma + (2.0 - 2.0 * kr) * cr;
+                        let b = luma + (2.0 - 2.0 * kb) * cb;
+                        let g = (luma - kr * r - kb * b) / kg;
+                        [r, g, b]
+                    }
+                };
+                let pixel = &mut out[index * channels..index * channels + 3];
+                for (o, v) in pixel.iter_mut().zip(rgb) {
+                    *o = to_u8(v);
+                }
+            }
+        }
+    }
+
+    /// Writes this (monochrome) frame's luma as the alpha channel of RGBA `out`,
+    /// un-premultiplying the colour when the file says it is premultiplied.
+    fn to_alpha(&self, out: &mut [u8], premultiplied: bool) {
+        let max = ((1u32 << self.bits) - 1) as f32;
+        let scale = (1u32 << (self.bits - 8)) as f32;
+        for (index, pixel) in out.chunks_exact_mut(4).enumerate() {
+            let raw = f32::from(self.luma[index]);
+            let alpha = if self.full_range {
+                raw / max
+            } else {
+                (raw - 16.0 * scale) / (219.0 * scale)
+            }
+            .clamp(0.0, 1.0);
+            pixel[3] = (alpha * 255.0).round() as u8;
+            if premultiplied {
+                for channel in &mut pixel[..3] {
+                    *channel = if alpha > 0.0 {
+                        (f32::from(*channel) / alpha).round().min(255.0) as u8
+                    } else {
+                        0
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl ImageDecoder for AvifDecoder {
+    fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn color_type(&self) -> ColorType {
+        if self.alpha {
+            ColorType::Rgba8
+        } else {
+            ColorType::Rgb8
+        }
+    }
+
+    fn orientation(&mut self) -> ImageResult<Orientation> {
+        Ok(self.orientation)
+    }
+
+    fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {
+        buf.copy_from_slice(&self.pixels);
+        Ok(())
+    }
+
+    fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
+        (*self).read_image(buf)
+    }
+}
