@@ -1,6 +1,6 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
 //! loopback origin: image pass (JPEG sizes, progressive, PNG with alpha, an 8-frame GIF,
-//! an SVG embedding two rasters, BMP; AVIF, which is refused), image rewrite, verdict
+//! an SVG embedding two rasters, BMP, AVIF, decoded in a sibling), image rewrite, verdict
 //! cache hits, non-image pass-through, uploads (one raw image; a multipart form with 4
 //! images), and the plain proxy
 //! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
@@ -189,7 +189,7 @@ fn main() {
                     get("/bitmap_800x600.bmp"),
                 ),
                 (
-                    "filter: AVIF 800x600 (not decoded, on_undecodable blocks)",
+                    "filter pass: AVIF 800x600 (decoded in a sibling)",
                     "/avif_800x600.avif",
                     get("/avif_800x600.avif"),
                 ),

@@ -210,8 +210,7 @@ impl Frame {
         for _ in 0..64 {
             if input.sz > 0 {
                 // SAFETY: the context is open and `input` is rav1d's own data.
-                let sent =
-                    unsafe { dav1d::dav1d_send_data(decoder.0.clone(), NonNull::new(&mut input)) };
+                let sent = unsafe { dav1d::dav1d_send_data(decoder.0, NonNull::new(&mut input)) };
                 if sent.0 != 0 && sent.0 != again {
                     // SAFETY: `input` is released once, whatever it still holds.
                     unsafe { dav1d::dav1d_data_unref(NonNull::new(&mut input)) };
@@ -219,9 +218,7 @@ impl Frame {
                 }
             }
             // SAFETY: the context is open and `picture` is writable.
-            let got = unsafe {
-                dav1d::dav1d_get_picture(decoder.0.clone(), NonNull::new(&mut picture.0))
-            };
+            let got = unsafe { dav1d::dav1d_get_picture(decoder.0, NonNull::new(&mut picture.0)) };
             if got.0 == 0 {
                 decoded = true;
                 break;
