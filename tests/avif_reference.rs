@@ -97,13 +97,7 @@ fn avif_stills_decode_as_libavif_shows_them() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(files.len() >= 40, "only {} references", files.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    support::assert_all_agree(&failures, files.len());
     eprintln!(
         "{} AVIFs within {worst_level} levels of libavif, scores within {worst_score:.5}",
         files.len()

@@ -178,13 +178,7 @@ fn sampled_pixels_are_identical_to_libjpeg_turbo() {
         .count();
     assert!(progressive >= 10, "only {progressive} progressive JPEGs");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    support::assert_all_agree(&failures, files.len());
     eprintln!(
         "sampled JPEG decode: {checked} pixels of {} JPEGs identical to libjpeg-turbo; \
          scores vs libjpeg-turbo's full decode: max |Δp| = {worst:.2e} ({worst_at})",

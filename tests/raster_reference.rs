@@ -73,12 +73,6 @@ fn still_formats_decode_as_pillow_decodes_them() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     assert!(files.len() >= 40, "only {} references", files.len());
-    assert!(
-        failures.is_empty(),
-        "{} of {} differ:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    support::assert_all_agree(&failures, files.len());
     eprintln!("{formats:?} files decoded identically to Pillow");
 }

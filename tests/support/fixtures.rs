@@ -46,6 +46,16 @@ pub fn run_reference(script: &str, args: &[&Path], what: &str) -> String {
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
+/// Fails listing every file that disagreed with its reference, out of `total`.
+pub fn assert_all_agree(failures: &[String], total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 pub fn fidelity_image(name: &str) -> DynamicImage {
     image::open(repo().join("models/fidelity/images").join(name)).expect("fidelity image")
 }

@@ -12,6 +12,6 @@ pub mod fixtures;
 pub mod origin;
 pub mod viceroy;
 
-pub use fixtures::{encode, fidelity_image, repo, run_reference};
+pub use fixtures::{assert_all_agree, encode, fidelity_image, repo, run_reference};
 pub use origin::{pattern_byte, Body, Origin, Received, Resource};
 pub use viceroy::{Framing, Reply, Service, Siblings, SIBLING_KEY};
