@@ -70,6 +70,11 @@ fn main() {
         ("/two_rasters.svg", "image/svg+xml", svg),
         ("/bitmap_800x600.bmp", "image/bmp", bmp.into_inner()),
         (
+            "/traced_800x600.svg",
+            "image/svg+xml",
+            support::fixtures::traced_svg(&image::DynamicImage::ImageRgb8(bitmap.clone()), 6),
+        ),
+        (
             "/avif_800x600.avif",
             "image/avif",
             std::fs::read(inputs.join("avif_800x600.avif")).unwrap(),
@@ -182,6 +187,11 @@ fn main() {
                     "filter pass: SVG with 2 embedded PNG 400x300",
                     "/two_rasters.svg",
                     get("/two_rasters.svg"),
+                ),
+                (
+                    "filter pass: SVG of vectors only, 800x600 traced into 13,400 rects",
+                    "/traced_800x600.svg",
+                    get("/traced_800x600.svg"),
                 ),
                 (
                     "filter pass: BMP 800x600",

@@ -14,7 +14,8 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, jpeg_turned, zlib,
+    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, jpeg_turned,
+    strips_svg, traced_svg, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -93,6 +94,15 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         b64(&encode(&drawing_like, image::ImageFormat::Png)),
         b64(&jpeg),
     );
+    // SVGs that show the drawing-like picture only when drawn: traced into vector
+    // shapes, and cut into strips; the photo traced the same way passes.
+    for (path, svg) in [
+        ("/traced-drawing.svg", traced_svg(&drawing_like, 4)),
+        ("/strips-drawing.svg", strips_svg(&drawing_like, 6)),
+        ("/traced-photo.svg", traced_svg(&photo, 8)),
+    ] {
+        fixtures.insert(path, Resource::bytes("image/svg+xml", svg));
+    }
     fixtures.insert(
         "/embedded-drawing.svg",
         Resource::bytes("image/svg+xml", drawing_svg.clone().into_bytes()),
@@ -545,7 +555,10 @@ fn content_type_does_not_decide_what_is_an_image() {
         (200, Some("pass")),
         "vector art without embedded images passes"
     );
-    assert_eq!(svg.header(headers::REASON), Some("SVG embeds no image"));
+    assert_eq!(
+        svg.header(headers::REASON),
+        Some("SVG draws nothing and embeds no image")
+    );
     assert_eq!(svg.body, origin_bytes("/icon.svg"));
 }
 
@@ -599,9 +612,38 @@ fn svgs_are_judged_by_the_images_they_embed() {
             "{path}: SVG bytes in a block"
         );
     }
-    let photo = test.get("/embedded-photo.svg");
-    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
-    assert_eq!(photo.body, origin_bytes("/embedded-photo.svg"));
+    for path in ["/embedded-photo.svg", "/traced-photo.svg"] {
+        let photo = test.get(path);
+        assert_eq!(
+            (photo.status, photo.verdict()),
+            (200, Some("pass")),
+            "{path}: {:?}",
+            photo.header(headers::REASON)
+        );
+        assert_eq!(photo.body, origin_bytes(path), "{path}");
+    }
+}
+
+#[test]
+fn svgs_are_judged_as_drawn() {
+    let test = &world().test_policy;
+    for path in ["/traced-drawing.svg", "/strips-drawing.svg"] {
+        let reply = test.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (451, Some("block")),
+            "{path}: {:?}",
+            reply.header(headers::REASON)
+        );
+        assert!(
+            !reply.body.starts_with(b"<"),
+            "{path}: SVG bytes in a block"
+        );
+    }
+    // Vectors only: nothing embedded, the drawing decided.
+    let traced = test.get("/traced-drawing.svg");
+    let reason = traced.header(headers::REASON).unwrap();
+    assert!(reason.starts_with("the SVG as drawn: "), "{reason}");
 }
 
 #[test]

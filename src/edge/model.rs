@@ -12,7 +12,10 @@ use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_O
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::record::ContentHash;
-use edge_moderation::moderation::{judge as run, moderate_from, Moderation, Subject};
+use edge_moderation::moderation::{
+    judge as run, moderate_from, moderate_svg_drawing, moderate_svg_embedded, svg_verdict,
+    Moderation, Outcome, Subject,
+};
 use edge_moderation::policy::Policy;
 use edge_moderation::snapshot;
 use std::cell::UnsafeCell;
@@ -58,6 +61,13 @@ pub fn moderate(
 ) -> (Moderation, Vec<u64>) {
     relayed(policy, host, |relay, known| {
         run(bytes, subject, policy, known, relay)
+    })
+}
+
+/// Judges an SVG's drawing only (a drawing job: `moderate_svg_drawing`).
+pub fn moderate_drawing(svg: &[u8], policy: &Policy, host: &str) -> (Moderation, Vec<u64>) {
+    relayed(policy, host, |relay, known| {
+        moderate_svg_drawing(svg, policy, known, relay)
     })
 }
 
@@ -110,10 +120,10 @@ pub fn judge_known(
 ) -> (Moderation, Report) {
     let mut siblings = Vec::new();
     let (moderation, cached) = cache::judged(&content, policy, || {
-        let (moderation, sibling_cpu) = if subject == Subject::Raster(ImageFormat::Avif) {
-            moderate_isolated(bytes, policy, host)
-        } else {
-            moderate(bytes, subject, policy, host)
+        let (moderation, sibling_cpu) = match subject {
+            Subject::Raster(ImageFormat::Avif) => moderate_isolated(bytes, policy, host),
+            Subject::Svg if siblings::available() => moderate_svg_in_parts(bytes, policy, host),
+            _ => moderate(bytes, subject, policy, host),
         };
         siblings = sibling_cpu;
         moderation
@@ -139,6 +149,23 @@ fn moderate_isolated(bytes: &[u8], policy: &Policy, host: &str) -> (Moderation, 
     }
     let judged = siblings::dispatch(bytes, policy, host).wait(policy);
     (judged.moderation, judged.cpu)
+}
+
+/// Moderates an SVG with its drawing judged in a sibling instance while this one judges
+/// the rasters it embeds: drawing costs CPU (resvg, and each raster decoded again for
+/// it) that this instance's budget may not have after the rasters.
+fn moderate_svg_in_parts(svg: &[u8], policy: &Policy, host: &str) -> (Moderation, Vec<u64>) {
+    let drawing = siblings::dispatch_drawing(svg, policy, host);
+    let (embedded, mut cpu) = relayed(policy, host, |relay, known| {
+        moderate_svg_embedded(svg, policy, known, relay)
+    });
+    // The drawing is awaited even after a block: its sub-request is still running.
+    let drawn = drawing.wait(policy);
+    cpu.extend(drawn.cpu);
+    if embedded.outcome == Outcome::Block {
+        return (embedded, cpu);
+    }
+    (svg_verdict(embedded, drawn.moderation), cpu)
 }
 
 extern "C" {

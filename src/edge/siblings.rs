@@ -364,6 +364,12 @@ fn serve_image(mut request: Request) -> Response {
         let (moderation, cpu) = model::moderate_resumed(job.image, state, policy, &host);
         return answer(job::encode_answer(&moderation), cpu);
     }
+    if job.drawing {
+        // Not cached here: the coordinator caches the whole SVG's verdict under these
+        // bytes, which this part's must not take.
+        let (moderation, cpu) = model::moderate_drawing(job.image, policy, &host);
+        return answer(job::encode_answer(&moderation), cpu);
+    }
     let content = ContentHash::of(job.image);
     let (moderation, cached) = cache::judged(&content, policy, || {
         let Some(format) = ImageFormat::sniff(job.image) else {
@@ -396,6 +402,11 @@ pub struct JudgedBySibling {
 /// [`PendingImage::wait`], so several images are judged at once.
 pub fn dispatch(image: &[u8], policy: &Policy, host: &str) -> PendingImage {
     send_job(&job::job_header(policy), image, host)
+}
+
+/// Sends an SVG to a sibling to be drawn and its drawing judged by `policy`.
+pub fn dispatch_drawing(svg: &[u8], policy: &Policy, host: &str) -> PendingImage {
+    send_job(&job::drawing_header(policy), svg, host)
 }
 
 /// Sends a job (`header`, then the image) to a sibling.

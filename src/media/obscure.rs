@@ -84,6 +84,16 @@ pub(crate) fn rgb8_or_rgba8(image: &DynamicImage) -> Cow<'_, DynamicImage> {
     }
 }
 
+/// `image` scaled to `width` × `height` (bilinear), as 8-bit RGB or RGBA.
+pub(crate) fn resize_smoothly(
+    image: &DynamicImage,
+    width: u32,
+    height: u32,
+) -> Result<DynamicImage> {
+    let smooth = ResizeAlg::Convolution(FilterType::Bilinear);
+    resize(&rgb8_or_rgba8(image), width, height, smooth)
+}
+
 /// `image` (8-bit RGB or RGBA) scaled to `width` × `height`.
 fn resize(
     image: &DynamicImage,

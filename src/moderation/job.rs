@@ -6,8 +6,12 @@
 //! resumed job: the decoder's state (`media::jpeg`'s `EMD1` or `EMP1`) travels with it, and the
 //! sibling decodes on from there.
 //!
+//! An SVG's drawing goes as a drawing job: the sibling draws the SVG and judges the
+//! drawing only (the coordinator judges the rasters it embeds meanwhile).
+//!
 //! ```text
 //! job:     "EMJ1" | policy JSON length: u32 LE | policy JSON | image bytes
+//! drawing: "EMS1" | policy JSON length: u32 LE | policy JSON | SVG bytes
 //! resumed: "EMR1" | policy JSON length: u32 LE | policy JSON
 //!                 | decode state length: u32 LE | decode state | image bytes
 //! answer:  "EMV1" | record metadata length: u32 LE | metadata | rewritten image (or empty)
@@ -23,6 +27,7 @@ use super::Moderation;
 use crate::policy::Policy;
 
 const JOB: &[u8; 4] = b"EMJ1";
+const DRAWING: &[u8; 4] = b"EMS1";
 const RESUMED: &[u8; 4] = b"EMR1";
 const ANSWER: &[u8; 4] = b"EMV1";
 
@@ -33,12 +38,19 @@ pub struct ImageJob<'a> {
     pub image: &'a [u8],
     /// Where another instance stopped decoding the image.
     pub resume: Option<&'a [u8]>,
+    /// The image is an SVG whose drawing alone is judged.
+    pub drawing: bool,
 }
 
 /// Everything of a job before the image bytes, which follow it (the glue streams them
 /// into the request body without another copy).
 pub fn job_header(policy: &Policy) -> Vec<u8> {
     framed(JOB, &policy_json(policy), &[])
+}
+
+/// A drawing job's header: the SVG bytes follow it.
+pub fn drawing_header(policy: &Policy) -> Vec<u8> {
+    framed(DRAWING, &policy_json(policy), &[])
 }
 
 /// A resumed job's header: the image bytes follow it.
@@ -63,14 +75,16 @@ pub fn encode_job(policy: &Policy, image: &[u8]) -> Vec<u8> {
 }
 
 pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
-    let (json, rest, resume) = match unframe(JOB, bytes) {
-        Ok((json, image)) => (json, image, None),
-        Err(HandoffError::NotAHandoff) => {
+    let (json, rest, resume, drawing) = match (unframe(JOB, bytes), unframe(DRAWING, bytes)) {
+        (Ok((json, image)), _) => (json, image, None, false),
+        (_, Ok((json, svg))) => (json, svg, None, true),
+        (Err(HandoffError::NotAHandoff), Err(HandoffError::NotAHandoff)) => {
             let (json, rest) = unframe(RESUMED, bytes)?;
             let (state, image) = unframe_length(rest)?;
-            (json, image, Some(state))
+            (json, image, Some(state), false)
         }
-        Err(e) => return Err(e),
+        // The error of the magic that matched.
+        (Err(HandoffError::NotAHandoff), Err(e)) | (Err(e), _) => return Err(e),
     };
     let json = std::str::from_utf8(json).map_err(|_| HandoffError::Malformed("policy"))?;
     let policy = Policy::from_json(json).map_err(|_| HandoffError::Malformed("policy"))?;
@@ -78,6 +92,7 @@ pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
         policy,
         image: rest,
         resume,
+        drawing,
     })
 }
 
@@ -131,7 +146,11 @@ mod tests {
         let job = decode_job(&bytes).unwrap();
         assert_eq!(job.policy, policy);
         assert_eq!(job.image, image);
-        assert_eq!(job.resume, None);
+        assert_eq!((job.resume, job.drawing), (None, false));
+        let svg = b"<svg xmlns='http://www.w3.org/2000/svg'/>";
+        let bytes = [drawing_header(&policy).as_slice(), svg].concat();
+        let drawing = decode_job(&bytes).unwrap();
+        assert_eq!((drawing.image, drawing.drawing), (&svg[..], true));
         let resumed = [resumed_header(&policy, b"EMD1 state").as_slice(), &image].concat();
         let job = decode_job(&resumed).unwrap();
         assert_eq!(

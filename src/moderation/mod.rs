@@ -13,7 +13,7 @@ pub use outcome::{Judged, Moderation, Outcome, Reason, Timings};
 
 use crate::classifier::preprocess::preprocess_gathered;
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
-use crate::media::decode::{decode_resumable, Decoding};
+use crate::media::decode::{decode_resumable, Decoded, Decoding};
 use crate::media::encode::encode;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
@@ -218,6 +218,21 @@ pub fn moderate_from(
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     };
+    judge_decoded(still, frames, format, policy, known, inference, started)
+}
+
+/// Judges an image decoded since `started`: a `still` or the `frames` of an animation.
+/// PDQ and the lists, inference on each view, the policy's decision, the rewrite (in
+/// `format`'s rewrite format).
+fn judge_decoded(
+    still: Option<Decoded>,
+    frames: Vec<frames::Frame>,
+    format: ImageFormat,
+    policy: &Policy,
+    known: &KnownLists,
+    mut inference: impl Inference,
+    started: Instant,
+) -> Moderation {
     let views: Vec<(Option<usize>, &image::DynamicImage)> = match &still {
         Some(decoded) => vec![(None, &decoded.image)],
         None => frames.iter().map(|f| (Some(f.index), &f.image)).collect(),
@@ -384,10 +399,28 @@ pub fn judge(
     }
 }
 
-/// An SVG judged by the images it embeds (`media::svg`): the worst of their moderations
-/// decides, naming the image. A rewrite becomes a block: the rewritten SVG would still
-/// carry the image. No embedded image: pass.
+/// An SVG judged as a browser shows it: each image it embeds
+/// ([`moderate_svg_embedded`]), then the SVG as drawn ([`moderate_svg_drawing`]) unless
+/// an embedded image already blocked it. The worse decides ([`svg_verdict`]).
 pub fn moderate_svg(
+    svg: &[u8],
+    policy: &Policy,
+    known: &KnownLists,
+    mut inference: impl Inference,
+) -> Moderation {
+    let embedded = moderate_svg_embedded(svg, policy, known, &mut inference);
+    if embedded.outcome == Outcome::Block {
+        return embedded;
+    }
+    let drawn = moderate_svg_drawing(svg, policy, known, &mut inference);
+    svg_verdict(embedded, drawn)
+}
+
+/// An SVG judged by the images it embeds (`media::svg`): the worst of their moderations
+/// decides, naming the image; the first block ends the judging. A rewrite becomes a
+/// block: the rewritten SVG would still carry the image. Nothing embedded: a pass for
+/// [`Reason::NoEmbeddedImage`].
+pub fn moderate_svg_embedded(
     svg: &[u8],
     policy: &Policy,
     known: &KnownLists,
@@ -395,15 +428,11 @@ pub fn moderate_svg(
 ) -> Moderation {
     let embedded = match svg::embedded_images(svg) {
         Ok(embedded) => embedded,
-        Err(e @ svg::SvgError::TooComplex(_)) => {
-            return Moderation::oversize(policy, e.to_string())
-        }
-        Err(e) => return Moderation::undecodable(policy, e.to_string()),
+        Err(e) => return svg_refused(policy, e),
     };
-    let mut worst: Option<Moderation> = None;
-    let mut timings = Timings::default();
+    let mut worst = nothing_to_judge();
     for (i, image) in embedded.into_iter().enumerate() {
-        let (name, mut moderation) = match image {
+        let (name, moderation) = match image {
             svg::Embedded::Raster { format, bytes } => (
                 format.name().to_string(),
                 moderate(&bytes, format, policy, known, &mut inference),
@@ -413,37 +442,101 @@ pub fn moderate_svg(
                 (name, Moderation::undecodable(policy, detail))
             }
         };
-        timings.decode += moderation.timings.decode;
-        timings.pdq += moderation.timings.pdq;
-        timings.inference += moderation.timings.inference;
-        if let Outcome::Rewrite { .. } = moderation.outcome {
-            moderation.outcome = Outcome::Block;
-            moderation.reason = Reason::RewriteFailed(format!(
-                "{}; an SVG is blocked rather than rewritten",
-                moderation.reason
-            ));
-        }
-        moderation.reason = Reason::Embedded {
+        let part = |reason| Reason::Embedded {
             index: i + 1,
             format: name,
-            reason: Box::new(moderation.reason),
+            reason,
         };
-        let worse = worst
-            .as_ref()
-            .is_none_or(|w| moderation.verdict().severity() > w.verdict().severity());
-        if worse {
-            worst = Some(moderation);
+        worst = svg_verdict(worst, as_svg_part(moderation, part));
+        if worst.outcome == Outcome::Block {
+            break;
         }
     }
-    let mut moderation = worst.unwrap_or(Moderation {
+    worst
+}
+
+/// An SVG judged as drawn (`svg::draw`): its vectors, and its rasters as it transforms,
+/// filters, masks and tiles them; the reason says [`Reason::Drawn`]. Drawn at the size
+/// the SVG declares (see `svg::draw`), over white and black where it leaves the page
+/// showing. Nothing drawn: a pass for [`Reason::NoEmbeddedImage`].
+pub fn moderate_svg_drawing(
+    svg: &[u8],
+    policy: &Policy,
+    known: &KnownLists,
+    inference: impl Inference,
+) -> Moderation {
+    let started = Instant::now();
+    let moderation = match svg::draw(svg, budget::decode_limits(&policy.limits)) {
+        Ok(Some(drawing)) => {
+            let (width, height) = drawing.dimensions();
+            let still = Decoded {
+                image: image::DynamicImage::ImageRgba8(drawing),
+                width,
+                height,
+                gathered: None,
+            };
+            let format = ImageFormat::Png;
+            judge_decoded(
+                Some(still),
+                Vec::new(),
+                format,
+                policy,
+                known,
+                inference,
+                started,
+            )
+        }
+        Ok(None) => return nothing_to_judge(),
+        Err(e) => svg_refused(policy, e),
+    };
+    as_svg_part(moderation, Reason::Drawn)
+}
+
+/// The worse of two moderations of parts of one SVG (the first of equals); a part with
+/// nothing to judge counts as absent. Their timings add up.
+pub fn svg_verdict(first: Moderation, second: Moderation) -> Moderation {
+    let nothing = |m: &Moderation| m.reason == Reason::NoEmbeddedImage;
+    let timings = first.timings + second.timings;
+    let worse = nothing(&first)
+        || (!nothing(&second) && second.verdict().severity() > first.verdict().severity());
+    let mut moderation = if worse { second } else { first };
+    moderation.timings = timings;
+    moderation
+}
+
+/// A moderation of one part of an SVG, its reason wrapped in one naming the part
+/// (`part`). A rewrite becomes a block: the rewritten SVG would still carry the part.
+fn as_svg_part(mut moderation: Moderation, part: impl FnOnce(Box<Reason>) -> Reason) -> Moderation {
+    if let Outcome::Rewrite { .. } = moderation.outcome {
+        moderation.outcome = Outcome::Block;
+        moderation.reason = Reason::RewriteFailed(format!(
+            "{}; an SVG is blocked rather than rewritten",
+            moderation.reason
+        ));
+    }
+    let own = std::mem::replace(&mut moderation.reason, Reason::NoRuleMatched);
+    moderation.reason = part(Box::new(own));
+    moderation
+}
+
+/// Nothing in an SVG to judge: a pass.
+fn nothing_to_judge() -> Moderation {
+    Moderation {
         outcome: Outcome::Pass,
         reason: Reason::NoEmbeddedImage,
         scores: None,
         timings: Timings::default(),
         judged: None,
-    });
-    moderation.timings = timings;
-    moderation
+    }
+}
+
+/// An SVG that cannot be inspected: too complex (the policy's `on_oversize`) or not
+/// readable (`on_undecodable`).
+fn svg_refused(policy: &Policy, error: svg::SvgError) -> Moderation {
+    match error {
+        e @ svg::SvgError::TooComplex(_) => Moderation::oversize(policy, e.to_string()),
+        e => Moderation::undecodable(policy, e.to_string()),
+    }
 }
 
 /// The obscured image re-encoded at the original `size`, or why it could not be made (the
@@ -577,6 +670,66 @@ mod tests {
         let broken = moderate_svg(b"<svg", &neutral, &KnownLists::none(), &classifier);
         assert_eq!(broken.outcome, Outcome::Block);
         assert!(matches!(broken.reason, Reason::Undecodable(_)));
+    }
+
+    #[test]
+    fn an_svg_is_judged_as_drawn_too() {
+        use base64::Engine;
+        let classifier = Classifier::load().unwrap();
+        // The stand-in: the panorama reads as a drawing (~0.97) whole, and its strips as
+        // less than 0.9 each.
+        let drawing = Policy::from_json(
+            r#"{"rules": [{"classes": ["Drawing"], "at_least": 0.9, "action": "block"}]}"#,
+        )
+        .unwrap();
+        let panorama = image::open("models/fidelity/images/panorama_wide.png")
+            .unwrap()
+            .to_rgb8();
+        let (width, height) = panorama.dimensions();
+        let strips: String = (0..6)
+            .map(|i| {
+                let (x0, x1) = (i * width / 6, (i + 1) * width / 6);
+                let strip = image::imageops::crop_imm(&panorama, x0, 0, x1 - x0, height);
+                let mut png = Cursor::new(Vec::new());
+                strip.to_image().write_to(&mut png, Codec::Png).unwrap();
+                let png = base64::engine::general_purpose::STANDARD.encode(png.into_inner());
+                format!(r#"<image x="{x0}" href="data:image/png;base64,{png}"/>"#)
+            })
+            .collect();
+        let tiled = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{strips}</svg>"#
+        );
+        let judged = moderate_svg(tiled.as_bytes(), &drawing, &KnownLists::none(), &classifier);
+        assert_eq!(judged.outcome, Outcome::Block);
+        assert!(
+            judged
+                .reason
+                .to_string()
+                .starts_with("the SVG as drawn: rule 0"),
+            "{}",
+            judged.reason
+        );
+        // Only vectors: a square of flat colour is judged too (and passes).
+        let flat = br##"<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50"><rect width="50" height="50" fill="#39f"/></svg>"##;
+        let judged = moderate_svg(flat, &drawing, &KnownLists::none(), &classifier);
+        assert_eq!(judged.outcome, Outcome::Pass);
+        assert!(
+            matches!(judged.reason, Reason::Drawn(_)),
+            "{}",
+            judged.reason
+        );
+        assert!(judged.scores.is_some());
+        // A document that would draw too much: the policy's on_oversize (block).
+        let uses = r##"<use href="#a"/>"##.repeat(30_000);
+        let heavy = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><rect id="a" width="1" height="1"/>{uses}</svg>"#
+        );
+        let judged = moderate_svg(heavy.as_bytes(), &drawing, &KnownLists::none(), &classifier);
+        assert_eq!(judged.outcome, Outcome::Block);
+        assert_eq!(
+            judged.reason.to_string(),
+            "the SVG as drawn: oversize: SVG too complex to inspect: too many elements to draw"
+        );
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub enum Reason {
         format: String,
         reason: Box<Reason>,
     },
-    /// An SVG that embeds no image: nothing the model can judge.
+    /// The SVG as drawn (its vectors and its rasters as shown) decided.
+    Drawn(Box<Reason>),
+    /// An SVG that embeds no image and draws nothing: nothing the model can judge.
     NoEmbeddedImage,
     /// The image's PDQ matched an entry of a deny or allow list (no inference ran).
     Listed(ListMatch),
@@ -117,7 +119,8 @@ impl fmt::Display for Reason {
                 format,
                 reason,
             } => write!(f, "embedded image {index} ({format}): {reason}"),
-            Reason::NoEmbeddedImage => write!(f, "SVG embeds no image"),
+            Reason::Drawn(reason) => write!(f, "the SVG as drawn: {reason}"),
+            Reason::NoEmbeddedImage => write!(f, "SVG draws nothing and embeds no image"),
             Reason::Listed(found) => write!(f, "{found}"),
         }
     }
@@ -131,6 +134,19 @@ pub struct Timings {
     pub pdq: Duration,
     pub inference: Duration,
     pub rewrite: Duration,
+}
+
+/// The time of two pieces of work, stage by stage.
+impl std::ops::Add for Timings {
+    type Output = Timings;
+    fn add(self, other: Timings) -> Timings {
+        Timings {
+            decode: self.decode + other.decode,
+            pdq: self.pdq + other.pdq,
+            inference: self.inference + other.inference,
+            rewrite: self.rewrite + other.rewrite,
+        }
+    }
 }
 
 impl Timings {

@@ -218,3 +218,48 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
     encoder.write_all(data).expect("compress fixture");
     encoder.finish().expect("finish zlib")
 }
+
+/// `image` traced into an SVG of vectors only: a `<rect>` of each `cell`×`cell` block's
+/// colour (what tracing tools make of a picture, coarsely), at the image's size.
+pub fn traced_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
+    let rgb = image.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" shape-rendering="crispEdges">"#
+    );
+    for y in (0..height).step_by(cell as usize) {
+        for x in (0..width).step_by(cell as usize) {
+            let [r, g, b] = rgb
+                .get_pixel(
+                    x + (cell / 2).min(width - 1 - x),
+                    y + (cell / 2).min(height - 1 - y),
+                )
+                .0;
+            svg.push_str(&format!(
+                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="#{r:02x}{g:02x}{b:02x}"/>"##
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg.into_bytes()
+}
+
+/// `image` cut into `count` vertical strips, each an `<image>` of its own PNG, laid side
+/// by side in an SVG: a browser shows the picture whole, each strip alone is a part.
+pub fn strips_svg(image: &DynamicImage, count: u32) -> Vec<u8> {
+    use base64::Engine;
+    let (width, height) = (image.width(), image.height());
+    let mut svg =
+        format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">"#);
+    for i in 0..count {
+        let (x0, x1) = (i * width / count, (i + 1) * width / count);
+        let strip = image.crop_imm(x0, 0, x1 - x0, height);
+        let png =
+            base64::engine::general_purpose::STANDARD.encode(encode(&strip, ImageFormat::Png));
+        svg.push_str(&format!(
+            r#"<image x="{x0}" href="data:image/png;base64,{png}"/>"#
+        ));
+    }
+    svg.push_str("</svg>");
+    svg.into_bytes()
+}

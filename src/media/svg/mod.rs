@@ -8,6 +8,10 @@
 //! `data:` URIs. Searching everything is a superset of where a browser looks, which is
 //! the safe side for a filter.
 
+mod draw;
+
+pub use draw::{draw, MAX_DRAWN_ELEMENTS};
+
 use super::format::{unreadable_image, ImageFormat};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -67,12 +71,7 @@ fn search(svg: &[u8], depth: usize, found: &mut Vec<Embedded>) -> Result<(), Svg
         return Err(SvgError::TooComplex("SVGs nested too deep"));
     }
     let text = std::str::from_utf8(svg).map_err(|e| SvgError::Malformed(e.to_string()))?;
-    let options = roxmltree::ParsingOptions {
-        allow_dtd: true,
-        nodes_limit: MAX_NODES,
-    };
-    let document = roxmltree::Document::parse_with_options(text, options)
-        .map_err(|e| SvgError::Malformed(e.to_string()))?;
+    let document = parse(text)?;
     for node in document.descendants() {
         let texts = node
             .attributes()
@@ -88,6 +87,19 @@ fn search(svg: &[u8], depth: usize, found: &mut Vec<Embedded>) -> Result<(), Svg
         }
     }
     Ok(())
+}
+
+/// The XML document, with its DTD (entities can spell a URI, and browsers expand them),
+/// within [`MAX_NODES`].
+fn parse(text: &str) -> Result<roxmltree::Document<'_>, SvgError> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        nodes_limit: MAX_NODES,
+        // External entities are not loaded (nor are they by browsers in `<img>`).
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(text, options)
+        .map_err(|e| SvgError::Malformed(e.to_string()))
 }
 
 fn classify(

@@ -1,0 +1,346 @@
+//! The SVG as a browser draws it in `<img>`, to be judged as one picture: the vector
+//! drawing, and the embedded rasters as it shows them (transformed, filtered, masked,
+//! clipped, tiled). Judging each embedded raster alone misses what only the drawing shows:
+//! a picture traced in paths, one cut into tiles, one stored colour-inverted and turned
+//! back by a filter.
+//!
+//! resvg draws it (no text: a Compute instance has no fonts). Embedded rasters are decoded
+//! by our decoders within the policy's limits (every format we read, oriented as shown),
+//! reduced to [`RASTER_SIDE`], and handed to resvg as PNG; one we cannot decode is left
+//! out of the drawing (it is judged on its own, by `on_undecodable` or `on_oversize`).
+//! External references are not loaded, as in `<img>`.
+//!
+//! resvg expands `<use>`, patterns, markers and referenced masks, clips and filters
+//! without a bound of its own beyond a million nodes, so a document is measured first:
+//! its elements counted with every reference expanded ([`MAX_DRAWN_ELEMENTS`]).
+
+use super::{parse, SvgError};
+use crate::media::decode::{decode_reduced, DecodeLimits};
+use crate::media::obscure::resize_smoothly;
+use crate::media::ImageFormat;
+use base64::Engine;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{DynamicImage, GenericImageView, ImageEncoder, RgbaImage};
+use resvg::{tiny_skia, usvg};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The drawing is judged at the SVG's own size, within these bounds: its longer side at
+/// most [`DRAWN_MAX_SIDE`] (the model reads 224×224; more only costs), its shorter side at
+/// least the model's 224 (a wide banner keeps the rows the model reads), even if that
+/// takes the longer side up to [`DRAWN_WIDE_SIDE`].
+pub const DRAWN_MAX_SIDE: f32 = 1024.0;
+pub const DRAWN_MIN_SIDE: f32 = 224.0;
+pub const DRAWN_WIDE_SIDE: f32 = 2048.0;
+/// Longest side an embedded raster keeps in the drawing: enough for a part of it shown
+/// enlarged to stay legible in the drawing; a larger raster is drawn from a copy
+/// reduced to this.
+pub const RASTER_SIDE: u32 = 1024;
+/// Most elements one document may draw, every `<use>`, pattern, marker, mask, clip and
+/// filter reference counted as the copy it draws.
+pub const MAX_DRAWN_ELEMENTS: u64 = 20_000;
+
+/// The SVG drawn at the size it is judged at (straight alpha: the page shows through where
+/// it draws nothing); `None` when it draws nothing (no area, or all transparent).
+pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgError> {
+    let text = std::str::from_utf8(svg).map_err(|e| SvgError::Malformed(e.to_string()))?;
+    let document = parse(text)?;
+    bounded(&document)?;
+    let options = usvg::Options {
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: Box::new(move |_, data, options| embedded(&data, options, limits)),
+            resolve_string: Box::new(|_, _| None),
+        },
+        ..usvg::Options::default()
+    };
+    let tree = match usvg::Tree::from_xmltree(&document, &options) {
+        Ok(tree) => tree,
+        Err(usvg::Error::InvalidSize) => return Ok(None),
+        Err(
+            usvg::Error::ElementsLimitReached
+            | usvg::Error::ParsingFailed(roxmltree::Error::NodesLimitReached),
+        ) => return Err(SvgError::TooComplex("too many elements to draw")),
+        Err(e) => return Err(SvgError::Malformed(e.to_string())),
+    };
+    let size = tree.size();
+    let scale = drawn_scale(size.width(), size.height());
+    let side = |length: f32| ((length * scale).round() as u32).clamp(1, DRAWN_WIDE_SIDE as u32);
+    let (width, height) = (side(size.width()), side(size.height()));
+    let Some(mut pixmap) = tiny_skia::Pixmap::new(width, height) else {
+        return Ok(None);
+    };
+    resvg::render(
+        &tree,
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    if pixmap.pixels().iter().all(|pixel| pixel.alpha() == 0) {
+        // Nothing drawn: the page shows through everywhere.
+        return Ok(None);
+    }
+    Ok(RgbaImage::from_raw(
+        width,
+        height,
+        pixmap.take_demultiplied(),
+    ))
+}
+
+/// The scale the drawing is judged at (see [`DRAWN_MAX_SIDE`]).
+fn drawn_scale(width: f32, height: f32) -> f32 {
+    let (longer, shorter) = (width.max(height), width.min(height));
+    let scale = (DRAWN_MAX_SIDE / longer).min(1.0);
+    if shorter * scale >= DRAWN_MIN_SIDE {
+        scale
+    } else {
+        (DRAWN_MIN_SIDE / shorter).min(DRAWN_WIDE_SIDE / longer)
+    }
+}
+
+/// What resvg draws for a `data:` URI: a raster we decode (as PNG), a nested SVG (bounded
+/// like the outer one), or nothing.
+fn embedded(data: &[u8], options: &usvg::Options, limits: DecodeLimits) -> Option<usvg::ImageKind> {
+    match ImageFormat::sniff(data) {
+        // AVIF is decoded only in an isolated instance (edge::model): not drawn here.
+        Some(ImageFormat::Avif) => None,
+        Some(format) => raster(data, format, limits),
+        None => {
+            let text = std::str::from_utf8(data).ok()?;
+            let document = parse(text).ok()?;
+            bounded(&document).ok()?;
+            let nested = usvg::Options {
+                image_href_resolver: usvg::ImageHrefResolver {
+                    resolve_data: Box::new(|mime, data, nested| {
+                        (options.image_href_resolver.resolve_data)(mime, data, nested)
+                    }),
+                    resolve_string: Box::new(|_, _| None),
+                },
+                ..usvg::Options::default()
+            };
+            usvg::Tree::from_xmltree(&document, &nested)
+                .ok()
+                .map(usvg::ImageKind::SVG)
+        }
+    }
+}
+
+/// A raster decoded as shown (its first frame, oriented) and handed to resvg as a PNG of
+/// at most [`RASTER_SIDE`]; a reduced one inside an SVG of the shown size, so that the
+/// drawing lays it out as the original (an `<image>` without a size takes the raster's).
+fn raster(data: &[u8], format: ImageFormat, limits: DecodeLimits) -> Option<usvg::ImageKind> {
+    let decoded = decode_reduced(data, format, limits).ok()?;
+    let (shown_width, shown_height) = (decoded.width, decoded.height);
+    let (width, height) = decoded.image.dimensions();
+    let fit = (RASTER_SIDE as f32 / width.max(height) as f32).min(1.0);
+    let side = |length: u32| ((length as f32 * fit).round() as u32).max(1);
+    let (width, height) = (side(width), side(height));
+    let image = if (width, height) == decoded.image.dimensions() {
+        decoded.image
+    } else {
+        resize_smoothly(&decoded.image, width, height).ok()?
+    };
+    let png = fast_png(image)?;
+    if (width, height) == (shown_width, shown_height) {
+        return Some(usvg::ImageKind::PNG(Arc::new(png)));
+    }
+    let wrapper = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{shown_width}" height="{shown_height}" viewBox="0 0 {width} {height}" preserveAspectRatio="none"><image width="{width}" height="{height}" href="data:image/png;base64,{}"/></svg>"#,
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    // The default resolver hands the PNG to resvg as it is.
+    usvg::Tree::from_str(&wrapper, &usvg::Options::default())
+        .ok()
+        .map(usvg::ImageKind::SVG)
+}
+
+/// RGBA PNG, compressed for speed: it only carries pixels from our decoder to resvg.
+fn fast_png(image: DynamicImage) -> Option<Vec<u8>> {
+    let rgba = image.into_rgba8();
+    let mut png = Vec::new();
+    PngEncoder::new_with_quality(&mut png, CompressionType::Fast, FilterType::NoFilter)
+        .write_image(
+            rgba.as_raw(),
+            rgba.width(),
+            rgba.height(),
+            image::ExtendedColorType::Rgba8,
+        )
+        .ok()?;
+    Some(png)
+}
+
+/// Refuses a document that would draw more than [`MAX_DRAWN_ELEMENTS`] elements.
+fn bounded(document: &roxmltree::Document) -> Result<(), SvgError> {
+    let by_id: HashMap<&str, roxmltree::Node> = document
+        .descendants()
+        .filter_map(|node| Some((node.attribute("id")?, node)))
+        .collect();
+    let mut counted = HashMap::new();
+    if drawn(document.root(), &by_id, &mut counted) > MAX_DRAWN_ELEMENTS {
+        return Err(SvgError::TooComplex("too many elements to draw"));
+    }
+    Ok(())
+}
+
+/// How many elements `node` draws: itself, its children, and every element it references
+/// (`href="#id"`, `url(#id)`), each time it references it; a marker once per vertex of
+/// the shape (an upper bound: every number of its geometry). A reference cycle counts as
+/// nothing more (resvg skips it).
+fn drawn<'a, 'input>(
+    node: roxmltree::Node<'a, 'input>,
+    by_id: &HashMap<&str, roxmltree::Node<'a, 'input>>,
+    counted: &mut HashMap<roxmltree::NodeId, Option<u64>>,
+) -> u64 {
+    match counted.get(&node.id()) {
+        Some(Some(known)) => return *known,
+        // Being counted: a cycle.
+        Some(None) => return 0,
+        None => {}
+    }
+    counted.insert(node.id(), None);
+    let mut total: u64 = u64::from(node.is_element());
+    for child in node.children() {
+        total = total.saturating_add(drawn(child, by_id, counted));
+    }
+    let vertices = geometry_numbers(node).max(1);
+    for attribute in node.attributes() {
+        let copies = if attribute.name().starts_with("marker") {
+            vertices
+        } else {
+            1
+        };
+        for id in references(attribute.value()) {
+            if let Some(&target) = by_id.get(id) {
+                let each = drawn(target, by_id, counted);
+                total = total.saturating_add(each.saturating_mul(copies));
+            }
+        }
+    }
+    counted.insert(node.id(), Some(total));
+    total
+}
+
+/// The ids an attribute value references: `#id` (an href) and every `url(#id)`.
+fn references(value: &str) -> impl Iterator<Item = &str> {
+    let href = value.strip_prefix('#').map(str::trim);
+    let urls = value.split("url(").skip(1).filter_map(|rest| {
+        let inside = rest.split(')').next()?;
+        let inside = inside.trim().trim_matches(['"', '\'']);
+        inside.strip_prefix('#').map(str::trim)
+    });
+    href.into_iter().chain(urls)
+}
+
+/// An upper bound on a shape's vertices: the numbers in its `d` or `points`.
+fn geometry_numbers(node: roxmltree::Node) -> u64 {
+    ["d", "points"]
+        .iter()
+        .filter_map(|name| node.attribute(*name))
+        .map(|value| {
+            value
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter(|part| !part.is_empty())
+                .count() as u64
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_pixels: 50_000_000,
+        max_dimension: 20_000,
+        max_canvas_bytes: 256 << 20,
+        reduce_jpeg: true,
+    };
+
+    fn drawing(svg: &str) -> RgbaImage {
+        draw(svg.as_bytes(), LIMITS).unwrap().unwrap()
+    }
+
+    fn png(image: RgbaImage) -> String {
+        let png = fast_png(DynamicImage::ImageRgba8(image)).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(png)
+    }
+
+    #[test]
+    fn vector_shapes_are_drawn_to_fit() {
+        let drawn = drawing(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100">
+                 <rect width="100" height="100" fill="red"/></svg>"#,
+        );
+        // Its shorter side raised to the model's 224.
+        assert_eq!(drawn.dimensions(), (448, 224));
+        assert_eq!(drawn.get_pixel(10, 10).0, [255, 0, 0, 255]);
+        // Nothing drawn on the right: the page shows through.
+        assert_eq!(drawn.get_pixel(440, 10).0[3], 0);
+        assert_eq!(drawn_scale(500.0, 300.0), 1.0);
+        assert_eq!(drawn_scale(4000.0, 3000.0), 0.256);
+        assert_eq!(drawn_scale(10_000.0, 100.0), 0.2048);
+        let empty = draw(
+            br#"<svg xmlns="http://www.w3.org/2000/svg" width="0" height="10"/>"#,
+            LIMITS,
+        );
+        assert_eq!(empty, Ok(None));
+    }
+
+    #[test]
+    fn embedded_rasters_are_drawn_as_the_svg_shows_them() {
+        // A green raster, shown inverted by a filter: the drawing is magenta.
+        let green = png(RgbaImage::from_pixel(40, 20, image::Rgba([0, 255, 0, 255])));
+        let drawn = drawing(&format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 20">
+                 <filter id="invert"><feColorMatrix type="matrix"
+                   values="-1 0 0 0 1  0 -1 0 0 1  0 0 -1 0 1  0 0 0 1 0"/></filter>
+                 <image filter="url(#invert)" href="data:image/png;base64,{green}"/></svg>"#
+        ));
+        let [r, g, b, a] = drawn.get_pixel(20, 10).0;
+        assert!(
+            r > 250 && g < 5 && b > 250 && a == 255,
+            "{:?}",
+            [r, g, b, a]
+        );
+    }
+
+    #[test]
+    fn a_large_raster_is_drawn_reduced_at_its_own_size() {
+        // 3000 wide, no size on <image>: it must fill the 3000-wide canvas, not a third.
+        let wide = RgbaImage::from_pixel(3000, 100, image::Rgba([0, 0, 255, 255]));
+        let drawn = drawing(&format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="3000" height="100">
+                 <image href="data:image/png;base64,{}"/></svg>"#,
+            png(wide)
+        ));
+        assert_eq!(drawn.dimensions(), (2048, 68));
+        assert_eq!(drawn.get_pixel(2046, 5).0, [0, 0, 255, 255]);
+    }
+
+    #[test]
+    fn references_that_multiply_are_refused() {
+        // Ten copies of ten copies of ... : a billion rectangles from a few hundred bytes.
+        let mut defs = String::from(r#"<g id="l0"><rect width="1" height="1"/></g>"#);
+        for level in 1..10 {
+            let uses = format!(r##"<use href="#l{}"/>"##, level - 1).repeat(10);
+            defs.push_str(&format!(r#"<g id="l{level}">{uses}</g>"#));
+        }
+        let svg = format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg"><defs>{defs}</defs><use href="#l9"/></svg>"##
+        );
+        assert_eq!(
+            draw(svg.as_bytes(), LIMITS),
+            Err(SvgError::TooComplex("too many elements to draw"))
+        );
+        // A cycle is refused (resvg follows it to its depth limit), not followed forever.
+        let cycle = r##"<svg xmlns="http://www.w3.org/2000/svg"><g id="a"><use href="#b"/></g><g id="b"><use href="#a"/></g></svg>"##;
+        assert_eq!(
+            draw(cycle.as_bytes(), LIMITS),
+            Err(SvgError::TooComplex("too many elements to draw"))
+        );
+        // A marker on every vertex of a long path.
+        let points = "1 1 ".repeat(30_000);
+        let markers = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg"><marker id="m"><rect/></marker><polyline marker-mid="url(#m)" points="{points}"/></svg>"#
+        );
+        assert!(draw(markers.as_bytes(), LIMITS).is_err());
+    }
+}
