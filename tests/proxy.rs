@@ -97,7 +97,7 @@ fn fixtures() -> HashMap<&'static str, Resource> {
     // SVGs that show the drawing-like picture only when drawn: traced into vector
     // shapes, and cut into strips; the photo traced the same way passes.
     for (path, svg) in [
-        ("/traced-drawing.svg", traced_svg(&drawing_like, 4)),
+        ("/traced-drawing.svg", traced_svg(&drawing_like, 6)),
         ("/strips-drawing.svg", strips_svg(&drawing_like, 6)),
         ("/traced-photo.svg", traced_svg(&photo, 8)),
     ] {
