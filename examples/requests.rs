@@ -72,7 +72,7 @@ fn main() {
         (
             "/traced_800x600.svg",
             "image/svg+xml",
-            support::fixtures::traced_svg(&image::DynamicImage::ImageRgb8(bitmap.clone()), 8),
+            support::fixtures::traced_svg(&image::DynamicImage::ImageRgb8(bitmap.clone()), 10),
         ),
         (
             "/avif_800x600.avif",
@@ -189,7 +189,7 @@ fn main() {
                     get("/two_rasters.svg"),
                 ),
                 (
-                    "filter pass: SVG of vectors only, 800x600 traced into 7,500 rects",
+                    "filter pass: SVG of vectors only, 800x600 traced into 4,300 rects",
                     "/traced_800x600.svg",
                     get("/traced_800x600.svg"),
                 ),

@@ -219,25 +219,35 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("finish zlib")
 }
 
-/// `image` traced into an SVG of vectors only: a `<rect>` of each `cell`×`cell` block's
-/// colour (what tracing tools make of a picture, coarsely), at the image's size.
+/// `image` traced into an SVG of vectors only, as tracing tools do coarsely: each row of
+/// `cell`×`cell` blocks becomes rectangles, a block joining the rectangle on its left
+/// while its colour is alike (same top 4 bits per channel).
 pub fn traced_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
     let rgb = image.to_rgb8();
     let (width, height) = rgb.dimensions();
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" shape-rendering="crispEdges">"#
     );
+    let colour = |x: u32, y: u32| {
+        rgb.get_pixel(
+            (x + cell / 2).min(width - 1),
+            (y + cell / 2).min(height - 1),
+        )
+        .0
+    };
+    let alike = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a >> 4 == b >> 4);
     for y in (0..height).step_by(cell as usize) {
-        for x in (0..width).step_by(cell as usize) {
-            let [r, g, b] = rgb
-                .get_pixel(
-                    x + (cell / 2).min(width - 1 - x),
-                    y + (cell / 2).min(height - 1 - y),
-                )
-                .0;
+        let mut x = 0;
+        while x < width {
+            let [r, g, b] = colour(x, y);
+            let mut run = cell;
+            while x + run < width && alike(colour(x + run, y), [r, g, b]) {
+                run += cell;
+            }
             svg.push_str(&format!(
-                r##"<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="#{r:02x}{g:02x}{b:02x}"/>"##
+                r##"<rect x="{x}" y="{y}" width="{run}" height="{cell}" fill="#{r:02x}{g:02x}{b:02x}"/>"##
             ));
+            x += run;
         }
     }
     svg.push_str("</svg>");

@@ -38,9 +38,9 @@ pub const DRAWN_WIDE_SIDE: f32 = 2048.0;
 pub const RASTER_SIDE: u32 = 1024;
 /// Most elements one document may draw, every `<use>`, pattern, marker, mask, clip and
 /// filter reference counted as the copy it draws. What fits an instance's CPU: 13,400
-/// rectangles took 33 ms natively to parse, convert and draw (Zen 5), and a sibling drawing
-/// them in Wasm 77 ms (`examples/requests.rs`).
-pub const MAX_DRAWN_ELEMENTS: u64 = 8_000;
+/// rectangles took 33 ms natively to parse, convert and draw (Zen 5); the sibling drawing
+/// them in Wasm took 77 ms of CPU, and 51 ms for 7,500 (`examples/requests.rs`).
+pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
 
 /// The SVG drawn at the size it is judged at (straight alpha: the page shows through where
 /// it draws nothing); `None` when it draws nothing (no area, or all transparent).
