@@ -103,10 +103,17 @@ impl std::error::Error for RecordError {}
 /// from the image and the policy, never a failure of ours, nor a list's decision (lists
 /// change without the key changing: they are checked again on every hit).
 pub fn cacheable(moderation: &Moderation) -> bool {
-    !matches!(
-        moderation.reason,
-        Reason::ModelFailed(_) | Reason::SiblingFailed(_) | Reason::Listed(_)
-    )
+    !transient(&moderation.reason)
+}
+
+/// Whether a reason will not hold for the same bytes next time, seen through the parts of
+/// an SVG that carry it.
+fn transient(reason: &Reason) -> bool {
+    match reason {
+        Reason::ModelFailed(_) | Reason::SiblingFailed(_) | Reason::Listed(_) => true,
+        Reason::Embedded { reason, .. } | Reason::Drawn(reason) => transient(reason),
+        _ => false,
+    }
 }
 
 /// The record to store for `moderation`.
@@ -271,6 +278,9 @@ mod tests {
         let failed = Moderation::model_failed(&Policy::default(), "no plan".into());
         assert!(!cacheable(&failed));
         assert!(cacheable(&moderation(Outcome::Pass, Reason::NoRuleMatched)));
+        // A failure inside a part of an SVG is a failure of the SVG's moderation.
+        let failed = Reason::Drawn(Box::new(Reason::SiblingFailed("timeout".into())));
+        assert!(!cacheable(&moderation(Outcome::Block, failed)));
     }
 
     #[test]
