@@ -21,6 +21,7 @@ use crate::classifier::preprocess::Gathered;
 use image::metadata::Orientation;
 use image::{ColorType, DynamicImage};
 
+pub use avif::declared_avif_size;
 pub use jpeg::REDUCED_MIN_SIDE;
 
 /// Bounds on what we agree to decode.
@@ -260,6 +261,16 @@ mod tests {
     fn avif_decodes_within_limits_and_damage_is_corrupt() {
         let image = decode(AVIF, ImageFormat::Avif, LIMITS).unwrap();
         assert_eq!((image.width(), image.height()), (400, 400));
+        assert_eq!(declared_avif_size(AVIF), Ok((400, 400)));
+        assert!(declared_avif_size(&AVIF[..64]).is_err());
+        // A 56-byte file whose `ftyp` declares 2.9 GB (the fuzzer's find): refused before
+        // mp4parse reserves it.
+        let mut huge = AVIF[..56].to_vec();
+        huge[..4].copy_from_slice(&0xad00_0020u32.to_be_bytes());
+        assert!(matches!(
+            declared_avif_size(&huge),
+            Err(DecodeError::Corrupt(why)) if why.contains("past the end")
+        ));
         let small = DecodeLimits {
             max_pixels: 100_000,
             ..LIMITS
