@@ -1,8 +1,8 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
 //! loopback origin: image pass (JPEG sizes, progressive, PNG with alpha, an 8-frame GIF,
-//! an SVG embedding two rasters, BMP, AVIF, decoded in a sibling), image rewrite, verdict
-//! cache hits, non-image pass-through, uploads (one raw image; a multipart form with 4
-//! images), and the plain proxy
+//! an SVG embedding two rasters, BMP, and AVIF and JPEG XL, each decoded in a sibling),
+//! image rewrite, verdict cache hits, non-image pass-through, uploads (one raw image; a
+//! multipart form with 4 images), and the plain proxy
 //! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
 //!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM
 //! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
@@ -78,6 +78,11 @@ fn main() {
             "/avif_800x600.avif",
             "image/avif",
             std::fs::read(inputs.join("avif_800x600.avif")).unwrap(),
+        ),
+        (
+            "/jxl_800x600.jxl",
+            "image/jxl",
+            std::fs::read(inputs.join("jxl_800x600.jxl")).unwrap(),
         ),
     ] {
         resources.insert(path, Resource::bytes(mime, bytes));
@@ -202,6 +207,11 @@ fn main() {
                     "filter pass: AVIF 800x600 (decoded in a sibling)",
                     "/avif_800x600.avif",
                     get("/avif_800x600.avif"),
+                ),
+                (
+                    "filter pass: JPEG XL 800x600 (decoded in a sibling)",
+                    "/jxl_800x600.jxl",
+                    get("/jxl_800x600.jxl"),
                 ),
                 (
                     "filter upload pass: raw JPEG 1024x768",

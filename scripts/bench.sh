@@ -34,6 +34,9 @@ python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.
 # An AVIF (Pillow's libavif), decoded and judged in a sibling instance.
 python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], quality=70)' \
   "$out/inputs/png_alpha_800x600.png" "$out/inputs/avif_800x600.avif"
+# A JPEG XL (libjxl through pillow-jxl-plugin), decoded and judged in a sibling instance.
+python3 -c 'import sys, pillow_jxl; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], format="JXL", quality=85)' \
+  "$out/inputs/png_alpha_800x600.png" "$out/inputs/jxl_800x600.jxl"
 
 echo "== stages: native"
 target/release/examples/stages "$runs" > "$out/stages-native.json"

@@ -43,8 +43,9 @@ if [ ! -f tests/browser/node_modules/playwright-core/package.json ] || ! cmp -s 
   npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
   cp tests/browser/package-lock.json tests/browser/node_modules/.package-lock.stamp
 fi
-# The test references: Meta's PDQ (C++, wrapped for Python) for tests/pdq_reference.rs and
-# libjpeg-turbo (in Pillow's wheels) for tests/jpeg_reference.rs.
-if ! python3 -c 'import pdqhash, numpy, PIL' 2>/dev/null; then
+# The test references: Meta's PDQ (C++, wrapped for Python) for tests/pdq_reference.rs,
+# libjpeg-turbo (in Pillow's wheels) for tests/jpeg_reference.rs and libjxl (in
+# pillow-jxl-plugin's wheels) for tests/jxl_reference.rs.
+if ! python3 -c 'import pdqhash, numpy, PIL, pillow_jxl' 2>/dev/null; then
   python3 -m pip install -q -r tests/pdq_reference_requirements.txt
 fi

@@ -223,19 +223,35 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf".to_vec(),
         ),
     );
-    // Images browsers render that are not decoded here: the undecodable outcome.
-    for (path, bytes) in [
-        (
-            "/unreadable.heic",
-            &b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..],
+    // JPEG XL (made by libjxl, tests/fixtures), decoded and judged in a sibling under any
+    // type: the stand-in in the ISO-BMFF container, the photo as a bare codestream.
+    let jxl = |stem: &str| {
+        std::fs::read(support::repo().join(format!("tests/fixtures/{stem}.jxl"))).unwrap()
+    };
+    fixtures.insert(
+        "/sniffed-jxl.bin",
+        Resource::bytes("application/octet-stream", jxl("panorama_wide")),
+    );
+    fixtures.insert(
+        "/photo.jxl",
+        Resource::bytes("image/jxl", jxl("photo_astronaut")),
+    );
+    // A codestream cut after its first bytes: damaged, the undecodable outcome.
+    fixtures.insert(
+        "/damaged.jxl",
+        Resource::bytes(
+            "application/octet-stream",
+            jxl("photo_astronaut")[..40].to_vec(),
         ),
-        ("/unreadable.jxl", b"\xff\x0a\xfa\x7f\x01\x90\x08\x06\x01"),
-    ] {
-        fixtures.insert(
-            path,
-            Resource::bytes("application/octet-stream", bytes.to_vec()),
-        );
-    }
+    );
+    // Images browsers render that are not decoded here: the undecodable outcome.
+    fixtures.insert(
+        "/unreadable.heic",
+        Resource::bytes(
+            "application/octet-stream",
+            b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec(),
+        ),
+    );
     fixtures.insert(
         "/untyped",
         Resource::bytes("application/octet-stream", jpeg.clone()),
@@ -373,6 +389,28 @@ fn assert_scored(reply: &Reply) {
     );
 }
 
+/// `path` under the test policy: blocked with 451 and a reason, and not one byte of what
+/// the origin sent (no image, no SVG); the reason.
+fn blocked_by_test_policy(path: &str) -> String {
+    let reply = world().test_policy.get(path);
+    let reason = reply
+        .header(headers::REASON)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        (reply.status, reply.verdict()),
+        (451, Some("block")),
+        "{path}: {reason}"
+    );
+    assert!(
+        Format::sniff(&reply.body).is_none()
+            && !reply.body.starts_with(b"<")
+            && reply.body != origin_bytes(path),
+        "{path}: image bytes in a block"
+    );
+    reason
+}
+
 #[test]
 fn pass_returns_the_origin_bytes_untouched_in_every_format() {
     let service = &world().default_policy;
@@ -439,8 +477,9 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
         assert_eq!(reply.header("content-md5"), None);
         assert_eq!(reply.header("cache-control"), Some("public, max-age=600"));
         let original =
-            image::load_from_memory_with_format(&origin_bytes(&path), format.codec()).unwrap();
-        let rewritten = image::load_from_memory_with_format(&reply.body, format.codec())
+            image::load_from_memory_with_format(&origin_bytes(&path), format.codec().unwrap())
+                .unwrap();
+        let rewritten = image::load_from_memory_with_format(&reply.body, format.codec().unwrap())
             .expect("decodable rewrite");
         assert_eq!(rewritten.dimensions(), original.dimensions());
         assert_ne!(
@@ -448,10 +487,8 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
             original.to_rgb8().into_raw()
         );
         if reply.header(headers::CACHE) == Some("miss") {
-            assert!(reply
-                .header(headers::SERVER_TIMING)
-                .unwrap()
-                .contains("rewrite;dur="));
+            let timing = reply.header(headers::SERVER_TIMING).unwrap();
+            assert!(timing.contains("rewrite;dur="), "{path}: {timing}");
         }
     }
 }
@@ -491,13 +528,9 @@ fn content_type_does_not_decide_what_is_an_image() {
         "/sniffed-tiff.bin",
         "/sniffed-webp.txt",
         "/sniffed-avif.bin",
+        "/sniffed-jxl.bin",
     ] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}"
-        );
+        blocked_by_test_policy(path);
     }
     let aborting = world().default_policy.get("/aborting.avif");
     assert_eq!(
@@ -507,24 +540,17 @@ fn content_type_does_not_decide_what_is_an_image() {
     );
     assert!(aborting.header(headers::REASON).is_some());
     assert_ne!(aborting.body, origin_bytes("/aborting.avif"));
-    let damaged = test.get("/damaged.avif");
-    assert_eq!((damaged.status, damaged.verdict()), (451, Some("block")));
-    assert!(damaged
-        .header(headers::REASON)
-        .unwrap()
-        .starts_with("undecodable: corrupt image: AVIF"));
-    for (path, name) in [("/unreadable.heic", "HEIF"), ("/unreadable.jxl", "JPEG XL")] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}"
-        );
-        assert_eq!(
-            reply.header(headers::REASON),
-            Some(format!("undecodable: {name} images are not decoded here").as_str())
+    for (path, name) in [("/damaged.avif", "AVIF"), ("/damaged.jxl", "JPEG XL")] {
+        let reason = blocked_by_test_policy(path);
+        assert!(
+            reason.starts_with(&format!("undecodable: corrupt image: {name}")),
+            "{path}: {reason}"
         );
     }
+    assert_eq!(
+        blocked_by_test_policy("/unreadable.heic"),
+        "undecodable: HEIF images are not decoded here"
+    );
 
     let default = &world().default_policy;
     let photo = default.get("/photo.avif");
@@ -534,6 +560,13 @@ fn content_type_does_not_decide_what_is_an_image() {
         "a benign AVIF"
     );
     assert_eq!(photo.body, origin_bytes("/photo.avif"));
+    let photo = default.get("/photo.jxl");
+    assert_eq!(
+        (photo.status, photo.verdict()),
+        (200, Some("pass")),
+        "a benign JPEG XL"
+    );
+    assert_eq!(photo.body, origin_bytes("/photo.jxl"));
     let untyped = default.get("/untyped");
     assert_eq!(untyped.verdict(), Some("pass"));
     assert_eq!(untyped.body, origin_bytes("/untyped"));
@@ -596,20 +629,10 @@ fn transparent_images_are_judged_as_shown_on_white_and_on_black() {
 fn svgs_are_judged_by_the_images_they_embed() {
     let test = &world().test_policy;
     for path in ["/embedded-drawing.svg", "/embedded-drawing.svgz"] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}"
-        );
-        let reason = reply.header(headers::REASON).unwrap();
+        let reason = blocked_by_test_policy(path);
         assert!(
             reason.starts_with("embedded image 2 (PNG): rule 0"),
             "{path}: {reason}"
-        );
-        assert!(
-            !reply.body.starts_with(b"<"),
-            "{path}: SVG bytes in a block"
         );
     }
     for path in ["/embedded-photo.svg", "/traced-photo.svg"] {
@@ -626,23 +649,9 @@ fn svgs_are_judged_by_the_images_they_embed() {
 
 #[test]
 fn svgs_are_judged_as_drawn() {
-    let test = &world().test_policy;
-    for path in ["/traced-drawing.svg", "/strips-drawing.svg"] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}: {:?}",
-            reply.header(headers::REASON)
-        );
-        assert!(
-            !reply.body.starts_with(b"<"),
-            "{path}: SVG bytes in a block"
-        );
-    }
+    blocked_by_test_policy("/strips-drawing.svg");
     // Vectors only: nothing embedded, the drawing decided.
-    let traced = test.get("/traced-drawing.svg");
-    let reason = traced.header(headers::REASON).unwrap();
+    let reason = blocked_by_test_policy("/traced-drawing.svg");
     assert!(reason.starts_with("the SVG as drawn: "), "{reason}");
 }
 
@@ -650,18 +659,8 @@ fn svgs_are_judged_as_drawn() {
 fn animations_are_judged_beyond_their_first_frame() {
     let test = &world().test_policy;
     for path in ["/animated-drawing.gif", "/animated-drawing.png"] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}"
-        );
-        let reason = reply.header(headers::REASON).unwrap();
+        let reason = blocked_by_test_policy(path);
         assert!(reason.contains("(frame 2"), "{path}: {reason}");
-        assert!(
-            Format::sniff(&reply.body).is_none(),
-            "{path}: image bytes in a block"
-        );
     }
     let photo = test.get("/animated-photo.gif");
     assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
@@ -672,8 +671,7 @@ fn animations_are_judged_beyond_their_first_frame() {
 fn images_are_judged_in_the_orientation_browsers_show() {
     let test = &world().test_policy;
     // Stored turned, the stand-in is no drawing to a reader that ignores EXIF (0.43).
-    let drawing = test.get("/oriented-drawing.jpg");
-    assert_eq!((drawing.status, drawing.verdict()), (451, Some("block")));
+    blocked_by_test_policy("/oriented-drawing.jpg");
     let photo = test.get("/oriented-photo.jpg");
     assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
     assert_eq!(photo.body, origin_bytes("/oriented-photo.jpg"));
@@ -688,12 +686,7 @@ fn compressed_bodies_are_judged_as_the_browser_shows_them() {
         "/encoded-drawing.zst",
         "/encoded-drawing-twice",
     ] {
-        let reply = test.get(path);
-        assert_eq!(
-            (reply.status, reply.verdict()),
-            (451, Some("block")),
-            "{path}"
-        );
+        blocked_by_test_policy(path);
     }
     // What passes is the origin's encoded bytes, still encoded.
     for path in ["/encoded-photo.gz", "/encoded-page.gz"] {
@@ -705,11 +698,7 @@ fn compressed_bodies_are_judged_as_the_browser_shows_them() {
     assert_eq!(test.get("/encoded-photo.gz").verdict(), Some("pass"));
     assert_eq!(test.get("/encoded-page.gz").verdict(), None);
 
-    let unknown = test.get("/encoded-unknown.png");
-    assert_eq!((unknown.status, unknown.verdict()), (451, Some("block")));
-    assert!(unknown
-        .header(headers::REASON)
-        .unwrap()
+    assert!(blocked_by_test_policy("/encoded-unknown.png")
         .contains("unsupported Content-Encoding compress"));
     // 30 MB of decompressed output from ~30 KB: stopped at the byte limit, on_oversize
     // (pass under this policy) sends the origin's bytes.

@@ -112,7 +112,7 @@ pub enum Inspection {
         encoded: Option<Vec<u8>>,
     },
     /// Claims to be an image (by its `Content-Type`), but its bytes are not one we read;
-    /// or an image browsers render (AVIF, HEIF, JPEG XL) that we cannot decode.
+    /// or an image browsers render (HEIF) that we cannot decode.
     Undecodable { body: Body, detail: String },
 }
 

@@ -121,7 +121,9 @@ pub fn judge_known(
     let mut siblings = Vec::new();
     let (moderation, cached) = cache::judged(&content, policy, || {
         let (moderation, sibling_cpu) = match subject {
-            Subject::Raster(ImageFormat::Avif) => moderate_isolated(bytes, policy, host),
+            Subject::Raster(format) if format.decoded_in_isolation() => {
+                moderate_isolated(bytes, format, policy, host)
+            }
             Subject::Svg if siblings::available() => moderate_svg_in_parts(bytes, policy, host),
             _ => moderate(bytes, subject, policy, host),
         };
@@ -137,15 +139,24 @@ pub fn judge_known(
     (moderation, report)
 }
 
-/// Moderates an AVIF in a sibling instance only. rav1d 1.1 aborts the instance on a
-/// damaged AV1 stream (memorysafety/rav1d#1497: any decode error with one frame context),
-/// and an abort here would be a 500 with no reason; a sibling's abort is a failed
-/// sub-request, which gets the policy's `on_error` outcome. Without siblings an AVIF is
-/// not decoded: `on_undecodable`.
-fn moderate_isolated(bytes: &[u8], policy: &Policy, host: &str) -> (Moderation, Vec<u64>) {
+/// Moderates an image in a sibling instance only (AVIF, JPEG XL:
+/// `ImageFormat::decoded_in_isolation`). rav1d 1.1 aborts the instance on a damaged AV1
+/// stream (memorysafety/rav1d#1497: any decode error with one frame context), and an
+/// abort here would be a 500 with no reason; a sibling's abort, or its running out of
+/// CPU, is a failed sub-request, which gets the policy's `on_error` outcome. Without
+/// siblings such an image is not decoded: `on_undecodable`.
+fn moderate_isolated(
+    bytes: &[u8],
+    format: ImageFormat,
+    policy: &Policy,
+    host: &str,
+) -> (Moderation, Vec<u64>) {
     if !siblings::available() {
-        let why = "AVIF images are decoded only in a sibling instance, and none is configured";
-        return (Moderation::undecodable(policy, why.into()), Vec::new());
+        let why = format!(
+            "{} images are decoded only in a sibling instance, and none is configured",
+            format.name()
+        );
+        return (Moderation::undecodable(policy, why), Vec::new());
     }
     let judged = siblings::dispatch(bytes, policy, host).wait(policy);
     (judged.moderation, judged.cpu)

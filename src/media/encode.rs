@@ -41,16 +41,24 @@ pub fn encode(image: &DynamicImage, format: ImageFormat) -> Result<Vec<u8>> {
         }
         ImageFormat::Ico => {
             // image-rs reads back only icons whose PNG entry is RGBA.
-            DynamicImage::ImageRgba8(image.to_rgba8()).write_to(&mut out, format.codec())?;
+            DynamicImage::ImageRgba8(image.to_rgba8()).write_to(&mut out, codec(format)?)?;
         }
         ImageFormat::Png | ImageFormat::WebP | ImageFormat::Bmp | ImageFormat::Tiff => {
-            rgb8_or_rgba8(image).write_to(&mut out, format.codec())?;
+            rgb8_or_rgba8(image).write_to(&mut out, codec(format)?)?;
         }
-        ImageFormat::Avif => {
-            anyhow::bail!("no AVIF encoder: rewrite as {:?}", format.rewritten_as())
-        }
+        ImageFormat::Avif | ImageFormat::JpegXl => anyhow::bail!(
+            "no {} encoder: rewrite as {:?}",
+            format.name(),
+            format.rewritten_as()
+        ),
     }
     Ok(out.into_inner())
+}
+
+fn codec(format: ImageFormat) -> anyhow::Result<image::ImageFormat> {
+    format
+        .codec()
+        .with_context(|| format!("no image-rs codec for {}", format.name()))
 }
 
 #[cfg(test)]

@@ -21,11 +21,13 @@ pub enum ImageFormat {
     Tiff,
     /// AVIF stills (rav1d); an animated AVIF's image sequence is not read.
     Avif,
+    /// JPEG XL stills (jxl-oxide), bare codestream or container; animations are not read.
+    JpegXl,
 }
 
 impl ImageFormat {
     /// Every format, in the order reasons and documentation list them.
-    pub const ALL: [ImageFormat; 8] = [
+    pub const ALL: [ImageFormat; 9] = [
         Self::Jpeg,
         Self::Png,
         Self::WebP,
@@ -34,11 +36,13 @@ impl ImageFormat {
         Self::Ico,
         Self::Tiff,
         Self::Avif,
+        Self::JpegXl,
     ];
 
     /// The format whose signature starts `prefix`, if any: the WHATWG mimesniff image
     /// table (what every browser sniffs, whatever the `Content-Type`), plus TIFF, which
-    /// Safari renders.
+    /// Safari renders, and JPEG XL, which Safari renders and Firefox and Chromium sniff
+    /// where they enable it.
     pub fn sniff(prefix: &[u8]) -> Option<Self> {
         match prefix {
             [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
@@ -53,6 +57,11 @@ impl ImageFormat {
             // ISO-BMFF `ftyp` with an AVIF major brand (still or sequence).
             [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f' | b's', ..] => {
                 Some(Self::Avif)
+            }
+            // JPEG XL: a bare codestream, or its ISO-BMFF container.
+            [0xFF, 0x0A, ..]
+            | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', 0x0D, 0x0A, 0x87, 0x0A, ..] => {
+                Some(Self::JpegXl)
             }
             _ => None,
         }
@@ -69,6 +78,7 @@ impl ImageFormat {
             Self::Ico => "ICO",
             Self::Tiff => "TIFF",
             Self::Avif => "AVIF",
+            Self::JpegXl => "JPEG XL",
         }
     }
 
@@ -83,6 +93,7 @@ impl ImageFormat {
             Self::Ico => "image/x-icon",
             Self::Tiff => "image/tiff",
             Self::Avif => "image/avif",
+            Self::JpegXl => "image/jxl",
         }
     }
 
@@ -97,6 +108,7 @@ impl ImageFormat {
             Self::Ico => "ico",
             Self::Tiff => "tiff",
             Self::Avif => "avif",
+            Self::JpegXl => "jxl",
         }
     }
 
@@ -110,9 +122,9 @@ impl ImageFormat {
         }
     }
 
-    /// image-rs's name for the format, for the codecs it provides.
-    pub fn codec(self) -> image::ImageFormat {
-        match self {
+    /// image-rs's name for the format, where image-rs has one (not JPEG XL).
+    pub fn codec(self) -> Option<image::ImageFormat> {
+        Some(match self {
             Self::Jpeg => image::ImageFormat::Jpeg,
             Self::Png => image::ImageFormat::Png,
             Self::WebP => image::ImageFormat::WebP,
@@ -121,14 +133,24 @@ impl ImageFormat {
             Self::Ico => image::ImageFormat::Ico,
             Self::Tiff => image::ImageFormat::Tiff,
             Self::Avif => image::ImageFormat::Avif,
-        }
+            Self::JpegXl => return None,
+        })
     }
 
-    /// The format a rewrite of this one is written in: its own, except AVIF, which has no
-    /// encoder here (PNG keeps its alpha).
+    /// Whether images of this format are decoded only in an instance of their own (a
+    /// sibling), never in one that answers the client: rav1d 1.1 aborts the instance on a
+    /// damaged AV1 stream (memorysafety/rav1d#1497), and an abort there would be a bare
+    /// 500; JPEG XL's decode (jxl-oxide, float planes) needs a CPU budget of its own, and
+    /// is kept apart from the client's instance for the same reason as a new decoder.
+    pub fn decoded_in_isolation(self) -> bool {
+        matches!(self, Self::Avif | Self::JpegXl)
+    }
+
+    /// The format a rewrite of this one is written in: its own, except AVIF and JPEG XL,
+    /// which have no encoder here (PNG keeps their alpha).
     pub fn rewritten_as(self) -> Self {
         match self {
-            Self::Avif => Self::Png,
+            Self::Avif | Self::JpegXl => Self::Png,
             other => other,
         }
     }
@@ -145,10 +167,6 @@ pub fn unreadable_image(prefix: &[u8]) -> Option<&'static str> {
             }
             _ => None,
         },
-        // JPEG XL: a bare codestream, or its ISO-BMFF container.
-        [0xFF, 0x0A, ..] | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', 0x0D, 0x0A, 0x87, 0x0A, ..] => {
-            Some("JPEG XL")
-        }
         _ => None,
     }
 }
@@ -198,10 +216,14 @@ mod tests {
         assert_eq!(unreadable_image(b"\0\0\0\x1cftypavif\0\0"), None);
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypheic"), Some("HEIF"));
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypmif1"), Some("HEIF"));
-        assert_eq!(unreadable_image(b"\xff\x0a\xfa"), Some("JPEG XL"));
+        assert_eq!(unreadable_image(b"\xff\x0a\xfa"), None);
         assert_eq!(
-            unreadable_image(b"\0\0\0\x0cJXL \r\n\x87\n"),
-            Some("JPEG XL")
+            ImageFormat::sniff(b"\xff\x0a\xfa"),
+            Some(ImageFormat::JpegXl)
+        );
+        assert_eq!(
+            ImageFormat::sniff(b"\0\0\0\x0cJXL \r\n\x87\n"),
+            Some(ImageFormat::JpegXl)
         );
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypisom"), None);
         assert_eq!(unreadable_image(b"\0\0\0\x18ftyp"), None);
@@ -221,18 +243,15 @@ mod tests {
     fn every_format_names_itself_consistently() {
         assert_eq!(
             ImageFormat::list(),
-            "JPEG, PNG, WebP, GIF, BMP, ICO, TIFF or AVIF"
+            "JPEG, PNG, WebP, GIF, BMP, ICO, TIFF, AVIF or JPEG XL"
         );
         for format in ImageFormat::ALL {
-            assert_eq!(
-                format.mime_type(),
-                format.codec().to_mime_type(),
-                "{format:?}"
-            );
-            assert!(format
-                .codec()
-                .extensions_str()
-                .contains(&format.extension()));
+            let Some(codec) = format.codec() else {
+                assert_eq!(format, ImageFormat::JpegXl);
+                continue;
+            };
+            assert_eq!(format.mime_type(), codec.to_mime_type(), "{format:?}");
+            assert!(codec.extensions_str().contains(&format.extension()));
         }
     }
 }

@@ -586,15 +586,20 @@ mod tests {
         out.into_inner()
     }
 
+    /// A policy with one rule: block when `class` scores at least `at_least`.
+    fn block_when(class: &str, at_least: f32) -> Policy {
+        Policy::from_json(&format!(
+            r#"{{"rules": [{{"classes": ["{class}"], "at_least": {at_least}, "action": "block"}}]}}"#
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn a_picture_in_the_alpha_channel_is_judged_as_shown() {
         let classifier = Classifier::load().unwrap();
         // The stand-in class: a photo in grey is Neutral to this model, a flat square is
         // not (flat colour reads as Drawing).
-        let neutral = Policy::from_json(
-            r#"{"rules": [{"classes": ["Neutral"], "at_least": 0.5, "action": "block"}]}"#,
-        )
-        .unwrap();
+        let neutral = block_when("Neutral", 0.5);
         let png = picture_in_alpha("models/fidelity/images/photo_rocket.png");
         let judged = moderate(
             &png,
@@ -625,10 +630,7 @@ mod tests {
     fn an_svg_is_judged_by_the_worst_image_it_embeds() {
         use base64::Engine;
         let classifier = Classifier::load().unwrap();
-        let neutral = Policy::from_json(
-            r#"{"rules": [{"classes": ["Neutral"], "at_least": 0.5, "action": "block"}]}"#,
-        )
-        .unwrap();
+        let neutral = block_when("Neutral", 0.5);
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let tint = {
             let mut out = Cursor::new(Vec::new());
@@ -678,10 +680,7 @@ mod tests {
         let classifier = Classifier::load().unwrap();
         // The stand-in: the panorama reads as a drawing (~0.97) whole, and its strips as
         // less than 0.9 each.
-        let drawing = Policy::from_json(
-            r#"{"rules": [{"classes": ["Drawing"], "at_least": 0.9, "action": "block"}]}"#,
-        )
-        .unwrap();
+        let drawing = block_when("Drawing", 0.9);
         let panorama = image::open("models/fidelity/images/panorama_wide.png")
             .unwrap()
             .to_rgb8();

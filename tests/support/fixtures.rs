@@ -91,9 +91,13 @@ pub fn format_images() -> HashMap<&'static str, Resource> {
     // the test policy (a thumbnail of the panorama would not).
     let icon_rocket = rocket.crop_imm(192, 85, 256, 256);
     let icon_drawing = fidelity_image("flat_logo_alpha.png").crop_imm(44, 44, 256, 256);
-    // AVIF has no encoder here: its fixtures are files libavif wrote (tests/fixtures).
+    // AVIF and JPEG XL have no encoder here: their fixtures are files libavif and libjxl wrote (tests/fixtures).
     for format in Format::ALL.into_iter().filter(|f| f.rewritten_as() == *f) {
-        let (ext, mime, codec) = (format.extension(), format.mime_type(), format.codec());
+        let (ext, mime, codec) = (
+            format.extension(),
+            format.mime_type(),
+            format.codec().expect("image-rs encodes it"),
+        );
         let (rocket, drawing_like) = match format {
             Format::Ico => (&icon_rocket, &icon_drawing),
             _ => (&rocket, &drawing_like),

@@ -1,6 +1,7 @@
 //! Support for the Viceroy suites and the request benchmark, one role per file: `origin`
 //! (a loopback HTTP origin), `viceroy` (`viceroy serve` processes and a client for them),
-//! `fixtures` (images), `faults` (an origin that fails on purpose).
+//! `fixtures` (images), `faults` (an origin that fails on purpose), `reference` (our
+//! decoders against a reference decoder's pixels).
 
 // Each suite and the benchmark use a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -10,6 +11,7 @@
 pub mod faults;
 pub mod fixtures;
 pub mod origin;
+pub mod reference;
 pub mod viceroy;
 
 pub use fixtures::{assert_all_agree, encode, fidelity_image, repo, run_reference};

@@ -1,5 +1,6 @@
-//! The image-rs codecs (JPEG at full size, PNG, WebP, GIF): the declared size checked
-//! before decoding, and image-rs's own allocation limit set from ours.
+//! The image-rs codecs (JPEG at full size, PNG, WebP, GIF, BMP, ICO, TIFF) and ours (AVIF,
+//! JPEG XL): the declared size checked before decoding, and image-rs's own allocation limit
+//! set from ours.
 
 use super::{jpeg, DecodeError, DecodeLimits};
 use crate::media::format::ImageFormat;
@@ -24,10 +25,15 @@ pub(super) fn checked_decoder(
         // A frame may declare more than the canvas, and the decoder allocates it.
         crate::media::frames::check_gif_frames(bytes, limits)?;
     }
-    if format == ImageFormat::Avif {
-        return Ok(Box::new(super::avif::AvifDecoder::new(bytes, limits)?));
+    match format {
+        ImageFormat::Avif => return Ok(Box::new(super::avif::AvifDecoder::new(bytes, limits)?)),
+        ImageFormat::JpegXl => return Ok(Box::new(super::jxl::JxlDecoder::new(bytes, limits)?)),
+        _ => {}
     }
-    let decoder = ImageReader::with_format(Cursor::new(bytes), format.codec())
+    let codec = format
+        .codec()
+        .ok_or_else(|| DecodeError::Unsupported(format!("no decoder for {}", format.name())))?;
+    let decoder = ImageReader::with_format(Cursor::new(bytes), codec)
         .into_decoder()
         .map_err(|e| unreadable(e, 0, 0))?;
     let (width, height) = decoder.dimensions();

@@ -13,6 +13,7 @@
 mod avif;
 mod codec;
 mod jpeg;
+mod jxl;
 
 use jpeg::Gather;
 
@@ -23,6 +24,7 @@ use image::{ColorType, DynamicImage};
 
 pub use avif::declared_avif_size;
 pub use jpeg::REDUCED_MIN_SIDE;
+pub use jxl::declared_jxl_size;
 
 /// Bounds on what we agree to decode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -298,6 +300,86 @@ mod tests {
             damaged[at] ^= 0x5A;
             let _ = decode(&damaged, ImageFormat::Avif, LIMITS);
         }
+    }
+
+    /// A 512x512 JPEG XL written by libjxl (lossy, XYB, bare codestream), and a 1400x160
+    /// one in the ISO-BMFF container.
+    const JXL: &[u8] = include_bytes!("../../../tests/fixtures/photo_astronaut.jxl");
+    const JXL_CONTAINER: &[u8] = include_bytes!("../../../tests/fixtures/panorama_wide.jxl");
+
+    #[test]
+    fn jpeg_xl_decodes_within_limits_and_damage_never_panics() {
+        for (bytes, size) in [(JXL, (512, 512)), (JXL_CONTAINER, (1400, 160))] {
+            assert_eq!(ImageFormat::sniff(bytes), Some(ImageFormat::JpegXl));
+            assert_eq!(declared_jxl_size(bytes), Ok(size));
+            let image = decode(bytes, ImageFormat::JpegXl, LIMITS).unwrap();
+            assert_eq!(image.dimensions(), size);
+            assert!(matches!(image, DynamicImage::ImageRgb8(_)));
+        }
+        // Beyond the pixel limit, or the memory its float planes would take: refused from
+        // the header, before a frame is decoded.
+        let small = DecodeLimits {
+            max_pixels: 200_000,
+            ..LIMITS
+        };
+        let too_large = Some(DecodeError::TooLarge {
+            width: 512,
+            height: 512,
+        });
+        assert_eq!(decode(JXL, ImageFormat::JpegXl, small).err(), too_large);
+        let little_memory = DecodeLimits {
+            max_canvas_bytes: 1_500_000,
+            ..LIMITS
+        };
+        assert_eq!(
+            decode(JXL, ImageFormat::JpegXl, little_memory).err(),
+            too_large
+        );
+        for cut in [JXL.len() / 2, JXL.len() - 1, 40, 12, 2] {
+            let result = decode(&JXL[..cut], ImageFormat::JpegXl, LIMITS);
+            assert!(
+                matches!(result, Err(DecodeError::Corrupt(_))),
+                "cut at {cut}: {:?}",
+                result.map(|i| i.dimensions())
+            );
+        }
+        // A flipped byte anywhere (header, tables, coefficients) decodes or errs, never
+        // panics: the fuzz target `jxl` goes further.
+        for at in (0..JXL.len()).step_by(97) {
+            let mut damaged = JXL.to_vec();
+            damaged[at] ^= 0x5A;
+            let _ = decode(&damaged, ImageFormat::JpegXl, LIMITS);
+        }
+    }
+
+    #[test]
+    fn jpeg_xl_is_shown_oriented_and_its_animations_are_refused() {
+        // cjxl (libjxl 0.7) from a PNG crop of the panorama with EXIF orientation 6: the
+        // codestream says "turn 90 degrees clockwise", as browsers show it.
+        let oriented = include_bytes!("../../../tests/fixtures/panorama_crop_orientation6.jxl");
+        assert_eq!(declared_jxl_size(oriented), Ok((60, 120)));
+        let decoded = decode_reduced(oriented, ImageFormat::JpegXl, LIMITS).unwrap();
+        assert_eq!((decoded.width, decoded.height), (60, 120));
+        let source = image::open("models/fidelity/images/panorama_wide.png")
+            .unwrap()
+            .crop_imm(0, 0, 120, 60)
+            .to_rgb8();
+        let shown = image::imageops::rotate90(&source);
+        let ours = decoded.image.to_rgb8();
+        let mean = ours
+            .as_raw()
+            .iter()
+            .zip(shown.as_raw())
+            .map(|(a, b)| f64::from(a.abs_diff(*b)))
+            .sum::<f64>()
+            / ours.as_raw().len() as f64;
+        assert!(mean < 4.0, "mean difference {mean} from the source turned");
+        // cjxl from a GIF of two frames: the second frame is never shown by a still.
+        let animated = include_bytes!("../../../tests/fixtures/animated_2_frames.jxl");
+        assert!(matches!(
+            decode(animated, ImageFormat::JpegXl, LIMITS),
+            Err(DecodeError::Unsupported(why)) if why.contains("animated")
+        ));
     }
 
     #[test]

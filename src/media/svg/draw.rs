@@ -102,8 +102,8 @@ fn drawn_scale(width: f32, height: f32) -> f32 {
 /// like the outer one), or nothing.
 fn embedded(data: &[u8], options: &usvg::Options, limits: DecodeLimits) -> Option<usvg::ImageKind> {
     match ImageFormat::sniff(data) {
-        // AVIF is decoded only in an isolated instance (edge::model): not drawn here.
-        Some(ImageFormat::Avif) => None,
+        // Decoded only in an isolated instance (edge::model): not drawn here.
+        Some(format) if format.decoded_in_isolation() => None,
         Some(format) => raster(data, format, limits),
         None => {
             let text = std::str::from_utf8(data).ok()?;

@@ -109,7 +109,7 @@ fn classify(
     found: &mut Vec<Embedded>,
 ) -> Result<(), SvgError> {
     if let Some(format) = ImageFormat::sniff(&bytes) {
-        if format == ImageFormat::Avif {
+        if format.decoded_in_isolation() {
             // Decoded only in an isolated instance (edge::model): not from inside an SVG.
             return push(found, Embedded::Unreadable(format.name().into()));
         }

@@ -1,0 +1,154 @@
+//! JPEG XL stills: jxl-oxide (pure Rust, checked by its authors against libjxl's
+//! conformance suite) on one thread, the image rendered in sRGB as a browser shows it,
+//! its orientation applied.
+//!
+//! The image header is parsed first and its size checked against the limits before any
+//! frame is decoded. jxl-oxide works in 32-bit float planes, several times the bytes of
+//! the 8-bit canvas we keep, so the memory it may use is bounded twice: by the declared
+//! size against [`WORKING_BYTES_PER_SAMPLE`] before decoding, and by its own allocation
+//! tracker while it decodes. An animation is refused (`Unsupported`, the policy's
+//! `on_undecodable`): frames after the first are not read here, and judging only the
+//! first would let the rest through.
+
+use super::{DecodeError, DecodeLimits};
+use image::metadata::Orientation;
+use image::{ColorType, ImageDecoder, ImageResult};
+use jxl_oxide::{
+    AllocTracker, EnumColourEncoding, InitializeResult, JxlImage, JxlThreadPool, RenderingIntent,
+};
+
+/// Bytes jxl-oxide's planes take per sample of the canvas (f32), with room for the
+/// decoder's own grids beside them: a canvas whose working memory would pass
+/// `max_canvas_bytes` times this over 4 is refused before decoding.
+const WORKING_BYTES_PER_SAMPLE: u64 = 8;
+
+/// A decoded JPEG XL, served to the rest of the pipeline through image-rs's decoder trait.
+pub(super) struct JxlDecoder {
+    width: u32,
+    height: u32,
+    color: ColorType,
+    pixels: Vec<u8>,
+}
+
+/// The size a JPEG XL declares (as displayed, its orientation applied), read from its
+/// header without decoding a frame.
+pub fn declared_jxl_size(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
+    // The header's own allocations (an ICC profile, a preview's table of contents) are small.
+    let image = header(bytes, AllocTracker::with_limit(16 << 20))?;
+    Ok((image.width(), image.height()))
+}
+
+/// The image with its header parsed and every frame's table of contents read (the
+/// frames themselves are decoded when rendered).
+fn header(bytes: &[u8], tracker: AllocTracker) -> Result<JxlImage, DecodeError> {
+    let mut uninit = JxlImage::builder()
+        .pool(JxlThreadPool::none())
+        .alloc_tracker(tracker)
+        .build_uninit();
+    uninit.feed_bytes(bytes).map_err(corrupt)?;
+    match uninit.try_init().map_err(corrupt)? {
+        InitializeResult::Initialized(image) => Ok(image),
+        InitializeResult::NeedMoreData(_) => {
+            Err(DecodeError::Corrupt("JPEG XL header is truncated".into()))
+        }
+    }
+}
+
+fn corrupt(error: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Corrupt(format!("JPEG XL: {error}"))
+}
+
+impl JxlDecoder {
+    pub(super) fn new(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        let working = limits
+            .max_canvas_bytes
+            .saturating_mul(WORKING_BYTES_PER_SAMPLE)
+            / 4;
+        let tracker = AllocTracker::with_limit(usize::try_from(working).unwrap_or(usize::MAX));
+        let mut image = header(bytes, tracker)?;
+        let (width, height) = (image.width(), image.height());
+        let format = image.pixel_format();
+        let channels = format.channels() as u64;
+        let pixels = u64::from(width) * u64::from(height);
+        if width == 0 || height == 0 {
+            return Err(DecodeError::Corrupt(format!("image is {width}x{height}")));
+        }
+        if pixels > limits.max_pixels
+            || width.max(height) > limits.max_dimension
+            || pixels * 4 > limits.max_canvas_bytes
+            || pixels * channels * WORKING_BYTES_PER_SAMPLE > working
+        {
+            return Err(DecodeError::TooLarge { width, height });
+        }
+        if image.image_header().metadata.animation.is_some() {
+            return Err(DecodeError::Unsupported(
+                "animated JPEG XL (only stills are read)".into(),
+            ));
+        }
+        if !image.is_loading_done() || image.num_loaded_keyframes() == 0 {
+            return Err(DecodeError::Corrupt("JPEG XL is truncated".into()));
+        }
+        // What a browser shows: sRGB. jxl-oxide converts XYB-coded images (lossy, the
+        // usual case) and CMYK itself; an image coded in another enumerated space is
+        // converted too; one described only by an ICC profile is shown as coded (no
+        // colour management system here), which moves colours, not content.
+        if image.original_icc().is_none()
+            || format.has_black()
+            || image.image_header().metadata.xyb_encoded
+        {
+            image.request_color_encoding(EnumColourEncoding::srgb(RenderingIntent::Relative));
+        }
+        let render = image.render_frame(0).map_err(corrupt)?;
+        let mut stream = render.stream();
+        let color = match (stream.channels(), format) {
+            (1, _) => ColorType::L8,
+            (2, _) => ColorType::La8,
+            (3, _) => ColorType::Rgb8,
+            (4, f) if f.has_alpha() && !f.has_black() => ColorType::Rgba8,
+            (n, f) => {
+                return Err(DecodeError::Unsupported(format!(
+                    "JPEG XL with {n} channels ({f:?})"
+                )))
+            }
+        };
+        if (stream.width(), stream.height()) != (width, height) {
+            return Err(DecodeError::Corrupt(format!(
+                "JPEG XL rendered {}x{}, its header says {width}x{height}",
+                stream.width(),
+                stream.height()
+            )));
+        }
+        let mut pixels = vec![0u8; pixels as usize * stream.channels() as usize];
+        stream.write_to_buffer(&mut pixels);
+        Ok(Self {
+            width,
+            height,
+            color,
+            pixels,
+        })
+    }
+}
+
+impl ImageDecoder for JxlDecoder {
+    fn dimensions(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn color_type(&self) -> ColorType {
+        self.color
+    }
+
+    /// Already applied: jxl-oxide renders the image as oriented.
+    fn orientation(&mut self) -> ImageResult<Orientation> {
+        Ok(Orientation::NoTransforms)
+    }
+
+    fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {
+        buf.copy_from_slice(&self.pixels);
+        Ok(())
+    }
+
+    fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
+        (*self).read_image(buf)
+    }
+}
