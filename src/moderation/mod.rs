@@ -708,6 +708,24 @@ mod tests {
             "{}",
             judged.reason
         );
+        // The same strips laid out side by side by HTML in a <foreignObject>, which resvg
+        // does not draw: each strip passes alone, and the SVG is refused as undrawable.
+        let html_strips = strips
+            .replace("<image x=", r#"<img style="height:100%" data-x="#)
+            .replace("href=", "src=");
+        let html = format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><foreignObject width="100%" height="100%"><div xmlns="http://www.w3.org/1999/xhtml" style="display:flex">{html_strips}</div></foreignObject></svg>"#
+        );
+        let judged = moderate_svg(html.as_bytes(), &drawing, &KnownLists::none(), &classifier);
+        assert_eq!(judged.outcome, Outcome::Block);
+        assert_eq!(
+            judged.reason.to_string(),
+            "the SVG as drawn: undecodable: SVG not drawn here: HTML (foreignObject) that shows images"
+        );
+        // HTML text alone (as diagram tools write labels) is no reason to refuse.
+        let label = br##"<svg xmlns="http://www.w3.org/2000/svg" width="80" height="40"><rect width="80" height="40" fill="#39f"/><foreignObject width="80" height="40"><div xmlns="http://www.w3.org/1999/xhtml">label</div></foreignObject></svg>"##;
+        let judged = moderate_svg(label, &drawing, &KnownLists::none(), &classifier);
+        assert_eq!(judged.outcome, Outcome::Pass, "{}", judged.reason);
         // Only vectors: a square of flat colour is judged too (and passes).
         let flat = br##"<svg xmlns="http://www.w3.org/2000/svg" width="50" height="50"><rect width="50" height="50" fill="#39f"/></svg>"##;
         let judged = moderate_svg(flat, &drawing, &KnownLists::none(), &classifier);

@@ -40,6 +40,8 @@ pub enum SvgError {
     Malformed(String),
     /// Beyond [`MAX_NESTING`] or [`MAX_EMBEDDED`].
     TooComplex(&'static str),
+    /// Shows something that is not drawn here, so the picture it makes cannot be judged.
+    Undrawable(&'static str),
 }
 
 impl fmt::Display for SvgError {
@@ -47,6 +49,7 @@ impl fmt::Display for SvgError {
         match self {
             SvgError::Malformed(why) => write!(f, "malformed SVG: {why}"),
             SvgError::TooComplex(why) => write!(f, "SVG too complex to inspect: {why}"),
+            SvgError::Undrawable(why) => write!(f, "SVG not drawn here: {why}"),
         }
     }
 }
@@ -155,6 +158,15 @@ const FORGIVING: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The media type (lower-case) and bytes of a `data:` URI.
+/// Whether a `data:` URI holds an image: declared `image/*`, or bytes of one.
+fn is_image_uri(uri: &str) -> bool {
+    decode_data_uri(uri).is_some_and(|(mime, bytes)| {
+        mime.starts_with("image/")
+            || ImageFormat::sniff(&bytes).is_some()
+            || unreadable_image(&bytes).is_some()
+    })
+}
+
 fn decode_data_uri(uri: &str) -> Option<(String, Vec<u8>)> {
     let body = uri.get(5..)?;
     let (header, payload) = body.split_once(',')?;
