@@ -44,34 +44,64 @@ pub fn declared_avif_size(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
 fn container(bytes: &[u8]) -> Result<mp4parse::AvifContext, DecodeError> {
     if !boxes_fit(bytes) {
         return Err(DecodeError::Corrupt(
-            "AVIF container: a box runs past the end of the file".into(),
+            "AVIF container: a box runs past the end of the box or file holding it".into(),
         ));
     }
     mp4parse::read_avif(&mut &bytes[..], ParseStrictness::Normal)
         .map_err(|e| DecodeError::Corrupt(format!("AVIF container: {e:?}")))
 }
 
-/// Whether every top-level box ends within the file. mp4parse reserves what a box
+/// Whether every box ends within what holds it: the file's top-level boxes, and the
+/// children of each container box mp4parse descends into. mp4parse reserves what a box
 /// declares before reading it: fallibly, but a 56-byte file declaring a 2.9 GB `ftyp`
-/// would still have it ask for 2.9 GB (found by the `avif_container` fuzz target).
+/// would still have it ask for 2.9 GB, and an `ipma` inside `iprp` declaring 4.3 GB for
+/// 16 GB (both found by the `avif_container` fuzz target).
 fn boxes_fit(bytes: &[u8]) -> bool {
+    children_fit(bytes, 0)
+}
+
+/// Most container boxes checked inside each other (AVIF's nest four deep).
+const MAX_BOX_DEPTH: usize = 8;
+
+fn children_fit(bytes: &[u8], depth: usize) -> bool {
     let mut at = 0usize;
     while at < bytes.len() {
-        let Some(&[a, b, c, d, ..]) = bytes.get(at..at + 8) else {
+        let Some(&[a, b, c, d, t0, t1, t2, t3]) = bytes.get(at..at + 8) else {
             return false;
         };
-        let size = match u32::from_be_bytes([a, b, c, d]) {
-            // The last box, to the end of the file.
-            0 => return true,
+        let (size, header) = match u32::from_be_bytes([a, b, c, d]) {
+            // The last box, to the end of what holds it.
+            0 => ((bytes.len() - at) as u64, 8),
             // A 64-bit size follows the type.
             1 => match bytes.get(at + 8..at + 16) {
-                Some(&[a, b, c, d, e, f, g, h]) => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+                Some(&[a, b, c, d, e, f, g, h]) => {
+                    (u64::from_be_bytes([a, b, c, d, e, f, g, h]), 16)
+                }
                 _ => return false,
             },
-            size => u64::from(size),
+            size => (u64::from(size), 8),
         };
-        if size < 8 || size > (bytes.len() - at) as u64 {
+        if size < header || size > (bytes.len() - at) as u64 {
             return false;
+        }
+        let body = &bytes[at + header as usize..at + size as usize];
+        // The boxes whose children are boxes, past their own fields: `meta` is a full box
+        // (version and flags); `iinf` adds an entry count of 2 bytes (version 0) or 4.
+        let children = match &[t0, t1, t2, t3] {
+            b"meta" => body.get(4..),
+            b"iinf" => match body.first() {
+                Some(0) => body.get(6..),
+                Some(_) => body.get(8..),
+                None => None,
+            },
+            b"iprp" | b"ipco" | b"dinf" | b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl"
+            | b"edts" => Some(body),
+            _ => None,
+        };
+        if let Some(children) = children {
+            if depth >= MAX_BOX_DEPTH || !children_fit(children, depth + 1) {
+                return false;
+            }
         }
         at += size as usize;
     }

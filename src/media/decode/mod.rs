@@ -273,6 +273,15 @@ mod tests {
             declared_avif_size(&huge),
             Err(DecodeError::Corrupt(why)) if why.contains("past the end")
         ));
+        // A box inside a container declaring more than its container holds (the fuzzer's
+        // second find: an `ipma` of 4.3 GB inside `iprp`), refused likewise.
+        let ipma = AVIF.windows(4).position(|w| w == b"ipma").unwrap() - 4;
+        let mut nested = AVIF.to_vec();
+        nested[ipma..ipma + 4].copy_from_slice(&0xff00_0000u32.to_be_bytes());
+        assert!(matches!(
+            declared_avif_size(&nested),
+            Err(DecodeError::Corrupt(why)) if why.contains("past the end")
+        ));
         let small = DecodeLimits {
             max_pixels: 100_000,
             ..LIMITS
