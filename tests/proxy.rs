@@ -486,7 +486,10 @@ fn rewrite_returns_an_obscured_image_of_the_same_format_and_size() {
             rewritten.to_rgb8().into_raw(),
             original.to_rgb8().into_raw()
         );
-        if reply.header(headers::CACHE) == Some("miss") {
+        // Timed where it ran: in this instance, unless its CPU ran short and a sibling
+        // finished the decode (and the rest) for it, as on a loaded host.
+        let here = reply.header(headers::SIBLING_CPU).is_none();
+        if reply.header(headers::CACHE) == Some("miss") && here {
             let timing = reply.header(headers::SERVER_TIMING).unwrap();
             assert!(timing.contains("rewrite;dur="), "{path}: {timing}");
         }
