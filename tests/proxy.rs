@@ -146,6 +146,17 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             animated_gif(&[(&photo_small, 500), (&photo_small.fliph(), 500)]),
         ),
     );
+    // Animated WebP (libwebp through Pillow, tests/fixtures; image-rs cannot write one):
+    // the same benign 80 ms first frame then the stand-in, and a photo flipped.
+    for stem in ["animated_drawing", "animated_photo"] {
+        let bytes =
+            std::fs::read(support::repo().join(format!("tests/fixtures/{stem}.webp"))).unwrap();
+        let path = format!("/{}.webp", stem.replace('_', "-"));
+        fixtures.insert(
+            Box::leak(path.into_boxed_str()),
+            Resource::bytes("image/webp", bytes),
+        );
+    }
     // Stored turned, shown upright by its EXIF orientation.
     fixtures.insert(
         "/oriented-drawing.jpg",
@@ -661,13 +672,23 @@ fn svgs_are_judged_as_drawn() {
 #[test]
 fn animations_are_judged_beyond_their_first_frame() {
     let test = &world().test_policy;
-    for path in ["/animated-drawing.gif", "/animated-drawing.png"] {
+    for path in [
+        "/animated-drawing.gif",
+        "/animated-drawing.png",
+        "/animated-drawing.webp",
+    ] {
         let reason = blocked_by_test_policy(path);
         assert!(reason.contains("(frame 2"), "{path}: {reason}");
     }
-    let photo = test.get("/animated-photo.gif");
-    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
-    assert_eq!(photo.body, origin_bytes("/animated-photo.gif"));
+    for path in ["/animated-photo.gif", "/animated-photo.webp"] {
+        let photo = test.get(path);
+        assert_eq!(
+            (photo.status, photo.verdict()),
+            (200, Some("pass")),
+            "{path}"
+        );
+        assert_eq!(photo.body, origin_bytes(path), "{path}");
+    }
 }
 
 #[test]
