@@ -14,8 +14,8 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, jpeg_turned,
-    strips_svg, traced_svg, zlib,
+    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, strips_svg,
+    traced_svg, turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -158,14 +158,21 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         );
     }
     // Stored turned, shown upright by its EXIF orientation.
-    fixtures.insert(
-        "/oriented-drawing.jpg",
-        Resource::bytes("image/jpeg", jpeg_turned(&drawing_like, 6)),
-    );
-    fixtures.insert(
-        "/oriented-photo.jpg",
-        Resource::bytes("image/jpeg", jpeg_turned(&photo, 8)),
-    );
+    for (ext, mime, format) in [
+        ("jpg", "image/jpeg", image::ImageFormat::Jpeg),
+        ("png", "image/png", image::ImageFormat::Png),
+        ("webp", "image/webp", image::ImageFormat::WebP),
+    ] {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        fixtures.insert(
+            leak(format!("/oriented-drawing.{ext}")),
+            Resource::bytes(mime, turned(&drawing_like, 6, format)),
+        );
+        fixtures.insert(
+            leak(format!("/oriented-photo.{ext}")),
+            Resource::bytes(mime, turned(&photo, 8, format)),
+        );
+    }
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);
     for (path, coding, bytes) in [
@@ -695,10 +702,18 @@ fn animations_are_judged_beyond_their_first_frame() {
 fn images_are_judged_in_the_orientation_browsers_show() {
     let test = &world().test_policy;
     // Stored turned, the stand-in is no drawing to a reader that ignores EXIF (0.43).
-    blocked_by_test_policy("/oriented-drawing.jpg");
-    let photo = test.get("/oriented-photo.jpg");
-    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
-    assert_eq!(photo.body, origin_bytes("/oriented-photo.jpg"));
+    // JPEG (APP1), PNG (eXIf) and WebP (EXIF chunk).
+    for ext in ["jpg", "png", "webp"] {
+        blocked_by_test_policy(&format!("/oriented-drawing.{ext}"));
+        let path = format!("/oriented-photo.{ext}");
+        let photo = test.get(&path);
+        assert_eq!(
+            (photo.status, photo.verdict()),
+            (200, Some("pass")),
+            "{path}"
+        );
+        assert_eq!(photo.body, origin_bytes(&path), "{path}");
+    }
 }
 
 #[test]

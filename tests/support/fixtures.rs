@@ -2,7 +2,7 @@
 
 use super::origin::{Body, Resource};
 use edge_moderation::media::ImageFormat as Format;
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageFormat};
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::Path;
@@ -130,9 +130,9 @@ pub fn bytes_of(fixtures: &HashMap<&'static str, Resource>, path: &str) -> Vec<u
     }
 }
 
-/// `image` as a JPEG that stores it turned, with the EXIF orientation (`value`, 1–8) that
-/// turns it back: a browser shows `image`, a reader ignoring EXIF does not.
-pub fn jpeg_turned(image: &DynamicImage, value: u16) -> Vec<u8> {
+/// `image` as a JPEG, PNG or WebP that stores it turned, with the EXIF orientation (`value`,
+/// 1–8) that turns it back: a browser shows `image`, a reader ignoring EXIF does not.
+pub fn turned(image: &DynamicImage, value: u16, format: ImageFormat) -> Vec<u8> {
     let stored = match value {
         6 => image.rotate270(), // shown rotated 90° clockwise
         8 => image.rotate90(),  // shown rotated 270° clockwise
@@ -140,23 +140,46 @@ pub fn jpeg_turned(image: &DynamicImage, value: u16) -> Vec<u8> {
         _ => image.clone(),
     }
     .to_rgb8();
-    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
-    // One IFD entry: tag 0x0112 (Orientation), type SHORT, count 1, the value; no next IFD.
-    exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
-    exif.extend_from_slice(&value.to_be_bytes());
-    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    // A TIFF header and one IFD entry: tag 0x0112 (Orientation), type SHORT, count 1,
+    // the value; no next IFD. JPEG carries it in APP1 after "Exif\0\0"; PNG (`eXIf`)
+    // and WebP (`EXIF`) carry it bare.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+    tiff.extend_from_slice(&value.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let (width, height) = stored.dimensions();
     let mut out = Vec::new();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-    encoder.add_app_segment(1, exif).expect("EXIF segment");
-    let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
-    encoder
-        .encode(
-            stored.as_raw(),
-            side(stored.width()),
-            side(stored.height()),
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .expect("encode turned fixture");
+    match format {
+        ImageFormat::Jpeg => {
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
+            let exif = [&b"Exif\0\0"[..], &tiff].concat();
+            encoder.add_app_segment(1, exif).expect("EXIF segment");
+            let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
+            encoder
+                .encode(
+                    stored.as_raw(),
+                    side(width),
+                    side(height),
+                    jpeg_encoder::ColorType::Rgb,
+                )
+                .expect("encode turned fixture");
+        }
+        ImageFormat::Png => {
+            let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+            encoder.set_exif_metadata(tiff).expect("PNG eXIf");
+            encoder
+                .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
+                .expect("encode turned fixture");
+        }
+        ImageFormat::WebP => {
+            let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            encoder.set_exif_metadata(tiff).expect("WebP EXIF");
+            encoder
+                .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
+                .expect("encode turned fixture");
+        }
+        other => panic!("no turned fixture in {other:?}"),
+    }
     out
 }
 
