@@ -186,6 +186,7 @@ fn fixtures() -> HashMap<&'static str, Resource> {
                 ruzstd::encoding::CompressionLevel::Fastest,
             ),
         ),
+        ("/encoded-drawing.br", "br", brotli(&drawing)),
         (
             "/encoded-drawing-twice",
             "gzip, gzip",
@@ -408,6 +409,16 @@ fn assert_scored(reply: &Reply) {
 }
 
 /// `path` under the test policy: blocked with 451 and a reason, and not one byte of what
+/// `data` brotli-compressed (a `Content-Encoding: br` body).
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut writer = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        std::io::Write::write_all(&mut writer, data).expect("brotli");
+    }
+    out
+}
+
 /// the origin sent (no image, no SVG); the reason.
 fn blocked_by_test_policy(path: &str) -> String {
     let reply = world().test_policy.get(path);
@@ -723,6 +734,7 @@ fn compressed_bodies_are_judged_as_the_browser_shows_them() {
         "/encoded-drawing.gz",
         "/encoded-drawing.zz",
         "/encoded-drawing.zst",
+        "/encoded-drawing.br",
         "/encoded-drawing-twice",
     ] {
         blocked_by_test_policy(path);
