@@ -60,6 +60,14 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             Resource::bytes("application/octet-stream", encode(&drawing_like, codec)),
         );
     }
+    // The icon stand-in (`format_images`) as an icon and as a cursor (directory type 2,
+    // which Chromium shows as it shows an icon), under a type that is not an image.
+    let icon = bytes_of(&fixtures, "/drawing.ico");
+    let mut cursor = icon.clone();
+    cursor[2] = 2;
+    for (path, bytes) in [("/sniffed-ico.bin", icon), ("/sniffed-cur.bin", cursor)] {
+        fixtures.insert(path, Resource::bytes("application/octet-stream", bytes));
+    }
     let hidden = picture_in_alpha(&fidelity_image("photo_rocket.png"));
     fixtures.insert(
         "/alpha-hidden.png",
@@ -561,6 +569,8 @@ fn content_type_does_not_decide_what_is_an_image() {
         "/sniffed-webp.txt",
         "/sniffed-avif.bin",
         "/sniffed-jxl.bin",
+        "/sniffed-ico.bin",
+        "/sniffed-cur.bin",
     ] {
         blocked_by_test_policy(path);
     }
