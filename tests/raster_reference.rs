@@ -7,33 +7,26 @@
 
 mod support;
 
-use edge_moderation::media::decode::{decode_reduced, DecodeLimits};
+use edge_moderation::media::decode::decode_reduced;
 use edge_moderation::media::ImageFormat;
+use support::reference::{reference_files, ReferenceFile, LIMITS};
 
 #[test]
 fn still_formats_decode_as_pillow_decodes_them() {
     let dir = std::env::temp_dir().join(format!("edge-moderation-raster-{}", std::process::id()));
     let sources = support::repo().join("models/fidelity/images");
     support::run_reference("raster_reference.py", &[&sources, &dir], "Pillow");
-    let limits = DecodeLimits {
-        max_pixels: 50_000_000,
-        max_dimension: 16384,
-        max_canvas_bytes: u64::MAX,
-        reduce_jpeg: true,
-    };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rgba"))
-        .collect();
-    files.sort();
+    let files = reference_files(&dir);
     let mut failures = Vec::new();
     let mut formats = std::collections::BTreeMap::<&str, usize>::new();
-    for rgba in &files {
-        let stem = rgba.file_stem().unwrap().to_str().unwrap();
-        let (name, size) = stem.rsplit_once('_').unwrap();
-        let (w, h) = size.split_once('x').unwrap();
-        let (width, height): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
+    for ReferenceFile {
+        name,
+        width,
+        height,
+        rgba: expected,
+    } in &files
+    {
+        let (width, height) = (*width, *height);
         let (ext, format) = [
             ("bmp", ImageFormat::Bmp),
             ("ico", ImageFormat::Ico),
@@ -48,8 +41,7 @@ fn still_formats_decode_as_pillow_decodes_them() {
             Some(format),
             "{name} is sniffed"
         );
-        let expected = std::fs::read(rgba).unwrap();
-        match decode_reduced(&bytes, format, limits) {
+        match decode_reduced(&bytes, format, LIMITS) {
             Ok(decoded) => {
                 let ours = decoded.image.to_rgba8();
                 if ours.dimensions() != (width, height) {
@@ -57,7 +49,7 @@ fn still_formats_decode_as_pillow_decodes_them() {
                         "{name}: {:?} vs {width}x{height}",
                         ours.dimensions()
                     ));
-                } else if ours.as_raw() != &expected {
+                } else if ours.as_raw() != expected {
                     let differ = ours
                         .as_raw()
                         .chunks(4)

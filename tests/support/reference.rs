@@ -8,6 +8,47 @@ use edge_moderation::classifier::{Class, Classifier};
 use edge_moderation::media::decode::{decode_reduced, DecodeLimits};
 use edge_moderation::media::ImageFormat;
 use image::{DynamicImage, RgbaImage};
+use std::path::Path;
+
+/// Limits wide enough for every reference file.
+pub const LIMITS: DecodeLimits = DecodeLimits {
+    max_pixels: 50_000_000,
+    max_dimension: 16384,
+    max_canvas_bytes: u64::MAX,
+    reduce_jpeg: true,
+};
+
+/// One reference a script wrote: NAME, and the pixels of NAME_WxH.rgba.
+pub struct ReferenceFile {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// Every NAME_WxH.rgba in `dir`, by name.
+pub fn reference_files(dir: &Path) -> Vec<ReferenceFile> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rgba"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            let (name, size) = stem.rsplit_once('_').unwrap();
+            let (w, h) = size.split_once('x').unwrap();
+            ReferenceFile {
+                name: name.to_string(),
+                width: w.parse().unwrap(),
+                height: h.parse().unwrap(),
+                rgba: std::fs::read(path).unwrap(),
+            }
+        })
+        .collect()
+}
 
 /// How far our pixels may be from the reference's: the largest difference in any channel
 /// of any pixel, and the mean over all.
@@ -29,35 +70,26 @@ pub fn assert_decodes_as_reference(
     let dir = std::env::temp_dir().join(format!("edge-moderation-{ext}-{}", std::process::id()));
     let sources = repo().join("models/fidelity/images");
     run_reference(script, &[&sources, &dir], what);
-    let limits = DecodeLimits {
-        max_pixels: 50_000_000,
-        max_dimension: 16384,
-        max_canvas_bytes: u64::MAX,
-        reduce_jpeg: true,
-    };
     let classifier = Classifier::load().unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rgba"))
-        .collect();
-    files.sort();
+    let files = reference_files(&dir);
     let mut failures = Vec::new();
     let (mut worst_level, mut worst_score) = (0u8, 0f32);
-    for rgba in &files {
-        let stem = rgba.file_stem().unwrap().to_str().unwrap();
-        let (name, size) = stem.rsplit_once('_').unwrap();
-        let (w, h) = size.split_once('x').unwrap();
-        let (width, height): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
+    for ReferenceFile {
+        name,
+        width,
+        height,
+        rgba,
+    } in &files
+    {
+        let (width, height) = (*width, *height);
         let bytes = std::fs::read(dir.join(format!("{name}.{ext}"))).unwrap();
         assert_eq!(
             ImageFormat::sniff(&bytes),
             Some(format),
             "{name} is sniffed"
         );
-        let expected =
-            RgbaImage::from_raw(width, height, std::fs::read(rgba).unwrap()).expect("reference");
-        let ours = match decode_reduced(&bytes, format, limits) {
+        let expected = RgbaImage::from_raw(width, height, rgba.clone()).expect("reference");
+        let ours = match decode_reduced(&bytes, format, LIMITS) {
             Ok(decoded) => decoded.image.to_rgba8(),
             Err(e) => {
                 failures.push(format!("{name}: {e}"));
