@@ -42,32 +42,31 @@ pub fn declared_avif_size(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
 }
 
 fn container(bytes: &[u8]) -> Result<mp4parse::AvifContext, DecodeError> {
-    if !boxes_fit(bytes) {
-        return Err(DecodeError::Corrupt(
-            "AVIF container: a box runs past the end of the box or file holding it".into(),
-        ));
-    }
+    boxes_fit(bytes).map_err(|why| DecodeError::Corrupt(format!("AVIF container: {why}")))?;
     mp4parse::read_avif(&mut &bytes[..], ParseStrictness::Normal)
         .map_err(|e| DecodeError::Corrupt(format!("AVIF container: {e:?}")))
 }
 
-/// Whether every box ends within what holds it: the file's top-level boxes, and the
+/// Whether every box ends within what holds it, and holds the entries it declares (see
+/// [`entries_fit`]): the file's top-level boxes, and the
 /// children of each container box mp4parse descends into. mp4parse reserves what a box
 /// declares before reading it: fallibly, but a 56-byte file declaring a 2.9 GB `ftyp`
 /// would still have it ask for 2.9 GB, and an `ipma` inside `iprp` declaring 4.3 GB for
 /// 16 GB (both found by the `avif_container` fuzz target).
-fn boxes_fit(bytes: &[u8]) -> bool {
+fn boxes_fit(bytes: &[u8]) -> Result<(), &'static str> {
     children_fit(bytes, 0)
 }
 
 /// Most container boxes checked inside each other (AVIF's nest four deep).
 const MAX_BOX_DEPTH: usize = 8;
 
-fn children_fit(bytes: &[u8], depth: usize) -> bool {
+const PAST_THE_END: &str = "a box runs past the end of the box or file holding it";
+
+fn children_fit(bytes: &[u8], depth: usize) -> Result<(), &'static str> {
     let mut at = 0usize;
     while at < bytes.len() {
         let Some(&[a, b, c, d, t0, t1, t2, t3]) = bytes.get(at..at + 8) else {
-            return false;
+            return Err(PAST_THE_END);
         };
         let (size, header) = match u32::from_be_bytes([a, b, c, d]) {
             // The last box, to the end of what holds it.
@@ -77,14 +76,17 @@ fn children_fit(bytes: &[u8], depth: usize) -> bool {
                 Some(&[a, b, c, d, e, f, g, h]) => {
                     (u64::from_be_bytes([a, b, c, d, e, f, g, h]), 16)
                 }
-                _ => return false,
+                _ => return Err(PAST_THE_END),
             },
             size => (u64::from(size), 8),
         };
         if size < header || size > (bytes.len() - at) as u64 {
-            return false;
+            return Err(PAST_THE_END);
         }
         let body = &bytes[at + header as usize..at + size as usize];
+        if !entries_fit(&[t0, t1, t2, t3], body) {
+            return Err("a box declares more entries than its bytes hold");
+        }
         // The boxes whose children are boxes, past their own fields: `meta` is a full box
         // (version and flags); `iinf` adds an entry count of 2 bytes (version 0) or 4.
         let children = match &[t0, t1, t2, t3] {
@@ -99,13 +101,51 @@ fn children_fit(bytes: &[u8], depth: usize) -> bool {
             _ => None,
         };
         if let Some(children) = children {
-            if depth >= MAX_BOX_DEPTH || !children_fit(children, depth + 1) {
-                return false;
+            if depth >= MAX_BOX_DEPTH {
+                return Err("boxes nested too deep");
             }
+            children_fit(children, depth + 1)?;
         }
         at += size as usize;
     }
-    true
+    Ok(())
+}
+
+/// Whether a box that declares a count of entries has the bytes for them: mp4parse reserves
+/// room for the declared count before it reads an entry, so a 30-byte `iloc` declaring 218
+/// million items had it ask for 11 GB (the `avif_container` fuzz target's third find). Each
+/// arm gives where the count sits past the box's version and flags, its width, and the
+/// fewest bytes one entry takes; `ipma`, `ftyp`, `iref` and `tref` size what they reserve
+/// from the box itself or by a 16-bit count, and need no check.
+fn entries_fit(kind: &[u8; 4], body: &[u8]) -> bool {
+    let version = body.first().copied().unwrap_or(0);
+    let (count_at, wide, entry_bytes) = match kind {
+        // Field sizes (2 bytes), then the item count; an item is at least its ID, its data
+        // reference and its extent count (2 bytes each).
+        b"iloc" => (6, version == 2, 6),
+        // Each entry is an `infe` box, at least a box header.
+        b"iinf" => (4, version != 0, 8),
+        b"stsd" => (4, true, 8),
+        b"stts" | b"ctts" | b"co64" => (4, true, 8),
+        b"stsc" => (4, true, 12),
+        b"stco" | b"stss" => (4, true, 4),
+        b"elst" => (4, true, if version == 1 { 20 } else { 12 }),
+        // A sample size of zero means one size per sample follows.
+        b"stsz" => match body.get(4..8) {
+            Some([0, 0, 0, 0]) => (8, true, 4),
+            _ => return true,
+        },
+        // Version 1 lists key IDs of 16 bytes after the 16-byte system ID.
+        b"pssh" if version > 0 => (20, true, 16),
+        _ => return true,
+    };
+    let count = match (wide, body.get(count_at..)) {
+        (true, Some(&[a, b, c, d, ..])) => u64::from(u32::from_be_bytes([a, b, c, d])),
+        (false, Some(&[a, b, ..])) => u64::from(u16::from_be_bytes([a, b])),
+        // Too short to hold its count: mp4parse reports that itself.
+        _ => return true,
+    };
+    count * entry_bytes <= body.len() as u64
 }
 
 /// The coded still image (its primary item).

@@ -282,6 +282,22 @@ mod tests {
             declared_avif_size(&nested),
             Err(DecodeError::Corrupt(why)) if why.contains("past the end")
         ));
+        // A box declaring more entries than its bytes hold (the third find: an `iloc` of 30
+        // bytes declaring 218 million items), refused before mp4parse reserves them.
+        let iloc = AVIF.windows(4).position(|w| w == b"iloc").unwrap() + 4;
+        let mut crowded = AVIF.to_vec();
+        assert_eq!(crowded[iloc], 0, "the fixture's iloc is version 0");
+        crowded[iloc + 6..iloc + 8].copy_from_slice(&0xffffu16.to_be_bytes());
+        assert!(matches!(
+            declared_avif_size(&crowded),
+            Err(DecodeError::Corrupt(why)) if why.contains("more entries")
+        ));
+        let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/avif_container");
+        let found = std::fs::read(format!("{corpus}/regression-iloc-218M-items")).unwrap();
+        assert!(matches!(
+            declared_avif_size(&found),
+            Err(DecodeError::Corrupt(why)) if why.contains("more entries")
+        ));
         let small = DecodeLimits {
             max_pixels: 100_000,
             ..LIMITS
