@@ -24,7 +24,7 @@ mod resume;
 
 use huffman::{Bits, Table};
 use image::{DynamicImage, GrayImage, RgbImage};
-use pixels::{BoxBasis, Idct, Upsampling, YccToRgb};
+use pixels::{BoxBasis, Coefficients, Idct, Upsampling, YccToRgb};
 use resume::{Planes, ScanPosition, Stopped, StoppedBands};
 
 /// Why the sampled decode did not produce pixels.
@@ -292,12 +292,15 @@ impl Wanted {
             slots
         };
         let (rows, columns) = (slots(&self.rows, up.height), slots(&self.columns, up.width));
-        let stride = self.columns.len();
-        up.plane(&plan.rows, &plan.columns, &self.samples, |r, c| {
-            let r = rows.get(r as usize).copied().unwrap_or(0) as usize;
-            let c = columns.get(c as usize).copied().unwrap_or(0) as usize;
-            r * stride + c
-        })
+        let slot = |slots: &[u32], at: u32| slots.get(at as usize).copied().unwrap_or(0) as usize;
+        up.plane(
+            &plan.rows,
+            &plan.columns,
+            &self.samples,
+            |r| slot(&rows, r),
+            |c| slot(&columns, c),
+            self.columns.len(),
+        )
     }
 }
 
@@ -732,21 +735,10 @@ impl Decoder<'_> {
         let (column_start, column_end) = wanted.column_ranges[block_x];
         if row_start < row_end && column_start < column_end {
             let stride = wanted.columns.len();
-            // A row of the first pass costs a multiply-add per nonzero coefficient; the
-            // whole pass, eight butterflies (~400 operations): whichever is less.
-            let dense = ((row_end - row_start) * nonzero.len() > 400).then(|| {
-                let mut coefficients = [[0i32; 8]; 8];
-                for &(index, value) in nonzero {
-                    coefficients[usize::from(index >> 3)][usize::from(index & 7)] = value;
-                }
-                self.idct.first_pass(&coefficients)
-            });
+            let block = Coefficients::new(nonzero);
             for r in row_start..row_end {
                 let local_row = (wanted.rows[r] as usize) - 8 * block_y;
-                let workspace = match &dense {
-                    Some(workspace) => workspace[local_row],
-                    None => self.idct.first_pass_row(local_row, nonzero),
-                };
+                let workspace = self.idct.first_pass_row(local_row, &block);
                 let local_column = |c: usize| (wanted.columns[c] as usize) - 8 * block_x;
                 // A sample of the second pass is 8 multiply-adds; its whole row, a
                 // butterfly (~50 operations).
