@@ -19,18 +19,8 @@ cargo fuzz build -O 2>&1 | tail -1
 for target in "${targets[@]}"; do
   mkdir -p "out/$target"
   echo "fuzz: $target for ${seconds}s"
-  # mp4parse (avif_container) reserves what a box declares, up to 4 GB from a 32-bit size,
-  # through fallible allocations (Firefox's fallible_collections): in a Compute instance's
-  # 128 MB heap they fail and the parse errs. Here they must be let through (or fail: a
-  # null from the allocator) rather than be reported as out-of-memory; the 2 GB RSS limit
-  # still catches memory actually used.
-  extra=() environment=()
-  if [ "$target" = avif_container ]; then
-    extra=(-malloc_limit_mb=8192)
-    environment=(ASAN_OPTIONS=allocator_may_return_null=1)
-  fi
-  env "${environment[@]}" cargo fuzz run -O "$target" "out/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 "${extra[@]}" 2>&1 \
+  cargo fuzz run -O "$target" "out/$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 2>&1 \
     | grep -E "^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|thread)|panicked|Test unit written" || true
   # cargo fuzz exits non-zero on a finding; the artifacts folder says which input.
   if compgen -G "artifacts/$target/*" > /dev/null; then

@@ -21,6 +21,11 @@ pub const MAX_FRAMES_READ: usize = 1000;
 /// 160 frames of 640×480. An animation with more is not fully inspected, and gets the
 /// policy's oversize outcome rather than a verdict on part of it.
 pub const MAX_PIXELS_READ: u64 = 50_000_000;
+/// Frames kept as decoded in the first reading, while together they take at most this many
+/// bytes, so that the chosen ones need no second decode (which, for a GIF, composites every
+/// frame again up to the last chosen: half of an 8-frame 400×300 GIF's decode). An
+/// animation whose frames take more is read twice, holding one frame at a time.
+const KEPT_FRAME_BYTES: usize = 16 << 20;
 /// Side of the grey signature frames are compared by.
 const SIGNATURE_SIDE: u32 = 16;
 /// Mean absolute difference (0–255) under which two frames look alike.
@@ -250,21 +255,49 @@ pub fn judged_frames(
     limits: DecodeLimits,
     max_frames: usize,
 ) -> Result<Vec<Frame>, DecodeError> {
+    read_frames(bytes, format, limits, max_frames, KEPT_FRAME_BYTES)
+}
+
+/// [`judged_frames`], keeping decoded frames up to `keep_bytes` together.
+fn read_frames(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+    max_frames: usize,
+    keep_bytes: usize,
+) -> Result<Vec<Frame>, DecodeError> {
     let canvas = checked_size(bytes, format, limits)?;
     let readable = (MAX_PIXELS_READ / canvas).clamp(1, MAX_FRAMES_READ as u64) as usize;
     let mut signatures = Vec::new();
     let mut delays = Vec::new();
+    let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
     let mut all = frames(bytes, format)?;
     for frame in all.by_ref().take(readable) {
         let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         let (numerator, denominator) = frame.delay().numer_denom_ms();
         delays.push(numerator / denominator.max(1));
         signatures.push(signature(frame.buffer()));
+        kept_bytes = kept_bytes.saturating_add(frame.buffer().len());
+        kept = kept.filter(|_| kept_bytes <= keep_bytes).map(|mut kept| {
+            kept.push(frame.into_buffer());
+            kept
+        });
     }
     if all.next().is_some() {
         return Err(DecodeError::TooManyFrames { read: readable });
     }
     let chosen = choose(&signatures, &delays, max_frames);
+    if let Some(kept) = kept {
+        return Ok(kept
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| chosen.contains(index))
+            .map(|(index, buffer)| Frame {
+                index,
+                image: DynamicImage::ImageRgba8(buffer),
+            })
+            .collect());
+    }
     let last = chosen.last().copied().unwrap_or(0);
     let mut out = Vec::with_capacity(chosen.len());
     for (index, frame) in frames(bytes, format)?.take(last + 1).enumerate() {
@@ -330,6 +363,15 @@ mod tests {
         let two = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 2).unwrap();
         assert_eq!(two.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(two[1].image.to_rgba8().get_pixel(5, 5)[0], 200);
+        // Frames kept from the first reading, or (over the bound) decoded again: the same.
+        for keep_bytes in [0, 2 * 32 * 24 * 4, usize::MAX] {
+            let read = read_frames(&bytes, ImageFormat::Gif, LIMITS, 4, keep_bytes).unwrap();
+            assert_eq!(read.len(), frames.len());
+            for (read, kept) in read.iter().zip(&frames) {
+                assert_eq!(read.index, kept.index);
+                assert_eq!(read.image, kept.image);
+            }
+        }
     }
 
     #[test]
