@@ -5,7 +5,8 @@
 //! pixels) into a 16×16 grey signature and its display time; then up to `max_frames` are
 //! chosen: the first (the still a page shows before playing), then greedily the frame
 //! that differs most from those already chosen, weighted by how long it is shown; frames
-//! that look like a chosen one add nothing. The chosen frames are decoded again, alone.
+//! that look like a chosen one add nothing. The chosen frames are taken from those kept
+//! in that reading (up to `KEPT_FRAME_BYTES` together), or decoded again beyond it.
 
 use super::decode::{DecodeError, DecodeLimits};
 use super::format::ImageFormat;
