@@ -14,8 +14,8 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, strips_svg,
-    traced_svg, turned, zlib,
+    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, html_boxes_svg,
+    in_html_svg, strips_svg, traced_svg, turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -108,6 +108,12 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         ("/traced-drawing.svg", traced_svg(&drawing_like, 6)),
         ("/strips-drawing.svg", strips_svg(&drawing_like, 6)),
         ("/traced-photo.svg", traced_svg(&photo, 8)),
+        // Painted by HTML, which resvg does not draw: boxes, and an inline SVG.
+        ("/html-boxes-drawing.svg", html_boxes_svg(&drawing_like, 6)),
+        (
+            "/html-inline-drawing.svg",
+            in_html_svg(&traced_svg(&drawing_like, 6)),
+        ),
     ] {
         fixtures.insert(path, Resource::bytes("image/svg+xml", svg));
     }
@@ -695,6 +701,20 @@ fn svgs_are_judged_as_drawn() {
     // Vectors only: nothing embedded, the drawing decided.
     let reason = blocked_by_test_policy("/traced-drawing.svg");
     assert!(reason.starts_with("the SVG as drawn: "), "{reason}");
+    // A picture HTML paints (CSS pixel art, an inline SVG) is not drawn by us: refused.
+    for (path, why) in [
+        (
+            "/html-boxes-drawing.svg",
+            "paints a picture from styled boxes",
+        ),
+        ("/html-inline-drawing.svg", "holding an SVG drawing"),
+    ] {
+        let reason = blocked_by_test_policy(path);
+        assert!(
+            reason.starts_with("the SVG as drawn: undecodable") && reason.ends_with(why),
+            "{path}: {reason}"
+        );
+    }
 }
 
 #[test]

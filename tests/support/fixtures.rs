@@ -281,6 +281,35 @@ pub fn traced_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
     svg.into_bytes()
 }
 
+/// `image` painted by HTML in a `<foreignObject>`, as CSS pixel art is: one box with a
+/// shadow per `cell`-sized cell, which a browser shows in `<img>` and resvg does not draw.
+pub fn html_boxes_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
+    let rgb = image.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    let shadows: Vec<String> = (0..height)
+        .step_by(cell as usize)
+        .flat_map(|y| (0..width).step_by(cell as usize).map(move |x| (x, y)))
+        .map(|(x, y)| {
+            let [r, g, b] = rgb.get_pixel(x, y).0;
+            format!("{x}px {y}px 0 #{r:02x}{g:02x}{b:02x}")
+        })
+        .collect();
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><foreignObject width="{width}" height="{height}"><div xmlns="http://www.w3.org/1999/xhtml" style="width:{cell}px;height:{cell}px;box-shadow:{}"></div></foreignObject></svg>"#,
+        shadows.join(",")
+    )
+    .into_bytes()
+}
+
+/// An SVG drawing inline in the HTML of another SVG's `<foreignObject>`.
+pub fn in_html_svg(svg: &[u8]) -> Vec<u8> {
+    let inner = String::from_utf8_lossy(svg);
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="1400" height="800"><foreignObject width="100%" height="100%"><div xmlns="http://www.w3.org/1999/xhtml">{inner}</div></foreignObject></svg>"#
+    )
+    .into_bytes()
+}
+
 /// `image` cut into `count` vertical strips, each an `<image>` of its own PNG, laid side
 /// by side in an SVG: a browser shows the picture whole, each strip alone is a part.
 pub fn strips_svg(image: &DynamicImage, count: u32) -> Vec<u8> {

@@ -10,16 +10,15 @@
 //! out of the drawing (it is judged on its own, by `on_undecodable` or `on_oversize`).
 //! External references are not loaded, as in `<img>`.
 //!
-//! `<foreignObject>` HTML is not drawn by resvg. HTML that shows embedded images lays them
-//! out with CSS (side by side, filtered, blended), which no judgement of each image alone
-//! sees: such an SVG is refused as undrawable (the policy's `on_undecodable`), its images
-//! still judged one by one.
+//! `<foreignObject>` HTML is not drawn by resvg: an SVG whose HTML may show a picture
+//! (images laid out by CSS, an inline SVG drawing, styled boxes) is refused as undrawable
+//! (the policy's `on_undecodable`), its images still judged one by one (`html`).
 //!
 //! resvg expands `<use>`, patterns, markers and referenced masks, clips and filters
 //! without a bound of its own beyond a million nodes, so a document is measured first:
 //! its elements counted with every reference expanded ([`MAX_DRAWN_ELEMENTS`]).
 
-use super::{data_uris, is_image_uri, parse, SvgError};
+use super::{parse, SvgError};
 use crate::media::decode::{decode_reduced, DecodeLimits};
 use crate::media::obscure::resize_smoothly;
 use crate::media::ImageFormat;
@@ -53,10 +52,8 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
     let text = std::str::from_utf8(svg).map_err(|e| SvgError::Malformed(e.to_string()))?;
     let document = parse(text)?;
     bounded(&document)?;
-    if html_shows_images(&document) {
-        return Err(SvgError::Undrawable(
-            "HTML (foreignObject) that shows images",
-        ));
+    if let Some(why) = super::html::unseen(&document) {
+        return Err(SvgError::Undrawable(why));
     }
     let options = usvg::Options {
         image_href_resolver: usvg::ImageHrefResolver {
@@ -177,21 +174,6 @@ fn fast_png(image: DynamicImage) -> Option<Vec<u8>> {
         )
         .ok()?;
     Some(png)
-}
-
-/// Whether a `<foreignObject>` holds an embedded image anywhere in its HTML: an `<img>`,
-/// a CSS `url(data:…)` in a `style` attribute or element, a nested `<svg>`'s `<image>`.
-fn html_shows_images(document: &roxmltree::Document) -> bool {
-    document
-        .descendants()
-        .filter(|node| node.tag_name().name() == "foreignObject")
-        .flat_map(|html| html.descendants())
-        .flat_map(|node| {
-            node.attributes()
-                .map(|a| a.value())
-                .chain(node.text().filter(|_| node.is_text()))
-        })
-        .any(|value| data_uris(value).any(is_image_uri))
 }
 
 /// Refuses a document that would draw more than [`MAX_DRAWN_ELEMENTS`] elements.

@@ -9,6 +9,7 @@
 //! the safe side for a filter.
 
 mod draw;
+mod html;
 
 pub use draw::{draw, MAX_DRAWN_ELEMENTS};
 
