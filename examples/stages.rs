@@ -266,8 +266,13 @@ fn main() {
         );
         results.insert(name.into(), entry.into());
     }
+    // This host's pace against the one the CPU costs were measured on (`budget::Pace`):
+    // the median of 101 measurements, as an instance takes one.
+    let mut paces: Vec<f32> = (0..101).map(|_| budget::Pace::measure().factor()).collect();
+    paces.sort_by(f32::total_cmp);
     let report = serde_json::json!({
         "runs": runs,
+        "pace": paces[paces.len() / 2],
         "model_load_ms": load_ms,
         "model_heap_mb": model_heap_mb,
         "inputs": results,

@@ -33,7 +33,9 @@ for name, n in native["inputs"].items():
                   f"{ratio:.2f} | {r['peak_heap_mb']:.1f} |")
 md += ["", f"Model load + optimise (what the Wizer snapshot saves per request): native "
        f"{native['model_load_ms']:.0f} ms, Wasm {wasm['model_load_ms']:.0f} ms; model heap "
-       f"{wasm['model_heap_mb']:.1f} MB. Snapshotted module `bin/main.wasm`: {wasm_size / 1e6:.1f} MB.", ""]
+       f"{wasm['model_heap_mb']:.1f} MB. Snapshotted module `bin/main.wasm`: {wasm_size / 1e6:.1f} MB.",
+       "", f"This host's pace in Wasm (`budget::Pace`, 1.0 on the Zen 5 the CPU costs were measured on; "
+       f"instances scale their estimates by it): {wasm.get('pace', float('nan')):.2f}.", ""]
 
 operators = {side: json.loads((out / f"operators-{side}.json").read_text()) for side in ("native", "wasm")}
 md += ["### Where inference goes: per operator, native vs Wasm", ""]

@@ -27,6 +27,7 @@ use super::{body, cache, model, respond, wait};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::budget::Pace;
 use edge_moderation::moderation::handoff::Handoff;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Resumed, Subject};
@@ -46,7 +47,8 @@ pub const SECRET_KEY: &str = "sibling_key";
 const KEY_HEADER: &str = headers::SIBLING_KEY;
 /// What one segment is assumed to cost before this instance has run one: a fresh
 /// instance's first segment measured up to ~13 ms (p50) under Viceroy on Zen 5; 10 let the
-/// instance that finished a large JPEG's decode overshoot to 43-47 ms.
+/// instance that finished a large JPEG's decode overshoot to 43-47 ms. This and the
+/// reserves below are Zen 5 costs, scaled by the instance's [`Pace`].
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 14;
 /// The largest job a sibling reads: an image within any policy's byte limit plus a
 /// decoder's state fit well within it; the instance's memory is 128 MB.
@@ -159,8 +161,10 @@ pub struct Relay<'a> {
     must_run_one: bool,
     /// This instance continues a large JPEG's decode (a resumed job).
     decoded_here: bool,
-    /// CPU kept for the work after the inference (a rewrite).
+    /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
+    /// This instance's pace, measured when a plan first needs it.
+    pace: Option<Pace>,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -175,8 +179,14 @@ impl<'a> Relay<'a> {
             must_run_one: false,
             decoded_here: false,
             reserved_ms: 0,
+            pace: None,
             sibling_cpu: Vec::new(),
         }
+    }
+
+    /// `ms` of CPU at the reference pace, at this instance's.
+    fn paced(&mut self, ms: u64) -> u64 {
+        self.pace.get_or_insert_with(Pace::measure).scale(ms)
     }
 
     /// Marks this instance as one continuing a large JPEG's decode: it hands the whole
@@ -189,7 +199,8 @@ impl<'a> Relay<'a> {
     /// network's output.
     fn advance(&mut self, mut work: Handoff) -> Result<Tensor, InferenceError> {
         let count = self.classifier.segment_count();
-        let (mut ran, mut estimate) = (0, FIRST_SEGMENT_ESTIMATE_MS);
+        let (mut ran, mut estimate) = (0, self.paced(FIRST_SEGMENT_ESTIMATE_MS));
+        let reserved = self.paced(self.reserved_ms);
         // An instance that went on with a large JPEG's decode hands the whole inference
         // on: reading the job, decoding and assembling the image took its budget (it
         // stops decoding with 14 ms left), and the next sibling runs the whole network
@@ -199,7 +210,7 @@ impl<'a> Relay<'a> {
         }
         while work.next < count {
             let used = cpu_ms();
-            let over_budget = used + estimate + self.reserved_ms > self.budget_ms;
+            let over_budget = used + estimate + reserved > self.budget_ms;
             if over_budget && !(self.must_run_one && ran == 0) && available() {
                 return self.hand_off(work);
             }
@@ -306,7 +317,7 @@ impl Inference for Relay<'_> {
         } else {
             DECODE_HANDOFF_RESERVE_MS
         };
-        cpu_ms() + reserve > self.budget_ms && available()
+        cpu_ms() + self.paced(reserve) > self.budget_ms && available()
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
