@@ -416,34 +416,6 @@ impl Frame {
         })
     }
 
-    /// The Y plane's value at (x, y), and the chroma planes' interpolated there (bilinear
-    /// between chroma sample centres, as libavif's default upsampling).
-    fn chroma_at(&self, plane: &[u16], x: u32, y: u32) -> f32 {
-        let (sx, sy) = self.chroma_shift;
-        let cw = ((self.width + sx) >> sx) as usize;
-        let ch = ((self.height + sy) >> sy) as usize;
-        // Chroma sample centres sit at (2i + 0.5) in luma units for 4:2:0 (libavif's
-        // assumption, centred): position of this luma sample in chroma coordinates.
-        let coord = |v: u32, shift: u32, len: usize| -> (usize, usize, f32) {
-            if shift == 0 {
-                let i = v as usize;
-                return (i, i, 0.0);
-            }
-            let c = (v as f32 + 0.5) / 2.0 - 0.5;
-            let lo = c.floor();
-            let frac = c - lo;
-            let i0 = (lo.max(0.0) as usize).min(len - 1);
-            let i1 = ((lo + 1.0).max(0.0) as usize).min(len - 1);
-            (i0, i1, frac)
-        };
-        let (x0, x1, fx) = coord(x, sx, cw);
-        let (y0, y1, fy) = coord(y, sy, ch);
-        let at = |cx: usize, cy: usize| f32::from(plane[cy * cw + cx]);
-        let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-        let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-        top * (1.0 - fy) + bottom * fy
-    }
-
     fn to_rgb(&self, out: &mut [u8], channels: usize) {
         let max = ((1u32 << self.bits) - 1) as f32;
         let scale = (1u32 << (self.bits - 8)) as f32;
@@ -462,16 +434,40 @@ impl Frame {
         };
         let kg = 1.0 - kr - kb;
         let identity = self.matrix == DAV1D_MC_IDENTITY && !self.chroma[0].is_empty();
-        let to_u8 = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
-        for y in 0..self.height {
-            for x in 0..self.width {
-                let index = (y * self.width + x) as usize;
-                let luma = (f32::from(self.luma[index]) - y_off) / y_range;
+        let width = self.width as usize;
+        let (sx, sy) = self.chroma_shift;
+        let chroma_width = ((self.width + sx) >> sx) as usize;
+        let chroma_height = ((self.height + sy) >> sy) as usize;
+        // Where each luma column and row falls between chroma samples, found once.
+        let columns = chroma_taps(self.width, sx, chroma_width);
+        let rows = chroma_taps(self.height, sy, chroma_height);
+        for (y, (luma_row, out_row)) in self
+            .luma
+            .chunks_exact(width)
+            .zip(out.chunks_exact_mut(width * channels))
+            .enumerate()
+        {
+            let (y0, y1, fy) = rows[y];
+            // The chroma plane's value under luma sample `x` of this row: bilinear between
+            // chroma sample centres, as libavif's default upsampling.
+            let chroma_at = |plane: &[u16], x: usize| -> f32 {
+                let (x0, x1, fx) = columns[x];
+                let at = |cx: usize, cy: usize| f32::from(plane[cy * chroma_width + cx]);
+                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+                top * (1.0 - fy) + bottom * fy
+            };
+            for (x, (&sample, pixel)) in luma_row
+                .iter()
+                .zip(out_row.chunks_exact_mut(channels))
+                .enumerate()
+            {
+                let luma = (f32::from(sample) - y_off) / y_range;
                 let rgb = if self.chroma[0].is_empty() {
                     [luma; 3]
                 } else {
-                    let cb = (self.chroma_at(&self.chroma[0], x, y) - half) / c_range;
-                    let cr = (self.chroma_at(&self.chroma[1], x, y) - half) / c_range;
+                    let cb = (chroma_at(&self.chroma[0], x) - half) / c_range;
+                    let cr = (chroma_at(&self.chroma[1], x) - half) / c_range;
                     if identity {
                         // GBR: Y holds green, U blue, V red.
                         [cr + 0.5, luma, cb + 0.5]
@@ -482,9 +478,8 @@ impl Frame {
                         [r, g, b]
                     }
                 };
-                let pixel = &mut out[index * channels..index * channels + 3];
                 for (o, v) in pixel.iter_mut().zip(rgb) {
-                    *o = to_u8(v);
+                    *o = unit_to_u8(v);
                 }
             }
         }
@@ -517,6 +512,36 @@ impl Frame {
     }
 }
 
+/// For each of `length` luma columns (or rows), the two chroma samples it falls between
+/// and the weight of the second. Subsampled chroma sample centres sit at 2i + 0.5 in luma
+/// units (libavif's assumption, centred).
+fn chroma_taps(length: u32, shift: u32, chroma_length: usize) -> Vec<(usize, usize, f32)> {
+    (0..length)
+        .map(|v| {
+            if shift == 0 {
+                let i = v as usize;
+                return (i, i, 0.0);
+            }
+            let c = (v as f32 + 0.5) / 2.0 - 0.5;
+            let lo = c.floor();
+            let frac = c - lo;
+            let i0 = (lo.max(0.0) as usize).min(chroma_length - 1);
+            let i1 = ((lo + 1.0).max(0.0) as usize).min(chroma_length - 1);
+            (i0, i1, frac)
+        })
+        .collect()
+}
+
+/// `v` in 0..=1 as 0..=255: rounded half away from zero, as `f32::round`, then clamped.
+/// Written with `trunc` (one instruction, in Wasm too) where `round` is a library call;
+/// `x - trunc(x)` is exact for these magnitudes.
+fn unit_to_u8(v: f32) -> u8 {
+    let x = v * 255.0;
+    let whole = x.trunc();
+    let rounded = if x - whole >= 0.5 { whole + 1.0 } else { whole };
+    rounded.clamp(0.0, 255.0) as u8
+}
+
 impl ImageDecoder for AvifDecoder {
     fn dimensions(&self) -> (u32, u32) {
         (self.width, self.height)
@@ -541,5 +566,21 @@ impl ImageDecoder for AvifDecoder {
 
     fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
         (*self).read_image(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_round_as_f32_round_does() {
+        let rounded = |v: f32| (v * 255.0).round().clamp(0.0, 255.0) as u8;
+        // Every 2^-20 step over the range and past both ends, and each half-way point.
+        let steps = (-(1i32 << 17)..(1 << 20) + (1 << 17)).map(|i| i as f32 / (1 << 20) as f32);
+        let halves = (0..=511).map(|k| (k as f32 * 0.5) / 255.0);
+        for v in steps.chain(halves).chain([f32::NAN, -1.0, 2.0]) {
+            assert_eq!(unit_to_u8(v), rounded(v), "{v}");
+        }
     }
 }
