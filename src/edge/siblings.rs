@@ -184,8 +184,12 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// `ms` of CPU at the reference pace, at this instance's.
+    /// `ms` of CPU at the reference pace, at this instance's. Without siblings nothing is
+    /// handed on, so there is no plan to make and nothing is measured.
     fn paced(&mut self, ms: u64) -> u64 {
+        if !available() {
+            return ms;
+        }
         self.pace.get_or_insert_with(Pace::measure).scale(ms)
     }
 
@@ -199,8 +203,6 @@ impl<'a> Relay<'a> {
     /// network's output.
     fn advance(&mut self, mut work: Handoff) -> Result<Tensor, InferenceError> {
         let count = self.classifier.segment_count();
-        let (mut ran, mut estimate) = (0, self.paced(FIRST_SEGMENT_ESTIMATE_MS));
-        let reserved = self.paced(self.reserved_ms);
         // An instance that went on with a large JPEG's decode hands the whole inference
         // on: reading the job, decoding and assembling the image took its budget (it
         // stops decoding with 14 ms left), and the next sibling runs the whole network
@@ -208,6 +210,8 @@ impl<'a> Relay<'a> {
         if self.decoded_here && available() {
             return self.hand_off(work);
         }
+        let (mut ran, mut estimate) = (0, self.paced(FIRST_SEGMENT_ESTIMATE_MS));
+        let reserved = self.paced(self.reserved_ms);
         while work.next < count {
             let used = cpu_ms();
             let over_budget = used + estimate + reserved > self.budget_ms;
