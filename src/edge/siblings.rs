@@ -163,8 +163,6 @@ pub struct Relay<'a> {
     decoded_here: bool,
     /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
-    /// This instance's pace, measured when a plan first needs it.
-    pace: Option<Pace>,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -179,18 +177,19 @@ impl<'a> Relay<'a> {
             must_run_one: false,
             decoded_here: false,
             reserved_ms: 0,
-            pace: None,
             sibling_cpu: Vec::new(),
         }
     }
 
-    /// `ms` of CPU at the reference pace, at this instance's. Without siblings nothing is
-    /// handed on, so there is no plan to make and nothing is measured.
-    fn paced(&mut self, ms: u64) -> u64 {
+    /// `ms` of CPU at the reference pace, at this instance's (measured once per instance,
+    /// when a plan first needs it). Without siblings nothing is handed on, so there is no
+    /// plan to make and nothing is measured.
+    fn paced(&self, ms: u64) -> u64 {
+        static PACE: OnceLock<Pace> = OnceLock::new();
         if !available() {
             return ms;
         }
-        self.pace.get_or_insert_with(Pace::measure).scale(ms)
+        PACE.get_or_init(Pace::measure).scale(ms)
     }
 
     /// Marks this instance as one continuing a large JPEG's decode: it hands the whole

@@ -498,7 +498,7 @@ impl Frame {
                 (raw - 16.0 * scale) / (219.0 * scale)
             }
             .clamp(0.0, 1.0);
-            pixel[3] = (alpha * 255.0).round() as u8;
+            pixel[3] = unit_to_u8(alpha);
             if premultiplied {
                 for channel in &mut pixel[..3] {
                     *channel = if alpha > 0.0 {
