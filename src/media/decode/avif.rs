@@ -417,70 +417,48 @@ impl Frame {
     }
 
     fn to_rgb(&self, out: &mut [u8], channels: usize) {
-        let max = ((1u32 << self.bits) - 1) as f32;
-        let scale = (1u32 << (self.bits - 8)) as f32;
-        let (y_off, y_range, c_range) = if self.full_range {
-            (0.0, max, max)
-        } else {
-            (16.0 * scale, 219.0 * scale, 224.0 * scale)
-        };
-        let half = (1u32 << (self.bits - 1)) as f32;
-        // Unspecified matrices are BT.601, as in libavif.
-        let (kr, kb) = match self.matrix {
-            DAV1D_MC_BT709 => (0.2126, 0.0722),
-            DAV1D_MC_BT2020_NCL | DAV1D_MC_BT2020_CL => (0.2627, 0.0593),
-            DAV1D_MC_SMPTE240 => (0.212, 0.087),
-            _ => (0.299, 0.114),
-        };
-        let kg = 1.0 - kr - kb;
-        let identity = self.matrix == DAV1D_MC_IDENTITY && !self.chroma[0].is_empty();
+        let yuv = Yuv::of(self);
         let width = self.width as usize;
+        let rows = self.luma.chunks_exact(width);
+        let out_rows = out.chunks_exact_mut(width * channels);
+        if self.chroma[0].is_empty() {
+            for (luma_row, out_row) in rows.zip(out_rows) {
+                for (&sample, pixel) in luma_row.iter().zip(out_row.chunks_exact_mut(channels)) {
+                    pixel[..3].fill(unit_to_u8(yuv.luma(sample)));
+                }
+            }
+            return;
+        }
         let (sx, sy) = self.chroma_shift;
         let chroma_width = ((self.width + sx) >> sx) as usize;
         let chroma_height = ((self.height + sy) >> sy) as usize;
         // Where each luma column and row falls between chroma samples, found once.
         let columns = chroma_taps(self.width, sx, chroma_width);
-        let rows = chroma_taps(self.height, sy, chroma_height);
-        for (y, (luma_row, out_row)) in self
-            .luma
-            .chunks_exact(width)
-            .zip(out.chunks_exact_mut(width * channels))
-            .enumerate()
-        {
-            let (y0, y1, fy) = rows[y];
-            // The chroma plane's value under luma sample `x` of this row: bilinear between
-            // chroma sample centres, as libavif's default upsampling.
-            let chroma_at = |plane: &[u16], x: usize| -> f32 {
-                let (x0, x1, fx) = columns[x];
-                let at = |cx: usize, cy: usize| f32::from(plane[cy * chroma_width + cx]);
-                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-                top * (1.0 - fy) + bottom * fy
-            };
-            for (x, (&sample, pixel)) in luma_row
-                .iter()
-                .zip(out_row.chunks_exact_mut(channels))
-                .enumerate()
-            {
-                let luma = (f32::from(sample) - y_off) / y_range;
-                let rgb = if self.chroma[0].is_empty() {
-                    [luma; 3]
+        let taps = chroma_taps(self.height, sy, chroma_height);
+        // The chroma rows above and below the luma row, upsampled across once each (a
+        // chroma row serves two luma rows in 4:2:0) rather than per pixel.
+        let mut above = UpsampledRow::new(width);
+        let mut below = UpsampledRow::new(width);
+        // One row of each colour, written in plain arrays so the compiler vectorises the
+        // arithmetic, then interleaved.
+        let mut rgb = [vec![0u8; width], vec![0u8; width], vec![0u8; width]];
+        for ((luma_row, out_row), &(y0, y1, fy)) in rows.zip(out_rows).zip(&taps) {
+            if above.row != Some(y0) {
+                if below.row == Some(y0) {
+                    std::mem::swap(&mut above, &mut below);
                 } else {
-                    let cb = (chroma_at(&self.chroma[0], x) - half) / c_range;
-                    let cr = (chroma_at(&self.chroma[1], x) - half) / c_range;
-                    if identity {
-                        // GBR: Y holds green, U blue, V red.
-                        [cr + 0.5, luma, cb + 0.5]
-                    } else {
-                        let r = luma + (2.0 - 2.0 * kr) * cr;
-                        let b = luma + (2.0 - 2.0 * kb) * cb;
-                        let g = (luma - kr * r - kb * b) / kg;
-                        [r, g, b]
-                    }
-                };
-                for (o, v) in pixel.iter_mut().zip(rgb) {
-                    *o = unit_to_u8(v);
+                    above.fill(&self.chroma, chroma_width, y0, &columns);
                 }
+            }
+            if below.row != Some(y1) {
+                below.fill(&self.chroma, chroma_width, y1, &columns);
+            }
+            yuv.row(luma_row, [&above, &below], fy, &mut rgb);
+            let [red, green, blue] = &rgb;
+            for (x, pixel) in out_row.chunks_exact_mut(channels).enumerate() {
+                pixel[0] = red[x];
+                pixel[1] = green[x];
+                pixel[2] = blue[x];
             }
         }
     }
@@ -532,6 +510,114 @@ fn chroma_taps(length: u32, shift: u32, chroma_length: usize) -> Vec<(usize, usi
         .collect()
 }
 
+/// A chroma row (both planes) upsampled to the luma width: bilinear between chroma sample
+/// centres, as libavif's default upsampling, horizontally here and vertically in
+/// [`Yuv::row`].
+struct UpsampledRow {
+    /// The chroma row it holds, once filled.
+    row: Option<usize>,
+    planes: [Vec<f32>; 2],
+}
+
+impl UpsampledRow {
+    fn new(width: usize) -> Self {
+        Self {
+            row: None,
+            planes: [vec![0.0; width], vec![0.0; width]],
+        }
+    }
+
+    fn fill(
+        &mut self,
+        chroma: &[Vec<u16>; 2],
+        chroma_width: usize,
+        row: usize,
+        columns: &[(usize, usize, f32)],
+    ) {
+        for (plane, out) in chroma.iter().zip(&mut self.planes) {
+            let samples = &plane[row * chroma_width..(row + 1) * chroma_width];
+            for (value, &(x0, x1, fx)) in out.iter_mut().zip(columns) {
+                *value = f32::from(samples[x0]) * (1.0 - fx) + f32::from(samples[x1]) * fx;
+            }
+        }
+        self.row = Some(row);
+    }
+}
+
+/// A frame's YUV to RGB arithmetic: range, matrix and bit depth.
+struct Yuv {
+    y_off: f32,
+    y_range: f32,
+    c_range: f32,
+    half: f32,
+    kr: f32,
+    kb: f32,
+    kg: f32,
+    /// GBR: Y holds green, U blue, V red.
+    identity: bool,
+}
+
+impl Yuv {
+    fn of(frame: &Frame) -> Self {
+        let max = ((1u32 << frame.bits) - 1) as f32;
+        let scale = (1u32 << (frame.bits - 8)) as f32;
+        let (y_off, y_range, c_range) = if frame.full_range {
+            (0.0, max, max)
+        } else {
+            (16.0 * scale, 219.0 * scale, 224.0 * scale)
+        };
+        // Unspecified matrices are BT.601, as in libavif.
+        let (kr, kb) = match frame.matrix {
+            DAV1D_MC_BT709 => (0.2126, 0.0722),
+            DAV1D_MC_BT2020_NCL | DAV1D_MC_BT2020_CL => (0.2627, 0.0593),
+            DAV1D_MC_SMPTE240 => (0.212, 0.087),
+            _ => (0.299, 0.114),
+        };
+        Self {
+            y_off,
+            y_range,
+            c_range,
+            half: (1u32 << (frame.bits - 1)) as f32,
+            kr,
+            kb,
+            kg: 1.0 - kr - kb,
+            identity: frame.matrix == DAV1D_MC_IDENTITY,
+        }
+    }
+
+    fn luma(&self, sample: u16) -> f32 {
+        (f32::from(sample) - self.y_off) / self.y_range
+    }
+
+    /// One row's colours from its luma and the chroma rows `around` it (above, below),
+    /// `fy` of the way from the first to the second.
+    fn row(&self, luma: &[u16], around: [&UpsampledRow; 2], fy: f32, out: &mut [Vec<u8>; 3]) {
+        let [above, below] = around;
+        let [red, green, blue] = out;
+        let (red_cr, blue_cb) = (2.0 - 2.0 * self.kr, 2.0 - 2.0 * self.kb);
+        let pixels = luma
+            .iter()
+            .zip(above.planes[0].iter().zip(&above.planes[1]))
+            .zip(below.planes[0].iter().zip(&below.planes[1]))
+            .zip(red.iter_mut().zip(green.iter_mut()).zip(blue.iter_mut()));
+        for (((&sample, (&cb0, &cr0)), (&cb1, &cr1)), ((r, g), b)) in pixels {
+            let luma = self.luma(sample);
+            let cb = (cb0 * (1.0 - fy) + cb1 * fy - self.half) / self.c_range;
+            let cr = (cr0 * (1.0 - fy) + cr1 * fy - self.half) / self.c_range;
+            let [rv, gv, bv] = if self.identity {
+                [cr + 0.5, luma, cb + 0.5]
+            } else {
+                let rv = luma + red_cr * cr;
+                let bv = luma + blue_cb * cb;
+                [rv, (luma - self.kr * rv - self.kb * bv) / self.kg, bv]
+            };
+            *r = unit_to_u8(rv);
+            *g = unit_to_u8(gv);
+            *b = unit_to_u8(bv);
+        }
+    }
+}
+
 /// `v` in 0..=1 as 0..=255: rounded half away from zero, as `f32::round`, then clamped.
 /// Written with `trunc` (one instruction, in Wasm too) where `round` is a library call;
 /// `x - trunc(x)` is exact for these magnitudes.
@@ -572,6 +658,135 @@ impl ImageDecoder for AvifDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The conversion written per pixel, as it was before rows were upsampled once:
+    /// the fast path must give the same bytes.
+    fn per_pixel(frame: &Frame, out: &mut [u8], channels: usize) {
+        let max = ((1u32 << frame.bits) - 1) as f32;
+        let scale = (1u32 << (frame.bits - 8)) as f32;
+        let (y_off, y_range, c_range) = if frame.full_range {
+            (0.0, max, max)
+        } else {
+            (16.0 * scale, 219.0 * scale, 224.0 * scale)
+        };
+        let half = (1u32 << (frame.bits - 1)) as f32;
+        // Unspecified matrices are BT.601, as in libavif.
+        let (kr, kb) = match frame.matrix {
+            DAV1D_MC_BT709 => (0.2126, 0.0722),
+            DAV1D_MC_BT2020_NCL | DAV1D_MC_BT2020_CL => (0.2627, 0.0593),
+            DAV1D_MC_SMPTE240 => (0.212, 0.087),
+            _ => (0.299, 0.114),
+        };
+        let kg = 1.0 - kr - kb;
+        let identity = frame.matrix == DAV1D_MC_IDENTITY && !frame.chroma[0].is_empty();
+        let width = frame.width as usize;
+        let (sx, sy) = frame.chroma_shift;
+        let chroma_width = ((frame.width + sx) >> sx) as usize;
+        let chroma_height = ((frame.height + sy) >> sy) as usize;
+        // Where each luma column and row falls between chroma samples, found once.
+        let columns = chroma_taps(frame.width, sx, chroma_width);
+        let rows = chroma_taps(frame.height, sy, chroma_height);
+        for (y, (luma_row, out_row)) in frame
+            .luma
+            .chunks_exact(width)
+            .zip(out.chunks_exact_mut(width * channels))
+            .enumerate()
+        {
+            let (y0, y1, fy) = rows[y];
+            // The chroma plane's value under luma sample `x` of this row: bilinear between
+            // chroma sample centres, as libavif's default upsampling.
+            let chroma_at = |plane: &[u16], x: usize| -> f32 {
+                let (x0, x1, fx) = columns[x];
+                let at = |cx: usize, cy: usize| f32::from(plane[cy * chroma_width + cx]);
+                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+                top * (1.0 - fy) + bottom * fy
+            };
+            for (x, (&sample, pixel)) in luma_row
+                .iter()
+                .zip(out_row.chunks_exact_mut(channels))
+                .enumerate()
+            {
+                let luma = (f32::from(sample) - y_off) / y_range;
+                let rgb = if frame.chroma[0].is_empty() {
+                    [luma; 3]
+                } else {
+                    let cb = (chroma_at(&frame.chroma[0], x) - half) / c_range;
+                    let cr = (chroma_at(&frame.chroma[1], x) - half) / c_range;
+                    if identity {
+                        // GBR: Y holds green, U blue, V red.
+                        [cr + 0.5, luma, cb + 0.5]
+                    } else {
+                        let r = luma + (2.0 - 2.0 * kr) * cr;
+                        let b = luma + (2.0 - 2.0 * kb) * cb;
+                        let g = (luma - kr * r - kb * b) / kg;
+                        [r, g, b]
+                    }
+                };
+                for (o, v) in pixel.iter_mut().zip(rgb) {
+                    *o = unit_to_u8(v);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conversion_matches_the_per_pixel_formula() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let matrices = [
+            DAV1D_MC_BT709,
+            DAV1D_MC_BT2020_NCL,
+            DAV1D_MC_SMPTE240,
+            DAV1D_MC_IDENTITY,
+            2, // unspecified
+        ];
+        for (width, height) in [(1, 1), (2, 3), (7, 5), (33, 18), (64, 1)] {
+            for shift in [(0, 0), (1, 0), (1, 1)] {
+                for bits in [8, 10, 12] {
+                    for monochrome in [false, true] {
+                        let matrix = matrices[next() as usize % matrices.len()];
+                        let full_range = next() % 2 == 0;
+                        let max = (1u64 << bits) - 1;
+                        let mut plane = |w: u32, h: u32| -> Vec<u16> {
+                            (0..w * h).map(|_| (next() % (max + 1)) as u16).collect()
+                        };
+                        let (cw, ch) =
+                            ((width + shift.0) >> shift.0, (height + shift.1) >> shift.1);
+                        let frame = Frame {
+                            width,
+                            height,
+                            luma: plane(width, height),
+                            chroma: if monochrome {
+                                [Vec::new(), Vec::new()]
+                            } else {
+                                [plane(cw, ch), plane(cw, ch)]
+                            },
+                            chroma_shift: shift,
+                            bits,
+                            full_range,
+                            matrix,
+                        };
+                        for channels in [3, 4] {
+                            let size = (width * height) as usize * channels;
+                            let (mut fast, mut slow) = (vec![7u8; size], vec![7u8; size]);
+                            frame.to_rgb(&mut fast, channels);
+                            per_pixel(&frame, &mut slow, channels);
+                            assert_eq!(
+                                fast, slow,
+                                "{width}x{height} {shift:?} {bits} bits matrix {matrix}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn samples_round_as_f32_round_does() {
