@@ -14,8 +14,10 @@ use super::{DecodeError, DecodeLimits};
 use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder, ImageResult};
 use jxl_oxide::{
-    AllocTracker, EnumColourEncoding, InitializeResult, JxlImage, JxlThreadPool, RenderingIntent,
+    AllocTracker, EnumColourEncoding, InitializeResult, JxlImage, JxlThreadPool, Render,
+    RenderingIntent,
 };
+use jxl_render::ImageBuffer;
 
 /// Bytes jxl-oxide's planes take per sample of the canvas (f32), with room for the
 /// decoder's own grids beside them: a canvas whose working memory would pass
@@ -119,7 +121,9 @@ impl JxlDecoder {
             )));
         }
         let mut pixels = vec![0u8; pixels as usize * stream.channels() as usize];
-        stream.write_to_buffer(&mut pixels);
+        if !write_upright_planes(&image, &render, &mut pixels) {
+            stream.write_to_buffer(&mut pixels);
+        }
         Ok(Self {
             width,
             height,
@@ -127,6 +131,67 @@ impl JxlDecoder {
             pixels,
         })
     }
+}
+
+/// Writes the render's samples into `out` (interleaved 8-bit, the channels jxl-oxide's
+/// `Render::stream` gives) a row at a time, when the render is the plain case: upright,
+/// one full-size frame at the origin, float planes (lossy, the usual case), and no black
+/// or spot colour channel. Returns false, having written nothing, otherwise.
+///
+/// Why: the stream maps every sample through orientation, region offsets and spot
+/// colours, ~a fifth of a whole decode. In the plain case each of those is the identity,
+/// and the rounding below is the stream's own for float planes (whatever the bit depth),
+/// so the bytes are the same: a test holds this to the stream on every JPEG XL we have.
+fn write_upright_planes(image: &JxlImage, render: &Render, out: &mut [u8]) -> bool {
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let full_frame = image
+        .frame_header(render.keyframe_index())
+        .is_some_and(|frame| {
+            frame.x0 == 0
+                && frame.y0 == 0
+                && frame.width as usize == width
+                && frame.height as usize == height
+        });
+    let (extra, extra_planes) = render.extra_channels();
+    let mixes_in = extra.iter().any(|channel| {
+        channel.is_black() || (channel.is_spot_colour() && image.render_spot_color())
+    });
+    if render.orientation() != 1 || !full_frame || mixes_in {
+        return false;
+    }
+    // The stream's channels: colour, then the first alpha channel.
+    let alpha = extra
+        .iter()
+        .zip(extra_planes)
+        .find(|(channel, _)| channel.is_alpha())
+        .map(|(_, plane)| plane);
+    let planes: Option<Vec<_>> = render
+        .color_channels()
+        .iter()
+        .chain(alpha)
+        .map(|plane| match plane {
+            ImageBuffer::F32(grid) if grid.width() == width && grid.height() == height => {
+                Some(grid)
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(planes) = planes else {
+        return false;
+    };
+    let channels = planes.len();
+    if channels == 0 || out.len() != width * height * channels {
+        return false;
+    }
+    for (y, out_row) in out.chunks_exact_mut(width * channels).enumerate() {
+        for (c, grid) in planes.iter().enumerate() {
+            let row = &grid.get_row(y)[..width];
+            for (sample, &value) in out_row[c..].iter_mut().step_by(channels).zip(row) {
+                *sample = (value * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    true
 }
 
 impl ImageDecoder for JxlDecoder {
@@ -150,5 +215,66 @@ impl ImageDecoder for JxlDecoder {
 
     fn read_image_boxed(self: Box<Self>, buf: &mut [u8]) -> ImageResult<()> {
         (*self).read_image(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every JPEG XL in the tree (the fuzz seeds: libjxl's encodes of several images at
+    /// several settings, lossless, alpha, grey, containers, orientations; and the test
+    /// fixtures), rendered as `JxlDecoder::new` renders it.
+    fn renders() -> Vec<(String, JxlImage)> {
+        let dirs = ["fuzz/corpus/jxl", "tests/fixtures", "bench/out/inputs"];
+        let mut found = Vec::new();
+        for dir in dirs {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.path();
+                if name.extension().is_some_and(|e| e == "jxl") {
+                    let bytes = std::fs::read(&name).expect("readable");
+                    let tracker = AllocTracker::with_limit(1 << 30);
+                    if let Ok(mut image) = header(&bytes, tracker) {
+                        if image.is_loading_done() && image.num_loaded_keyframes() > 0 {
+                            image.request_color_encoding(EnumColourEncoding::srgb(
+                                RenderingIntent::Relative,
+                            ));
+                            found.push((name.display().to_string(), image));
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn upright_planes_are_written_as_the_stream_writes_them() {
+        let mut plain = 0;
+        let all = renders();
+        assert!(all.len() >= 60, "only {} JPEG XL files found", all.len());
+        for (name, image) in &all {
+            let Ok(render) = image.render_frame(0) else {
+                continue;
+            };
+            let mut stream = render.stream();
+            let size = (stream.width() * stream.height() * stream.channels()) as usize;
+            let (mut fast, mut slow) = (vec![0u8; size], vec![0u8; size]);
+            stream.write_to_buffer(&mut slow);
+            if write_upright_planes(image, &render, &mut fast) {
+                plain += 1;
+                assert!(fast == slow, "{name}: the row copy differs from the stream");
+            }
+        }
+        // The lossy photos at least take the row copy.
+        assert!(
+            plain >= 20,
+            "only {plain} of {} took the row copy",
+            all.len()
+        );
     }
 }
