@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
     animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, html_boxes_svg,
-    in_html_svg, strips_svg, traced_svg, turned, zlib,
+    in_html_svg, strips_svg, text_cells_svg, traced_svg, turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -108,6 +108,17 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         ("/traced-drawing.svg", traced_svg(&drawing_like, 6)),
         ("/strips-drawing.svg", strips_svg(&drawing_like, 6)),
         ("/traced-photo.svg", traced_svg(&photo, 8)),
+        // Written in coloured characters, which browsers draw with their fonts: a logo
+        // (the drawing-like panorama is past the drawing bound in cells the model still
+        // reads as a drawing), and a photo.
+        (
+            "/text-drawing.svg",
+            text_cells_svg(&fidelity_image("flat_logo_alpha.png"), 8),
+        ),
+        (
+            "/text-photo.svg",
+            text_cells_svg(&fidelity_image("photo_cat.png"), 10),
+        ),
         // Painted by HTML, which resvg does not draw: boxes, and an inline SVG.
         ("/html-boxes-drawing.svg", html_boxes_svg(&drawing_like, 6)),
         (
@@ -683,7 +694,11 @@ fn svgs_are_judged_by_the_images_they_embed() {
             "{path}: {reason}"
         );
     }
-    for path in ["/embedded-photo.svg", "/traced-photo.svg"] {
+    for path in [
+        "/embedded-photo.svg",
+        "/traced-photo.svg",
+        "/text-photo.svg",
+    ] {
         let photo = test.get(path);
         assert_eq!(
             (photo.status, photo.verdict()),
@@ -698,9 +713,15 @@ fn svgs_are_judged_by_the_images_they_embed() {
 #[test]
 fn svgs_are_judged_as_drawn() {
     blocked_by_test_policy("/strips-drawing.svg");
-    // Vectors only: nothing embedded, the drawing decided.
-    let reason = blocked_by_test_policy("/traced-drawing.svg");
-    assert!(reason.starts_with("the SVG as drawn: "), "{reason}");
+    // Vectors only: nothing embedded, the drawing decided; and the same picture written
+    // in coloured characters, drawn with the embedded font.
+    for path in ["/traced-drawing.svg", "/text-drawing.svg"] {
+        let reason = blocked_by_test_policy(path);
+        assert!(
+            reason.starts_with("the SVG as drawn: ") && !reason.contains("undecodable"),
+            "{path}: {reason}"
+        );
+    }
     // A picture HTML paints (CSS pixel art, an inline SVG) is not drawn by us: refused.
     for (path, why) in [
         (

@@ -281,6 +281,47 @@ pub fn traced_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
     svg.into_bytes()
 }
 
+/// `image` written in coloured characters: each row of `cell`×`cell` blocks a `<text>` of
+/// full-block glyphs (U+2588), one `<tspan>` per run of alike colour (as [`traced_svg`]
+/// joins them), at the size where a glyph of the embedded font (DejaVu Sans, whose block
+/// advances 1575/2048 em) is a cell wide. A browser draws it with its own font; so does
+/// the filter, with the one it embeds.
+pub fn text_cells_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
+    let rgb = image.to_rgb8();
+    let (width, height) = rgb.dimensions();
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="DejaVu Sans" font-size="{:.3}">"#,
+        cell as f32 * 2048.0 / 1575.0
+    );
+    let colour = |x: u32, y: u32| {
+        rgb.get_pixel(
+            (x + cell / 2).min(width - 1),
+            (y + cell / 2).min(height - 1),
+        )
+        .0
+    };
+    let alike = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a >> 4 == b >> 4);
+    for y in (0..height).step_by(cell as usize) {
+        svg.push_str(&format!(r#"<text x="0" y="{}">"#, y + cell));
+        let mut x = 0;
+        while x < width {
+            let [r, g, b] = colour(x, y);
+            let mut run = 1;
+            while x + run * cell < width && alike(colour(x + run * cell, y), [r, g, b]) {
+                run += 1;
+            }
+            svg.push_str(&format!(
+                r##"<tspan fill="#{r:02x}{g:02x}{b:02x}">{}</tspan>"##,
+                "\u{2588}".repeat(run as usize)
+            ));
+            x += run * cell;
+        }
+        svg.push_str("</text>");
+    }
+    svg.push_str("</svg>");
+    svg.into_bytes()
+}
+
 /// `image` painted by HTML in a `<foreignObject>`, as CSS pixel art is: one box with a
 /// shadow per `cell`-sized cell, which a browser shows in `<img>` and resvg does not draw.
 pub fn html_boxes_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
