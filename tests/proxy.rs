@@ -113,11 +113,11 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         // reads as a drawing), and a photo.
         (
             "/text-drawing.svg",
-            text_cells_svg(&fidelity_image("flat_logo_alpha.png"), 8),
+            text_cells_svg(&fidelity_image("flat_logo_alpha.png"), 10),
         ),
         (
             "/text-photo.svg",
-            text_cells_svg(&fidelity_image("photo_cat.png"), 10),
+            text_cells_svg(&fidelity_image("photo_cat.png"), 12),
         ),
         // Painted by HTML, which resvg does not draw: boxes, and an inline SVG.
         ("/html-boxes-drawing.svg", html_boxes_svg(&drawing_like, 6)),

@@ -268,17 +268,19 @@ fn drawn<'a, 'input>(
     total
 }
 
-/// What `node`'s text costs to draw, in elements: 2 per character a text node inside a
+/// What `node`'s text costs to draw, in elements: 4 per character a text node inside a
 /// `<text>` draws (shaped, outlined and filled), and 3 per chunk resvg lays out (each
 /// `<text>`, and each absolute `x` or `y` on a text element, which starts one), over the
-/// element itself. Measured natively (Zen 4): 2,000 glyphs in one chunk took 9 ms to
-/// draw, 2,000 each in its own 20-28 ms, where 5,000 rectangles take ~12. Other text (a
-/// `<style>`, a `<title>`) draws nothing.
+/// element itself. Measured in Wasm through `viceroy serve` (Zen 4), the sibling drawing
+/// and judging an SVG used ~20 ms plus ~20 µs per character in a few long lines (2,000:
+/// 54-69 ms) and ~35 µs per character placed on its own (990: 47-66 ms), where a
+/// rectangle costs ~4.5 µs (4,300: ~40 ms). Other text (a `<style>`, a `<title>`) draws
+/// nothing.
 fn glyphs(node: roxmltree::Node) -> u64 {
     if node.is_text() {
         return match node.text() {
             Some(text) if node.ancestors().any(|a| a.tag_name().name() == "text") => {
-                2 * text.chars().filter(|c| !c.is_whitespace()).count() as u64
+                4 * text.chars().filter(|c| !c.is_whitespace()).count() as u64
             }
             _ => 0,
         };
@@ -451,7 +453,7 @@ mod tests {
 
     #[test]
     fn characters_count_toward_the_drawing_bound() {
-        let many = "&#x2588;".repeat(MAX_DRAWN_ELEMENTS as usize + 1);
+        let many = "&#x2588;".repeat(MAX_DRAWN_ELEMENTS as usize / 4 + 1);
         let svg =
             format!(r#"<svg xmlns="http://www.w3.org/2000/svg"><text y="10">{many}</text></svg>"#);
         assert_eq!(
