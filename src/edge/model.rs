@@ -224,6 +224,4 @@ pub extern "C" fn wizer_initialize() {
         unsafe { (*MODEL.0.get()).fill(0) };
     }
     let _ = CLASSIFIER.set(loaded);
-    // The font SVG text is drawn in, parsed into the snapshot rather than per request.
-    edge_moderation::media::svg::prepare_fonts();
 }

@@ -55,8 +55,11 @@ pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
 /// its default font, which draws too. Glyphs it lacks (CJK, colour emoji) are not drawn.
 pub const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
-/// The font database resvg draws text from: [`FONT`] alone, parsed once per instance
-/// (in the Wizer snapshot when `prepare_fonts` runs there).
+/// The font database resvg draws text from: [`FONT`] alone, parsed once per instance, when
+/// an SVG is first drawn. Not in the Wizer snapshot: allocated after the model's arena,
+/// it landed at the top of memory and made the snapshot's data range sparse (13 MB of
+/// data over 96 MB), which would have every instance copy the segments instead of
+/// mapping them (`tests/snapshot.rs`).
 fn fonts() -> Arc<fontdb::Database> {
     static FONTS: OnceLock<Arc<fontdb::Database>> = OnceLock::new();
     FONTS
@@ -76,12 +79,6 @@ fn fonts() -> Arc<fontdb::Database> {
             Arc::new(database)
         })
         .clone()
-}
-
-/// Parses the embedded font now (the Wizer hook calls it, so that requests find it
-/// parsed in the snapshot).
-pub fn prepare_fonts() {
-    fonts();
 }
 
 /// Options for drawing with our font and `image_href_resolver`.

@@ -11,7 +11,7 @@
 mod draw;
 mod html;
 
-pub use draw::{draw, prepare_fonts, MAX_DRAWN_ELEMENTS};
+pub use draw::{draw, MAX_DRAWN_ELEMENTS};
 
 use super::format::{unreadable_image, ImageFormat};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
