@@ -246,6 +246,21 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("finish zlib")
 }
 
+/// The colour at the centre of the `cell`-sized cell at (`x`, `y`), clamped to the image.
+fn cell_colour(rgb: &image::RgbImage, cell: u32, x: u32, y: u32) -> [u8; 3] {
+    let (width, height) = rgb.dimensions();
+    rgb.get_pixel(
+        (x + cell / 2).min(width - 1),
+        (y + cell / 2).min(height - 1),
+    )
+    .0
+}
+
+/// Colours a tracing joins into one run: the same top 4 bits per channel.
+fn alike(a: [u8; 3], b: [u8; 3]) -> bool {
+    a.iter().zip(b).all(|(a, b)| a >> 4 == b >> 4)
+}
+
 /// `image` traced into an SVG of vectors only, as tracing tools do coarsely: each row of
 /// `cell`×`cell` blocks becomes rectangles, a block joining the rectangle on its left
 /// while its colour is alike (same top 4 bits per channel).
@@ -255,14 +270,7 @@ pub fn traced_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" shape-rendering="crispEdges">"#
     );
-    let colour = |x: u32, y: u32| {
-        rgb.get_pixel(
-            (x + cell / 2).min(width - 1),
-            (y + cell / 2).min(height - 1),
-        )
-        .0
-    };
-    let alike = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a >> 4 == b >> 4);
+    let colour = |x: u32, y: u32| cell_colour(&rgb, cell, x, y);
     for y in (0..height).step_by(cell as usize) {
         let mut x = 0;
         while x < width {
@@ -293,14 +301,7 @@ pub fn text_cells_svg(image: &DynamicImage, cell: u32) -> Vec<u8> {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="DejaVu Sans" font-size="{:.3}">"#,
         cell as f32 * 2048.0 / 1575.0
     );
-    let colour = |x: u32, y: u32| {
-        rgb.get_pixel(
-            (x + cell / 2).min(width - 1),
-            (y + cell / 2).min(height - 1),
-        )
-        .0
-    };
-    let alike = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(a, b)| a >> 4 == b >> 4);
+    let colour = |x: u32, y: u32| cell_colour(&rgb, cell, x, y);
     for y in (0..height).step_by(cell as usize) {
         svg.push_str(&format!(r#"<text x="0" y="{}">"#, y + cell));
         let mut x = 0;
