@@ -324,8 +324,8 @@ impl Inference for Relay<'_> {
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
-        let header = job::resumed_header(job.policy, job.state);
-        let judged = send_job(&header, job.image, &self.host).wait(job.policy);
+        let (header, parts) = job::resumed_job(job.policy, job.state, job.image);
+        let judged = send_job(&header, &parts, &self.host).wait(job.policy);
         self.sibling_cpu.extend(judged.cpu);
         judged.moderation
     }
@@ -375,21 +375,21 @@ fn serve_image(mut request: Request) -> Response {
     let mut chain = Vec::new();
     if let Some(state) = job.resume {
         // The coordinator missed the verdict cache and stores what this answers.
-        let (moderation, cpu) = model::moderate_resumed(job.image, state, policy, &host);
+        let (moderation, cpu) = model::moderate_resumed(&job.image, state, policy, &host);
         return answer(job::encode_answer(&moderation), cpu);
     }
     if job.drawing {
         // Not cached here: the coordinator caches the whole SVG's verdict under these
         // bytes, which this part's must not take.
-        let (moderation, cpu) = model::moderate_drawing(job.image, policy, &host);
+        let (moderation, cpu) = model::moderate_drawing(&job.image, policy, &host);
         return answer(job::encode_answer(&moderation), cpu);
     }
-    let content = ContentHash::of(job.image);
+    let content = ContentHash::of(&job.image);
     let (moderation, cached) = cache::judged(&content, policy, || {
-        let Some(format) = ImageFormat::sniff(job.image) else {
+        let Some(format) = ImageFormat::sniff(&job.image) else {
             return Moderation::undecodable(policy, "not an image".into());
         };
-        let (moderation, cpu) = model::moderate(job.image, Subject::Raster(format), policy, &host);
+        let (moderation, cpu) = model::moderate(&job.image, Subject::Raster(format), policy, &host);
         chain = cpu;
         moderation
     });
@@ -415,20 +415,20 @@ pub struct JudgedBySibling {
 /// Sends `image` to a sibling to be judged by `policy`; the answer is collected with
 /// [`PendingImage::wait`], so several images are judged at once.
 pub fn dispatch(image: &[u8], policy: &Policy, host: &str) -> PendingImage {
-    send_job(&job::job_header(policy), image, host)
+    send_job(&job::job_header(policy), &[image], host)
 }
 
 /// Sends an SVG to a sibling to be drawn and its drawing judged by `policy`.
 pub fn dispatch_drawing(svg: &[u8], policy: &Policy, host: &str) -> PendingImage {
-    send_job(&job::drawing_header(policy), svg, host)
+    send_job(&job::drawing_header(policy), &[svg], host)
 }
 
-/// Sends a job (`header`, then the image) to a sibling.
-fn send_job(header: &[u8], image: &[u8], host: &str) -> PendingImage {
+/// Sends a job (`header`, then the image's `parts` in order) to a sibling.
+fn send_job(header: &[u8], parts: &[&[u8]], host: &str) -> PendingImage {
     let mut body = Body::new();
-    let written = body
-        .write_all(header)
-        .and_then(|()| body.write_all(image))
+    let written = std::iter::once(header)
+        .chain(parts.iter().copied())
+        .try_for_each(|part| body.write_all(part))
         .map_err(|e| e.to_string());
     let pending = written
         .and_then(|()| sibling_request(host, IMAGE_ROUTE, body))

@@ -65,7 +65,7 @@ pub trait Inference {
 pub struct Resumed<'a> {
     pub image: &'a [u8],
     pub policy: &'a Policy,
-    /// The decoder's state (`media::jpeg`'s `EMD1`, or `EMP1` for a progressive JPEG).
+    /// The decoder's state (`media::jpeg`'s `EMD2`, or `EMP2` for a progressive JPEG).
     pub state: &'a [u8],
 }
 

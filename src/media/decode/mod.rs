@@ -138,6 +138,13 @@ pub fn decode_resumable(
     let (gathered, mut image) = match gather {
         Some(Ok(Gather::Done(gathered, preview))) => (Some(gathered), preview),
         Some(Ok(Gather::Suspended(state))) => return Ok(Decoding::Suspended { state }),
+        // A resumed job's image lacks the data already decoded (the job leaves it out):
+        // another decoder would read zeros there, and judge an image without its top.
+        _ if from.is_some() => {
+            return Err(DecodeError::Corrupt(
+                "JPEG not decodable on from where another instance stopped".into(),
+            ))
+        }
         _ => (None, None),
     };
     if image.is_none() {
@@ -206,6 +213,32 @@ mod tests {
             )
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_resumed_jpeg_is_decoded_on_or_refused_never_decoded_another_way() {
+        let bytes = encoded(ImageFormat::Jpeg, 300, 200);
+        let suspended = decode_resumable(&bytes, ImageFormat::Jpeg, LIMITS, None, &mut |_| true);
+        let Ok(Decoding::Suspended { state }) = suspended else {
+            panic!("not suspended");
+        };
+        let resumed =
+            decode_resumable(&bytes, ImageFormat::Jpeg, LIMITS, Some(&state), &mut |_| {
+                false
+            });
+        assert!(matches!(resumed, Ok(Decoding::Done(_))));
+        // A state the sampled decoder refuses: the image (whose decoded part a job leaves
+        // out) goes to no other decoder.
+        let mut damaged = state.clone();
+        damaged[0] ^= 0xFF;
+        let refused = decode_resumable(
+            &bytes,
+            ImageFormat::Jpeg,
+            LIMITS,
+            Some(&damaged),
+            &mut |_| false,
+        );
+        assert!(matches!(refused, Err(DecodeError::Corrupt(_))));
     }
 
     #[test]

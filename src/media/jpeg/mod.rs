@@ -25,7 +25,8 @@ mod resume;
 use huffman::{Bits, Table};
 use image::{DynamicImage, GrayImage, RgbImage};
 use pixels::{BoxBasis, Coefficients, Idct, Upsampling, YccToRgb};
-use resume::{Planes, ScanPosition, Stopped, StoppedBands};
+pub use resume::unread_span;
+use resume::{Plane, Planes, ScanPosition, Stopped, StoppedBands};
 
 /// Why the sampled decode did not produce pixels.
 #[derive(Debug, PartialEq)]
@@ -497,8 +498,8 @@ impl Started {
             .iter_mut()
             .map(|w| {
                 (
-                    std::mem::take(&mut w.samples),
-                    std::mem::take(&mut w.preview),
+                    Plane::compact(std::mem::take(&mut w.samples)),
+                    Plane::compact(std::mem::take(&mut w.preview)),
                 )
             })
             .collect()
@@ -509,11 +510,10 @@ impl Started {
         if self.wanted.len() != planes.len() {
             return Err(JpegError::Corrupt("the state's components differ"));
         }
+        let differ = || JpegError::Corrupt("the state's planes differ");
         for (wanted, (samples, preview)) in self.wanted.iter_mut().zip(planes) {
-            if samples.len() != wanted.samples.len() || preview.len() != wanted.preview.len() {
-                return Err(JpegError::Corrupt("the state's planes differ"));
-            }
-            (wanted.samples, wanted.preview) = (samples, preview);
+            wanted.samples = samples.expand(wanted.samples.len()).ok_or_else(differ)?;
+            wanted.preview = preview.expand(wanted.preview.len()).ok_or_else(differ)?;
         }
         Ok(())
     }
@@ -908,11 +908,23 @@ mod tests {
 
     /// Decodes `bytes` stopping at every chance, each part from the state the previous
     /// one left; returns the result and how many times it stopped.
-    fn decode_in_parts(bytes: &[u8]) -> (Sampled, usize) {
+    /// Decodes `bytes` stopping at every chance; each resumed part gets the image with
+    /// the spans its state says it will not read overwritten (a resumed job leaves them
+    /// out), so a wrong span shows as wrong pixels. Also returns the stops made, and the
+    /// bytes left out over all of them.
+    fn decode_in_parts(bytes: &[u8]) -> (Sampled, usize, usize) {
         let (mut state, mut stops) = (None::<Vec<u8>>, 0);
+        let mut left_out = 0;
         loop {
-            match decode_resumable(bytes, everything, state.as_deref(), &mut |_| true).unwrap() {
-                Progress::Done(sampled) => return (sampled, stops),
+            let mut given = bytes.to_vec();
+            if let Some(state) = &state {
+                if let Some(span) = unread_span(bytes, state) {
+                    left_out += span.len();
+                    given[span].fill(0x5A);
+                }
+            }
+            match decode_resumable(&given, everything, state.as_deref(), &mut |_| true).unwrap() {
+                Progress::Done(sampled) => return (sampled, stops, left_out),
                 Progress::Suspended { state: next } => {
                     state = Some(next);
                     stops += 1;
@@ -947,7 +959,13 @@ mod tests {
             };
             encoder.encode(pixels, width, height, colour).unwrap();
             let whole = decode_sampled(&bytes, everything).unwrap();
-            let (parts, stops) = decode_in_parts(&bytes);
+            let (parts, stops, left_out) = decode_in_parts(&bytes);
+            // What each part decoded is left out of the next one's image.
+            assert!(
+                left_out > bytes.len() * stops / 4,
+                "{left_out} of {}",
+                bytes.len()
+            );
             let rows = u32::from(height).div_ceil(mcu_side);
             let expected_stops = rows.div_ceil(rows.div_ceil(8)) as usize - 1;
             let case = format!("{sampling:?}, restart {restart}, {colour:?}");
@@ -994,7 +1012,7 @@ mod tests {
             let whole = decode_sampled(&progressive, everything).unwrap();
             assert_eq!(whole.pixels, sequential.pixels, "{case}");
             assert_eq!(whole.preview, sequential.preview, "{case}");
-            let (parts, stops) = decode_in_parts(&progressive);
+            let (parts, stops, _) = decode_in_parts(&progressive);
             assert!(stops >= 3, "{case}: stopped {stops} times");
             assert_eq!(parts.pixels, whole.pixels, "{case}");
             assert_eq!(parts.preview, whole.preview, "{case}");

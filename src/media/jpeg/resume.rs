@@ -4,17 +4,18 @@
 //! reader's position, the DC predictors, and the samples gathered so far.
 //!
 //! ```text
-//! "EMD1" | frame at: u32 | scan at: u32 | tables: u16, u32 each | MCU row: u32
+//! "EMD2" | frame at: u32 | scan at: u32 | tables: u16, u32 each | MCU row: u32
 //!        | MCU: u32 | bit position: u32 | bit buffer: u64 | bit count: u8
 //!        | at marker: u8 | predictors: u8, i32 each
-//!        | components: u8, then each: samples: u32 + bytes, preview: u32 + bytes
+//!        | components: u8, then each: samples, then preview, each a plane
+//! plane: length: u32 | fill: u8 | stored: u32 | that many bytes (the rest are the fill)
 //! ```
 //!
 //! A progressive decode ([`super::progressive`]) stops between two bands of MCU rows
 //! instead, and its state names every scan, each with its own reader:
 //!
 //! ```text
-//! "EMP1" | frame at: u32 | segments (DQT, DHT, DRI, SOS in file order): u16, u32 each
+//! "EMP2" | frame at: u32 | segments (DQT, DHT, DRI, SOS in file order): u16, u32 each
 //!        | next MCU row: u32 | scans: u8, then each: bit position: u32
 //!        | bit buffer: u64 | bit count: u8 | at marker: u8 | EOB run: u32 | MCU: u32
 //!        | predictors: u8, i32 each
@@ -24,12 +25,21 @@
 //! All little-endian. A state is checked whole before use (a damaged one is
 //! [`JpegError::Corrupt`], never a panic); the resuming decoder also checks that it fits
 //! the image (markers where the state says, sample counts the plan gives).
+//!
+//! A state travels to another instance, and reading a job costs that instance CPU
+//! (~1.5 ms per MB under Viceroy, most of it the fresh pages it lands in), so it is kept
+//! small: a plane is filled row by row, and its rows not yet decoded (all one value) are
+//! not stored; and [`unread_span`] names the image's bytes the resumed decode will not read,
+//! which the job leaves out.
 
 use super::huffman::BitsState;
-use super::JpegError;
+use super::{segment, JpegError};
+use std::ops::Range;
 
-const MAGIC: &[u8; 4] = b"EMD1";
-const BANDS_MAGIC: &[u8; 4] = b"EMP1";
+/// Version 2: planes without their trailing zeros (version 1, with them, is refused:
+/// only instances of one service version exchange states, except across a deploy).
+const MAGIC: &[u8; 4] = b"EMD2";
+const BANDS_MAGIC: &[u8; 4] = b"EMP2";
 /// Table segments a state can name; a file with more is decoded in one instance.
 pub(super) const MAX_TABLE_SEGMENTS: usize = 4096;
 /// Scans a progressive decode reads (libjpeg's scripts use about ten); a file with more
@@ -37,7 +47,45 @@ pub(super) const MAX_TABLE_SEGMENTS: usize = 4096;
 pub(super) const MAX_SCANS: usize = 128;
 
 /// Per component: the wanted samples and the preview plane gathered so far.
-pub(super) type Planes = Vec<(Vec<u8>, Vec<u8>)>;
+pub(super) type Planes = Vec<(Plane, Plane)>;
+
+/// A plane as a state carries it: its bytes up to the last that differs from the
+/// `fill` after it (a plane not yet decoded to its end holds its initial value there).
+#[derive(Debug, PartialEq)]
+pub(super) struct Plane {
+    pub length: usize,
+    pub fill: u8,
+    pub head: Vec<u8>,
+}
+
+impl Plane {
+    /// `bytes` without the run of its last value at its end (moved, not copied).
+    pub fn compact(mut bytes: Vec<u8>) -> Plane {
+        let length = bytes.len();
+        let fill = bytes.last().copied().unwrap_or(0);
+        let head = bytes
+            .iter()
+            .rposition(|&b| b != fill)
+            .map_or(0, |last| last + 1);
+        bytes.truncate(head);
+        Plane {
+            length,
+            fill,
+            head: bytes,
+        }
+    }
+
+    /// The whole plane, when its length is the `expected` one (checked before anything
+    /// is allocated for it: the length comes from the state).
+    pub fn expand(self, expected: usize) -> Option<Vec<u8>> {
+        if self.length != expected || self.head.len() > expected {
+            return None;
+        }
+        let mut whole = self.head;
+        whole.resize(expected, self.fill);
+        Some(whole)
+    }
+}
 
 /// Where a scan stopped.
 #[derive(Debug, PartialEq)]
@@ -64,8 +112,7 @@ pub(super) struct Stopped {
 
 impl Stopped {
     pub fn encode(&self) -> Vec<u8> {
-        let sizes: usize = self.planes.iter().map(|(s, p)| 8 + s.len() + p.len()).sum();
-        let mut out = Vec::with_capacity(64 + 4 * self.tables_at.len() + sizes);
+        let mut out = Vec::with_capacity(64 + 4 * self.tables_at.len() + planes_size(&self.planes));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.frame_at.to_le_bytes());
         out.extend_from_slice(&self.scan_at.to_le_bytes());
@@ -144,9 +191,9 @@ impl StoppedBands {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let sizes: usize = self.planes.iter().map(|(s, p)| 8 + s.len() + p.len()).sum();
-        let mut out =
-            Vec::with_capacity(64 + 4 * self.segments_at.len() + 48 * self.cursors.len() + sizes);
+        let mut out = Vec::with_capacity(
+            64 + 4 * self.segments_at.len() + 48 * self.cursors.len() + planes_size(&self.planes),
+        );
         out.extend_from_slice(BANDS_MAGIC);
         out.extend_from_slice(&self.frame_at.to_le_bytes());
         out.extend_from_slice(&(self.segments_at.len() as u16).to_le_bytes());
@@ -216,13 +263,41 @@ fn write_predictors(out: &mut Vec<u8>, predictors: &[i32]) {
     }
 }
 
+fn planes_size(planes: &Planes) -> usize {
+    let size = |plane: &Plane| 9 + plane.head.len();
+    planes.iter().map(|(s, p)| size(s) + size(p)).sum()
+}
+
 fn write_planes(out: &mut Vec<u8>, planes: &Planes) {
     out.push(planes.len() as u8);
     for (samples, preview) in planes {
         for plane in [samples, preview] {
-            out.extend_from_slice(&(plane.len() as u32).to_le_bytes());
-            out.extend_from_slice(plane);
+            out.extend_from_slice(&(plane.length as u32).to_le_bytes());
+            out.push(plane.fill);
+            out.extend_from_slice(&(plane.head.len() as u32).to_le_bytes());
+            out.extend_from_slice(&plane.head);
         }
+    }
+}
+
+/// The bytes of `image` a decode resumed from `state` will not read: the scan's
+/// entropy-coded data before its reader's position (the rows already decoded). The
+/// reader only moves forward, and the tables, frame and scan header the state points at
+/// lie outside it. None when the state does not parse, and for a progressive decode's:
+/// image-rs's JPEG decoder, which reads the header of every job's image, walks a
+/// progressive file's scans and refuses one with a hole in them.
+pub fn unread_span(image: &[u8], state: &[u8]) -> Option<Range<usize>> {
+    if StoppedBands::is_one(state) {
+        return None;
+    }
+    let stopped = Stopped::decode(state).ok()?;
+    let position = stopped.scan.bits.position;
+    match segment(image, stopped.scan_at as usize) {
+        // The scan's data starts just after its header.
+        Ok((0xDA, _, start)) if start < position && position <= image.len() => {
+            Some(start..position)
+        }
+        _ => None,
     }
 }
 
@@ -271,20 +346,28 @@ impl Reader<'_> {
             .map(|_| Ok((self.plane()?, self.plane()?)))
             .collect()
     }
-    fn plane(&mut self) -> Result<Vec<u8>, JpegError> {
-        let length = self.u32()? as usize;
-        if self.0.len() < length {
+    fn plane(&mut self) -> Result<Plane, JpegError> {
+        let (length, fill, stored) = (self.u32()? as usize, self.u8()?, self.u32()? as usize);
+        if stored > length || self.0.len() < stored {
             return Err(BAD);
         }
-        let (plane, rest) = self.0.split_at(length);
+        let (head, rest) = self.0.split_at(stored);
         self.0 = rest;
-        Ok(plane.to_vec())
+        Ok(Plane {
+            length,
+            fill,
+            head: head.to_vec(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plane(bytes: Vec<u8>) -> Plane {
+        Plane::compact(bytes)
+    }
 
     fn sample() -> Stopped {
         Stopped {
@@ -303,9 +386,9 @@ mod tests {
                 predictors: vec![-5, 7, 0],
             },
             planes: vec![
-                (vec![1, 2, 3], vec![4; 10]),
-                (vec![], vec![9]),
-                (vec![5], vec![]),
+                (plane(vec![1, 2, 3]), plane(vec![4; 10])),
+                (plane(vec![]), plane(vec![9])),
+                (plane(vec![5]), plane(vec![])),
             ],
         }
     }
@@ -327,7 +410,10 @@ mod tests {
             segments_at: vec![2, 70, 600, 1400],
             next_row: 5,
             cursors: vec![cursor(610, 0), cursor(1410, 31)],
-            planes: vec![(vec![1, 2], vec![3]), (vec![4], vec![5, 6])],
+            planes: vec![
+                (plane(vec![1, 2]), plane(vec![3])),
+                (plane(vec![4]), plane(vec![5, 6, 128, 128])),
+            ],
         }
     }
 
