@@ -27,7 +27,7 @@
 //! the image (markers where the state says, sample counts the plan gives).
 //!
 //! A state travels to another instance, and reading a job costs that instance CPU
-//! (~1.5 ms per MB under Viceroy, most of it the fresh pages it lands in), so it is kept
+//! (1.1–3 ms per MB under Viceroy, most of it the fresh pages it lands in), so it is kept
 //! small: a plane is filled row by row, and its rows not yet decoded (all one value) are
 //! not stored; and [`unread_span`] names the image's bytes the resumed decode will not read,
 //! which the job leaves out.
@@ -36,8 +36,8 @@ use super::huffman::BitsState;
 use super::{segment, JpegError};
 use std::ops::Range;
 
-/// Version 2: planes without their trailing zeros (version 1, with them, is refused:
-/// only instances of one service version exchange states, except across a deploy).
+/// Version 2: planes without their undecoded tail (version 1, with it, is refused: only
+/// instances of one service version exchange states, except across a deploy).
 const MAGIC: &[u8; 4] = b"EMD2";
 const BANDS_MAGIC: &[u8; 4] = b"EMP2";
 /// Table segments a state can name; a file with more is decoded in one instance.
