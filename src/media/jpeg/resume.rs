@@ -27,7 +27,7 @@
 //! the image (markers where the state says, sample counts the plan gives).
 //!
 //! A state travels to another instance, and reading a job costs that instance CPU
-//! (1.1–3 ms per MB under Viceroy, most of it the fresh pages it lands in), so it is kept
+//! (1.1–3 ms per MB under Viceroy, likely the fresh pages it lands in), so it is kept
 //! small: a plane is filled row by row, and its rows not yet decoded (all one value) are
 //! not stored; and [`unread_span`] names the image's bytes the resumed decode will not read,
 //! which the job leaves out.
