@@ -29,6 +29,7 @@
 use super::handoff::HandoffError;
 use super::record;
 use super::Moderation;
+use crate::media::decode::resumed_reads_only_the_scan;
 use crate::media::jpeg;
 use crate::policy::Policy;
 use std::borrow::Cow;
@@ -63,9 +64,13 @@ pub fn drawing_header(policy: &Policy) -> Vec<u8> {
 }
 
 /// A resumed job: its header, and the parts of `image` that follow it in order (the
-/// image without the spans the resumed decode will not read).
+/// image without the spans the resumed decode will not read; all of it when the sibling
+/// will decode it again in full, as it does a JPEG too small to reduce).
 pub fn resumed_job<'i>(policy: &Policy, state: &[u8], image: &'i [u8]) -> (Vec<u8>, Vec<&'i [u8]>) {
-    let left_out: Vec<Range<usize>> = jpeg::unread_span(image, state).into_iter().collect();
+    let left_out: Vec<Range<usize>> = jpeg::unread_span(image, state)
+        .filter(|_| resumed_reads_only_the_scan(image))
+        .into_iter()
+        .collect();
     let mut header = framed(
         RESUMED,
         &policy_json(policy),
@@ -248,17 +253,21 @@ mod tests {
         assert_eq!(back.scores, moderation.scores);
     }
 
-    /// A JPEG stopped part-way (its first rows decoded), and the state it left.
-    fn stopped_jpeg() -> (Vec<u8>, Vec<u8>) {
-        let pixels: Vec<u8> = (0..256 * 256 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    /// A `side`×`side` JPEG stopped part-way (its first rows decoded), and the state it
+    /// left.
+    fn stopped_jpeg(side: u16) -> (Vec<u8>, Vec<u8>) {
+        let pixels: Vec<u8> = (0..u32::from(side) * u32::from(side) * 3)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         let mut image = Vec::new();
         jpeg_encoder::Encoder::new(&mut image, 85)
-            .encode(&pixels, 256, 256, jpeg_encoder::ColorType::Rgb)
+            .encode(&pixels, side, side, jpeg_encoder::ColorType::Rgb)
             .unwrap();
+        let last = u32::from(side) - 1;
         let plan = |_, _| {
             Some(jpeg::Plan {
-                rows: vec![0, 255],
-                columns: vec![0, 255],
+                rows: vec![0, last],
+                columns: vec![0, last],
                 preview_per_block: 1,
             })
         };
@@ -276,7 +285,12 @@ mod tests {
     #[test]
     fn a_resumed_job_leaves_out_what_was_decoded_and_restores_it_as_zeros() {
         let policy = Policy::default();
-        let (image, state) = stopped_jpeg();
+        // Too small to reduce: the sibling decodes it again in full, so it all goes.
+        let (small, state) = stopped_jpeg(256);
+        assert!(jpeg::unread_span(&small, &state).is_some());
+        assert_eq!(resumed_job(&policy, &state, &small).1, [&small[..]]);
+        // Large enough to reduce: the decoded rows' data stays behind.
+        let (image, state) = stopped_jpeg(800);
         let spans: Vec<_> = jpeg::unread_span(&image, &state).into_iter().collect();
         let left_out: usize = spans.iter().map(Range::len).sum();
         assert!(spans.len() == 1 && left_out > image.len() / 10, "{spans:?}");
@@ -293,7 +307,9 @@ mod tests {
             (&job.image[..], job.resume),
             (&expected[..], Some(&state[..]))
         );
-        for cut in 0..sent.len() {
+        // Cut anywhere in the header, or short of the image's last byte.
+        let header = header_size(&state, spans.len());
+        for cut in (0..header).chain([header + 1, sent.len() - 1]) {
             assert!(decode_job(&sent[..cut]).is_err(), "cut at {cut}");
         }
         // Spans out of order, past the image, or an image beyond the policy's limit.

@@ -18,6 +18,15 @@ use std::io::Cursor;
 /// turn it off (`limits.reduced_jpeg_decode`).
 pub const REDUCED_MIN_SIDE: u32 = 384;
 
+/// Whether a resumed sampled decode of `bytes` reads nothing of them beyond its state's
+/// scan: an image large enough to reduce gets its reduced image from the same pass; a
+/// smaller one is decoded again in full after it, from all its bytes (so a resumed job
+/// must carry them all).
+pub fn resumed_reads_only_the_scan(bytes: &[u8]) -> bool {
+    crate::media::jpeg::dimensions(bytes)
+        .is_ok_and(|(width, height)| reduced_eighths(width, height) < 8)
+}
+
 /// The DCT scale (eighths) that still leaves `REDUCED_MIN_SIDE` pixels on each axis.
 fn reduced_eighths(width: u32, height: u32) -> u32 {
     let keeps = |side: u32, eighths: u32| side.div_ceil(8 / eighths) >= side.min(REDUCED_MIN_SIDE);
