@@ -33,6 +33,7 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let mut fixtures = format_images();
         fixtures.insert("/progressive.jpg", progressive_jpeg());
+        fixtures.insert("/large.jpg", large_jpeg());
         let (photo, drawing) = (
             support::fidelity_image("photo_coffee.png"),
             support::fidelity_image("drawing_stick_figure.png"),
@@ -78,6 +79,23 @@ fn progressive_jpeg() -> Resource {
     Resource::bytes("image/jpeg", jpeg)
 }
 
+/// A baseline JPEG large enough to be decoded reduced (both sides over 768 px): the
+/// siblings that resume its decode get jobs without the data already decoded.
+fn large_jpeg() -> Resource {
+    let photo = support::fidelity_image("photo_coffee.png");
+    let rgb = photo
+        .resize_exact(1024, 800, FilterType::Triangle)
+        .to_rgb8();
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 85)
+        .encode(rgb.as_raw(), 1024, 800, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    assert!(edge_moderation::media::decode::resumed_reads_only_the_scan(
+        &jpeg
+    ));
+    Resource::bytes("image/jpeg", jpeg)
+}
+
 /// How many times a JPEG's decode stops when every instance hands on as soon as it may.
 fn decode_stops(jpeg: &[u8]) -> usize {
     let plan = |width: u32, height: u32| {
@@ -104,6 +122,7 @@ fn decode_stops(jpeg: &[u8]) -> usize {
 fn an_inference_handed_across_instances_scores_like_one_instance() {
     for path in [
         "/photo.jpg",
+        "/large.jpg",
         "/progressive.jpg",
         "/rocket.png",
         "/drawing.webp",
