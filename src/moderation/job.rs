@@ -29,8 +29,7 @@
 use super::handoff::HandoffError;
 use super::record;
 use super::Moderation;
-use crate::media::decode::resumed_reads_only_the_scan;
-use crate::media::jpeg;
+use crate::media::decode;
 use crate::policy::Policy;
 use std::borrow::Cow;
 use std::ops::Range;
@@ -67,10 +66,7 @@ pub fn drawing_header(policy: &Policy) -> Vec<u8> {
 /// image without the spans the resumed decode will not read; all of it when the sibling
 /// will decode it again in full, as it does a JPEG too small to reduce).
 pub fn resumed_job<'i>(policy: &Policy, state: &[u8], image: &'i [u8]) -> (Vec<u8>, Vec<&'i [u8]>) {
-    let left_out: Vec<Range<usize>> = jpeg::unread_span(image, state)
-        .filter(|_| resumed_reads_only_the_scan(image))
-        .into_iter()
-        .collect();
+    let left_out: Vec<Range<usize>> = decode::unread_span(image, state).into_iter().collect();
     let mut header = framed(
         RESUMED,
         &policy_json(policy),
@@ -209,6 +205,7 @@ fn unframe_length(bytes: &[u8]) -> Result<(&[u8], &[u8]), HandoffError> {
 mod tests {
     use super::*;
     use crate::classifier::Scores;
+    use crate::media::jpeg;
     use crate::media::ImageFormat;
     use crate::moderation::{Outcome, Reason, Timings};
 
@@ -291,7 +288,7 @@ mod tests {
         assert_eq!(resumed_job(&policy, &state, &small).1, [&small[..]]);
         // Large enough to reduce: the decoded rows' data stays behind.
         let (image, state) = stopped_jpeg(800);
-        let spans: Vec<_> = jpeg::unread_span(&image, &state).into_iter().collect();
+        let spans: Vec<_> = decode::unread_span(&image, &state).into_iter().collect();
         let left_out: usize = spans.iter().map(Range::len).sum();
         assert!(spans.len() == 1 && left_out > image.len() / 10, "{spans:?}");
         let (header, parts) = resumed_job(&policy, &state, &image);

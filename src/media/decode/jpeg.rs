@@ -8,6 +8,7 @@ use crate::media::jpeg::{decode_resumable, Plan, Progress};
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::io::Cursor;
+use std::ops::Range;
 
 /// The fewest pixels a reduced decode leaves on each axis (where the image has them).
 /// A reduced decode averages pixels where nsfwjs's resize samples them, and the model
@@ -18,13 +19,16 @@ use std::io::Cursor;
 /// turn it off (`limits.reduced_jpeg_decode`).
 pub const REDUCED_MIN_SIDE: u32 = 384;
 
-/// Whether a resumed sampled decode of `bytes` reads nothing of them beyond its state's
-/// scan: an image large enough to reduce gets its reduced image from the same pass; a
-/// smaller one is decoded again in full after it, from all its bytes (so a resumed job
-/// must carry them all).
-pub fn resumed_reads_only_the_scan(bytes: &[u8]) -> bool {
-    crate::media::jpeg::dimensions(bytes)
-        .is_ok_and(|(width, height)| reduced_eighths(width, height) < 8)
+/// The bytes of `image` that a decode resumed from `state` here never reads (the
+/// sampled decoder's [`crate::media::jpeg::unread_span`]), which a resumed job may leave
+/// out. None for an image too small to reduce: it is decoded again in full after its
+/// sampled pass, from all its bytes, for its reduced image.
+pub fn unread_span(image: &[u8], state: &[u8]) -> Option<Range<usize>> {
+    let (width, height) = crate::media::jpeg::dimensions(image).ok()?;
+    if reduced_eighths(width, height) == 8 {
+        return None;
+    }
+    crate::media::jpeg::unread_span(image, state)
 }
 
 /// The DCT scale (eighths) that still leaves `REDUCED_MIN_SIDE` pixels on each axis.

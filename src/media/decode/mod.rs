@@ -23,7 +23,7 @@ use image::metadata::Orientation;
 use image::{ColorType, DynamicImage};
 
 pub use avif::declared_avif_size;
-pub use jpeg::{resumed_reads_only_the_scan, REDUCED_MIN_SIDE};
+pub use jpeg::{unread_span, REDUCED_MIN_SIDE};
 pub use jxl::declared_jxl_size;
 
 /// Bounds on what we agree to decode.
