@@ -8,12 +8,14 @@
 //! is refused as undrawable (the policy's `on_undecodable`); its embedded images are still
 //! judged one by one.
 //!
-//! Not reasons: text (diagram tools write their labels as HTML, and text is not drawn
-//! anywhere, see `draw`), and a few painted boxes (label backgrounds, borders). CSS can
-//! carry a picture's information in any property (a colour, an opacity, a number per
-//! element fed to `calc()`), so painted boxes are counted, not colours: every element that
-//! may paint, and every entry of a painted list (shadows, background layers, gradient
-//! stops), against [`MAX_HTML_PAINT`].
+//! Not reasons: text (diagram tools write their labels as HTML), and a few painted boxes
+//! (label backgrounds, borders). CSS can carry a picture's information in any property (a
+//! colour, an opacity, a number per element fed to `calc()`), so painted boxes are
+//! counted, not colours: every element that may paint, and every entry of a painted list
+//! (shadows, background layers, gradient stops), against [`MAX_HTML_PAINT`]. Text draws a
+//! picture too (full blocks coloured run by run, shades of block characters, emoji as
+//! pixels), so each styled run of text counts as a box, and each character that is a
+//! picture element on its own ([`is_picture_character`]) as one.
 
 use super::{data_uris, is_image_uri};
 
@@ -58,6 +60,11 @@ const PAINT_ATTRIBUTES: [&str; 6] = [
     "rules",
 ];
 
+/// HTML elements that style the text they hold with no CSS (a colour, a weight, a size).
+const TEXT_STYLING_ELEMENTS: [&str; 12] = [
+    "font", "b", "strong", "i", "em", "u", "s", "small", "big", "sub", "sup", "code",
+];
+
 /// HTML elements a browser paints with no CSS at all.
 const PAINTED_ELEMENTS: [&str; 17] = [
     "input", "button", "select", "textarea", "progress", "meter", "hr", "mark", "fieldset",
@@ -96,6 +103,21 @@ pub fn unseen(document: &roxmltree::Document) -> Option<&'static str> {
     None
 }
 
+/// Whether `element` holds text of its own (a run a style may colour).
+fn holds_text(element: roxmltree::Node) -> bool {
+    element
+        .children()
+        .any(|child| child.is_text() && child.text().is_some_and(|t| !t.trim().is_empty()))
+}
+
+/// Whether `c` is a picture element on its own, drawn solid or in colour whatever the
+/// style: block elements and shades (U+2580..259F), geometric shapes (U+25A0..25FF, and
+/// the supplement U+1F780..1F7FF with the coloured squares and circles), and emoji
+/// (pictographs in U+1F000..1FAFF, U+2600..27BF and U+2B00..2BFF).
+pub fn is_picture_character(c: char) -> bool {
+    matches!(u32::from(c), 0x2580..=0x25FF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0x1F000..=0x1FAFF)
+}
+
 fn is_foreign_object(node: roxmltree::Node) -> bool {
     node.tag_name().name() == "foreignObject"
 }
@@ -119,7 +141,15 @@ fn painted_boxes(document: &roxmltree::Document, html: &[roxmltree::Node]) -> us
         || document
             .descendants()
             .any(|node| node.pi().is_some_and(|pi| pi.target == "xml-stylesheet"));
+    // A sheet that sets anything may style text by element, class or position.
+    let sheets_style = sheets.paints || sheets.declarations > 0;
     let mut total = sheets.entries;
+    for text in html
+        .iter()
+        .filter_map(|node| node.text().filter(|_| node.is_text()))
+    {
+        total = total.saturating_add(text.chars().filter(|&c| is_picture_character(c)).count());
+    }
     for element in html.iter().filter(|node| node.is_element()) {
         let inline = element
             .attribute("style")
@@ -135,7 +165,12 @@ fn painted_boxes(document: &roxmltree::Document, html: &[roxmltree::Node]) -> us
                     || PAINT_ATTRIBUTES
                         .iter()
                         .any(|name| element.has_attribute(*name))
-                    || PAINTED_ELEMENTS.contains(&element.tag_name().name()),
+                    || PAINTED_ELEMENTS.contains(&element.tag_name().name())
+                    || (holds_text(*element)
+                        && (sheets_style
+                            || inline.declarations > 0
+                            || element.has_attribute("color")
+                            || TEXT_STYLING_ELEMENTS.contains(&element.tag_name().name()))),
             )
         });
     }
@@ -150,6 +185,8 @@ struct Paint {
     /// Entries of painted lists beyond the first: the commas in painting declarations (an
     /// upper bound on shadows, layers and gradient stops).
     entries: usize,
+    /// Declarations of any property (each may style text: a colour, an opacity).
+    declarations: usize,
 }
 
 impl Paint {
@@ -158,12 +195,13 @@ impl Paint {
         // An imported sheet is not read; escapes can spell any property.
         let mut paint = Paint {
             paints: css.contains("@import"),
-            entries: 0,
+            ..Paint::default()
         };
         for declaration in css.split([';', '{', '}']) {
             let Some((property, value)) = declaration.split_once(':') else {
                 continue;
             };
+            paint.declarations = paint.declarations.saturating_add(1);
             let property = property.trim().to_ascii_lowercase();
             let property = ["-webkit-", "-moz-", "-ms-", "-o-"]
                 .iter()
@@ -184,6 +222,7 @@ impl Paint {
     fn add(&mut self, other: Paint) {
         self.paints |= other.paints;
         self.entries = self.entries.saturating_add(other.entries);
+        self.declarations = self.declarations.saturating_add(other.declarations);
     }
 }
 
@@ -302,6 +341,41 @@ mod tests {
     }
 
     #[test]
+    fn pictures_made_of_text_are_refused() {
+        // Full blocks coloured run by run: inline, by `<font>`, by classes of a sheet.
+        let runs: String = (0..300)
+            .map(|i| {
+                format!(
+                    r##"<span style="color:#{:06x}">&#x2588;&#x2588;</span>"##,
+                    i * 977
+                )
+            })
+            .collect();
+        assert_eq!(verdict(&in_html(&runs)), BOXES);
+        let fonts =
+            r##"<font color="#804020">&#x2588;</font><font color="#ffe0c0">&#x2588;</font>"##
+                .repeat(150);
+        assert_eq!(verdict(&in_html(&fonts)), BOXES);
+        let classes = format!(
+            "<style>.r{{color:red}}.b{{color:blue}}</style>{}",
+            r#"<span class="r">&#x2588;</span><span class="b">&#x2588;</span>"#.repeat(150)
+        );
+        assert_eq!(verdict(&in_html(&classes)), BOXES);
+        // Emoji as pixels, and shades of one colour, in a single run of text.
+        assert_eq!(
+            verdict(&in_html(&"&#x1F7E5;&#x1F7E7;&#x1F7E8;".repeat(100))),
+            BOXES
+        );
+        assert_eq!(
+            verdict(&in_html(&"&#x2591;&#x2592;&#x2593;&#x2588;".repeat(80))),
+            BOXES
+        );
+        // A few emoji and coloured words in a label are no reason.
+        let label = r#"<p>Done &#x2705; <span style="color:green">passed</span> &#x1F600;</p>"#;
+        assert_eq!(verdict(&in_html(&label.repeat(20))), None);
+    }
+
+    #[test]
     fn an_inline_svg_drawing_is_refused() {
         let nested = r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><path d="M0 0h40v40z"/></svg>"#;
         assert_eq!(
@@ -319,7 +393,8 @@ mod tests {
             Paint::of("color: red; background-image: linear-gradient(red, blue)"),
             Paint {
                 paints: true,
-                entries: 1
+                entries: 1,
+                declarations: 2
             }
         );
         assert!(!Paint::of("a:hover { color: red }").paints);
