@@ -57,12 +57,12 @@ pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
 pub const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 /// What text falls back to for characters DejaVu Sans lacks, as a browser falls back to
-/// its emoji and CJK fonts: each colour emoji as 2x2 squares of its average colours
-/// (COLR), each CJK character as a frame with a cross carrying its ink
+/// its emoji and CJK fonts: each colour emoji as one square of its average colour over
+/// the box it inks (COLR), each CJK character as a frame with a cross carrying its ink
 /// (`scripts/fallback_font.py`, from Noto Color Emoji and Noto Sans CJK). A picture laid
 /// out in emoji (one coloured square per pixel) or in CJK characters of different
 /// darkness is judged as the browser shows it at the model's scale, where each glyph is
-/// its colour and darkness. 540 KB, where the real fonts would take ~30 MB.
+/// its colour and darkness. 0.55 MB, where the real fonts would take ~30 MB.
 pub const FALLBACK_FONT: &[u8] = include_bytes!("../../../assets/fonts/Fallback.ttf");
 
 /// The font database resvg draws text from: [`FONT`], then [`FALLBACK_FONT`] for the

@@ -114,7 +114,7 @@ fn holds_text(element: roxmltree::Node) -> bool {
 /// style: block elements and shades (U+2580..259F), geometric shapes (U+25A0..25FF, and
 /// the supplement U+1F780..1F7FF with the coloured squares and circles), and emoji
 /// (pictographs in U+1F000..1FAFF, U+2600..27BF and U+2B00..2BFF).
-pub fn is_picture_character(c: char) -> bool {
+fn is_picture_character(c: char) -> bool {
     matches!(u32::from(c), 0x2580..=0x25FF | 0x2600..=0x27BF | 0x2B00..=0x2BFF | 0x1F000..=0x1FAFF)
 }
 
