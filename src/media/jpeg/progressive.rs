@@ -21,11 +21,13 @@
 
 use super::huffman::{Bits, Table};
 use super::resume::{ScanCursor, StoppedBands, MAX_SCANS, MAX_TABLE_SEGMENTS};
-use super::{assemble, data_end, segment, Component, Decoder, Frame, JpegError, Progress, Started};
+use super::{
+    assemble, data_end, may_stop, segment, Component, Decoder, Frame, JpegError, Progress, Started,
+};
 use std::ops::Range;
 
-/// A call decodes at least this fraction of the MCU rows before it may stop: a decode is
-/// at most this many calls. More than a sequential decode's 8, because a progressive
+/// A call decodes at least this fraction of the MCU rows before it may stop (or one row
+/// before the last, [`may_stop`]): a decode is at most this many calls and one. More than a sequential decode's 8, because a progressive
 /// file costs up to four times as much to decode (a 12 MP one ~190 ms natively, as
 /// libjpeg-turbo takes) and each call must fit an instance's budget.
 const LEAST_PART: u32 = 32;
@@ -245,7 +247,8 @@ pub(super) fn decode(
     let (first, least) = (row, mcus_high.div_ceil(LEAST_PART));
     let mut coefficients = vec![Vec::new(); frame.components.len()];
     while row < mcus_high {
-        if row - first >= least && stop(row + 1 == mcus_high) {
+        let last = row + 1 == mcus_high;
+        if may_stop(first, row, least, last) && stop(last) {
             let state = StoppedBands {
                 frame_at: started.at,
                 segments_at,
