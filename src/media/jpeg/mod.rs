@@ -625,7 +625,7 @@ impl Decoder<'_> {
 
     /// Decodes one scan whose header is `header` and whose data starts at `data` (or
     /// continues it `from` where it stopped), asking `stop` between MCU rows once an
-    /// eighth of them are done here.
+    /// eighth of them are done here, and before the decode's last row ([`may_stop`]).
     fn scan(
         &self,
         header: &[u8],

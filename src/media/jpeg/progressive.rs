@@ -27,9 +27,10 @@ use super::{
 use std::ops::Range;
 
 /// A call decodes at least this fraction of the MCU rows before it may stop (or one row
-/// before the last, [`may_stop`]): a decode is at most this many calls and one. More than a sequential decode's 8, because a progressive
-/// file costs up to four times as much to decode (a 12 MP one ~190 ms natively, as
-/// libjpeg-turbo takes) and each call must fit an instance's budget.
+/// before the last, [`may_stop`]): a decode is at most this many calls and one. More
+/// than a sequential decode's 8, because a progressive file costs up to four times as
+/// much to decode (a 12 MP one ~190 ms natively, as libjpeg-turbo takes) and each call
+/// must fit an instance's budget.
 const LEAST_PART: u32 = 32;
 
 /// The coefficients libjpeg-turbo's smoothing looks at (DC and AC 1 to 9).
