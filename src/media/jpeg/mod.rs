@@ -908,18 +908,23 @@ mod tests {
     }
 
     fn jpeg(width: u16, height: u16) -> Vec<u8> {
+        jpeg_coded(width, height, 80, false)
+    }
+
+    /// An RGB JPEG of a fixed pattern, at `quality`, sequential or progressive.
+    fn jpeg_coded(width: u16, height: u16, quality: u8, progressive: bool) -> Vec<u8> {
         let pixels: Vec<u8> = (0..u32::from(width) * u32::from(height) * 3)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
         let mut out = Vec::new();
-        jpeg_encoder::Encoder::new(&mut out, 80)
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+        encoder.set_progressive(progressive);
+        encoder
             .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
             .unwrap();
         out
     }
 
-    /// Decodes `bytes` stopping at every chance, each part from the state the previous
-    /// one left; returns the result and how many times it stopped.
     /// Decodes `bytes` stopping at every chance; each resumed part gets the image with
     /// the spans its state says it will not read overwritten (a resumed job leaves them
     /// out), so a wrong span shows as wrong pixels. Also returns the stops made, and the
@@ -1000,13 +1005,7 @@ mod tests {
         assert!(!may_stop(99, 99, 13, true));
         assert!(may_stop(0, 13, 13, false));
         for progressive in [false, true] {
-            let mut bytes = Vec::new();
-            let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, 80);
-            encoder.set_progressive(progressive);
-            let pixels: Vec<u8> = (0..64 * 200 * 3).map(|i| (i * 7 % 251) as u8).collect();
-            encoder
-                .encode(&pixels, 64, 200, jpeg_encoder::ColorType::Rgb)
-                .unwrap();
+            let bytes = jpeg_coded(64, 200, 80, progressive);
             let whole = decode_sampled(&bytes, everything).unwrap();
             // Stop only when asked before the last row: the decode stops there once, and
             // the call that resumes it finishes.
@@ -1076,13 +1075,7 @@ mod tests {
 
     #[test]
     fn damaged_progressive_files_and_states_never_panic() {
-        let mut original = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut original, 70);
-        encoder.set_progressive(true);
-        let pixels: Vec<u8> = (0..40 * 24 * 3).map(|i| (i * 7 % 251) as u8).collect();
-        encoder
-            .encode(&pixels, 40, 24, jpeg_encoder::ColorType::Rgb)
-            .unwrap();
+        let original = jpeg_coded(40, 24, 70, true);
         decodes_or_refuses_every_damage(&original);
         refuses_foreign_and_damaged_states(&original, &jpeg(40, 24), 400);
     }
