@@ -2,7 +2,7 @@
 //! each service's `self` backend is its own address and its Secret Store holds the shared
 //! secret (`support::viceroy::Siblings`). A policy with `siblings.cpu_budget_ms: 0` makes
 //! every instance hand on after the one segment it must run, so one image's inference
-//! crosses an instance per segment, and a JPEG's decode an instance per eighth of its
+//! crosses an instance per segment, and a JPEG's decode an instance per sixteenth of its
 //! rows of blocks (per 32nd for a progressive JPEG). Needs `bin/main.wasm` (`make test` builds it).
 
 mod support;
@@ -134,7 +134,7 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
         );
         assert_eq!(handed.verdict(), alone.verdict(), "{path}");
         assert_eq!(handed.status, alone.status, "{path}");
-        // A JPEG's decode crosses instances first (an eighth of its MCU rows or more in
+        // A JPEG's decode crosses instances first (a sixteenth of its MCU rows or more in
         // each, a 32nd for a progressive one), then one sibling per segment: each hands
         // on as soon as it may.
         let bytes = bytes_of(&world().fixtures, path);
