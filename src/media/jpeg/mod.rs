@@ -363,8 +363,8 @@ pub fn decode_sampled(
 /// `from` is the state a suspended decode of the same image left; `stop` is asked
 /// between rows of MCUs whether to suspend. Each call decodes at least a
 /// [`LEAST_SHARE`]th of a scan's MCU rows before it asks (or, before the decode's last
-/// row, one row), so a decode is at most seventeen calls per scan. `stop`'s argument says whether the row it is
-/// asked before is the decode's last.
+/// row, one row), so a decode is at most seventeen calls per scan. `stop`'s argument
+/// says whether the row it is asked before is the decode's last.
 pub fn decode_resumable(
     bytes: &[u8],
     plan: impl FnOnce(u32, u32) -> Option<Plan>,
