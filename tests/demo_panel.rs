@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::ports;
 use support::viceroy::Setup;
 use support::{repo, Service, Siblings};
 
@@ -25,11 +25,7 @@ struct DemoOrigin {
 
 impl DemoOrigin {
     fn start() -> DemoOrigin {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = ports::free();
         let child = Command::new("python3")
             .arg(repo().join("demo/origin.py"))
             .arg(port.to_string())
@@ -39,7 +35,7 @@ impl DemoOrigin {
             .expect("python3 runs demo/origin.py");
         let mut origin = DemoOrigin { port, child };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !ports::listens(origin.child.id(), port) {
             if let Ok(Some(status)) = origin.child.try_wait() {
                 panic!("demo/origin.py exited ({status}) before listening on {port}");
             }

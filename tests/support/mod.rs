@@ -1,6 +1,6 @@
 //! Support for the Viceroy suites and the request benchmark, one role per file: `origin`
 //! (a loopback HTTP origin), `viceroy` (`viceroy serve` processes and a client for them),
-//! `fixtures` (images), `faults` (an origin that fails on purpose), `reference` (our
+//! `fixtures` (images), `faults` (an origin that fails on purpose), `ports` (loopback ports and who listens), `reference` (our
 //! decoders against a reference decoder's pixels).
 
 // Each suite and the benchmark use a different part of it.
@@ -11,6 +11,7 @@
 pub mod faults;
 pub mod fixtures;
 pub mod origin;
+pub mod ports;
 pub mod reference;
 pub mod viceroy;
 

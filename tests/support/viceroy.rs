@@ -1,6 +1,7 @@
 //! `viceroy serve` processes running the built module, and an HTTP client for them.
 
 use super::fixtures::repo;
+use super::ports;
 use edge_moderation::headers;
 use std::collections::HashMap;
 use std::io::Read;
@@ -167,9 +168,25 @@ impl Service {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
+        // A port can be taken by another process while Viceroy compiles (see `ports`).
+        for _ in 0..3 {
+            if let Some(service) = Self::launch_on(ports::free(), &dir, wasm, origin_port, setup) {
+                return service;
+            }
+        }
+        panic!("viceroy lost its port three times");
+    }
+
+    /// Starts Viceroy on `port` and waits until it listens; None if the port was taken.
+    fn launch_on(
+        port: u16,
+        dir: &Path,
+        wasm: &Path,
+        origin_port: u16,
+        setup: &Setup,
+    ) -> Option<Service> {
         let self_port = match setup.siblings {
-            Siblings::Unreachable => free_port(),
+            Siblings::Unreachable => ports::free(),
             Siblings::Silent => silent_port(),
             _ => port,
         };
@@ -197,11 +214,17 @@ impl Service {
         };
         // Viceroy compiles the module before it listens; that takes seconds.
         let deadline = Instant::now() + Duration::from_secs(300);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !service
+            .viceroy_pid()
+            .is_some_and(|pid| ports::listens(pid, port))
+        {
             if let Ok(Some(status)) = service.child.try_wait() {
+                let output = service.output();
+                if output.contains("in use") {
+                    return None;
+                }
                 panic!(
-                    "viceroy exited ({status}) before listening (is it installed? `make setup`):\n{}",
-                    service.output()
+                    "viceroy exited ({status}) before listening (is it installed? `make setup`):\n{output}"
                 );
             }
             assert!(
@@ -210,7 +233,7 @@ impl Service {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        service
+        Some(service)
     }
 
     /// The Viceroy process (a child of the watchdog shell), for its memory.
@@ -406,14 +429,6 @@ fn parse_response(raw: &[u8]) -> Reply {
         headers,
         body,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub struct Reply {
