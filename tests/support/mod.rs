@@ -1,7 +1,8 @@
 //! Support for the Viceroy suites and the request benchmark, one role per file: `origin`
 //! (a loopback HTTP origin), `viceroy` (`viceroy serve` processes and a client for them),
-//! `fixtures` (images), `faults` (an origin that fails on purpose), `ports` (loopback ports and who listens), `reference` (our
-//! decoders against a reference decoder's pixels).
+//! `ports` (loopback ports, and which process listens on one), `fixtures` (images),
+//! `faults` (an origin that fails on purpose), `reference` (our decoders against a
+//! reference decoder's pixels).
 
 // Each suite and the benchmark use a different part of it.
 #![allow(dead_code, unused_imports)]
