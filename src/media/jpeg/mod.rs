@@ -64,8 +64,9 @@ pub struct Sampled {
 /// this many calls and one. A floor, not the plan: the instance's budget decides where it
 /// stops beyond it. Not an eighth any more: on an Intel Xeon (family 6 model 207) under
 /// Viceroy a 12 MP photo's MCU row costs ~2 ms, so an eighth of them (24 rows) after the
-/// job's read took every decoding sibling to 45-55 ms; a sixteenth keeps them at 30-42
-/// (the chain grows from 10 to 18 instances, the request's wall time ~620 to ~890 ms).
+/// job's read took every decoding sibling to 45-55 ms; a sixteenth kept them at 30-42
+/// (11 to 19 instances, wall time ~620 to ~890 ms), and with the job opened faster
+/// (`decode::jpeg::is_complete`) at ~25-31 (17 instances, ~620 ms).
 const LEAST_SHARE: u32 = 16;
 
 /// Whether a call of a resumable decode that began at MCU row `first` may ask to stop
