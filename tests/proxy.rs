@@ -68,6 +68,74 @@ fn fixtures() -> HashMap<&'static str, Resource> {
     for (path, bytes) in [("/sniffed-ico.bin", icon), ("/sniffed-cur.bin", cursor)] {
         fixtures.insert(path, Resource::bytes("application/octet-stream", bytes));
     }
+    // Two entries: a small photo whose directory claims 32 bits per pixel (image-rs's
+    // pick) and the large stand-in claiming 8 (the one Chromium shows). Every entry is
+    // judged; a photo at two sizes passes.
+    let photo = fidelity_image("photo_astronaut.png");
+    let logo = fidelity_image("flat_logo_alpha.png").crop_imm(44, 44, 256, 256);
+    fixtures.insert(
+        "/icon-two-entries.bin",
+        Resource::bytes(
+            "application/octet-stream",
+            icon_of(&[(photo.thumbnail(32, 32), 32), (logo, 8)]),
+        ),
+    );
+    fixtures.insert(
+        "/icon-photo.ico",
+        Resource::bytes(
+            "image/x-icon",
+            icon_of(&[
+                (photo.thumbnail(48, 48), 32),
+                (photo.thumbnail(128, 128), 32),
+            ]),
+        ),
+    );
+    // multipart/x-mixed-replace (an MJPEG camera's kind of stream): browsers show its
+    // parts one after the other in <img>.
+    let photo_png = bytes_of(&fixtures, "/photo.png");
+    let photo_jpg = bytes_of(&fixtures, "/photo.jpg");
+    let drawing_png = bytes_of(&fixtures, "/drawing.png");
+    let stream = |parts: &[(&str, &[u8])]| {
+        let mut body = Vec::new();
+        for (kind, bytes) in parts {
+            body.extend_from_slice(format!("--frame\r\nContent-Type: {kind}\r\n\r\n").as_bytes());
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--frame--\r\n");
+        body
+    };
+    let replacing = "multipart/x-mixed-replace; boundary=frame";
+    for (path, parts) in [
+        (
+            "/stream-drawing",
+            vec![
+                ("image/png", &photo_png[..]),
+                ("image/png", &drawing_png[..]),
+            ],
+        ),
+        (
+            "/stream-photo",
+            vec![
+                ("image/png", &photo_png[..]),
+                ("image/jpeg", &photo_jpg[..]),
+            ],
+        ),
+        (
+            "/stream-text",
+            vec![("text/plain", &b"one"[..]), ("text/plain", &b"two"[..])],
+        ),
+        ("/stream-long", vec![("image/jpeg", &photo_jpg[..]); 5]),
+    ] {
+        fixtures.insert(path, Resource::bytes(replacing, stream(&parts)));
+    }
+    fixtures.insert(
+        "/stream-no-boundary",
+        Resource::bytes(
+            "multipart/x-mixed-replace",
+            stream(&[("image/png", &photo_png)]),
+        ),
+    );
     let hidden = picture_in_alpha(&fidelity_image("photo_rocket.png"));
     fixtures.insert(
         "/alpha-hidden.png",
@@ -254,6 +322,27 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         "/photo.avif",
         Resource::bytes("image/avif", avif("photo_astronaut")),
     );
+    // Another major brand, `avif` only among the compatible ones: Chromium still takes it
+    // for an AVIF (libavif's peek), under any type.
+    let rebranded = |stem: &str| {
+        let mut bytes = avif(stem);
+        bytes[8..12].copy_from_slice(b"miaf");
+        bytes
+    };
+    fixtures.insert(
+        "/sniffed-miaf-avif.bin",
+        Resource::bytes("application/octet-stream", rebranded("panorama_wide")),
+    );
+    fixtures.insert(
+        "/photo-miaf.bin",
+        Resource::bytes("application/octet-stream", rebranded("photo_astronaut")),
+    );
+    // An animated AVIF whose still item (its first frame) is a photo and whose second frame,
+    // shown 80 ms later, the stand-in: a browser plays the track.
+    fixtures.insert(
+        "/animated.avif",
+        Resource::bytes("image/avif", avif("animated_photo_then_drawing")),
+    );
     // A byte flipped in its AV1 tile data: rav1d 1.1 aborts on it, so the AVIF is decoded
     // in a sibling, whose failure gets the policy's on_error outcome (not a bare 500).
     let mut aborting = avif("photo_astronaut");
@@ -367,6 +456,24 @@ const NEUTRAL_POLICY: &str =
 
 /// A picture drawn in the alpha channel of black ink: a white page shows it (in grey);
 /// with alpha dropped, as the model alone reads it, it is a black square.
+/// An icon of PNG entries, each with the bits per pixel its directory claims.
+fn icon_of(entries: &[(image::DynamicImage, u16)]) -> Vec<u8> {
+    let mut directory = vec![0, 0, 1, 0];
+    directory.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    let mut data = Vec::new();
+    for (picture, bits) in entries {
+        let png = encode(picture, image::ImageFormat::Png);
+        let at = 6 + 16 * entries.len() + data.len();
+        let side = |n: u32| (n % 256) as u8;
+        directory.extend_from_slice(&[side(picture.width()), side(picture.height()), 0, 0, 1, 0]);
+        directory.extend_from_slice(&bits.to_le_bytes());
+        directory.extend_from_slice(&(png.len() as u32).to_le_bytes());
+        directory.extend_from_slice(&(at as u32).to_le_bytes());
+        data.extend_from_slice(&png);
+    }
+    [directory, data].concat()
+}
+
 fn picture_in_alpha(picture: &image::DynamicImage) -> image::DynamicImage {
     let grey = picture.to_luma8();
     image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(
@@ -585,12 +692,21 @@ fn content_type_does_not_decide_what_is_an_image() {
         "/sniffed-tiff.bin",
         "/sniffed-webp.txt",
         "/sniffed-avif.bin",
+        "/sniffed-miaf-avif.bin",
         "/sniffed-jxl.bin",
         "/sniffed-ico.bin",
         "/sniffed-cur.bin",
+        "/icon-two-entries.bin",
     ] {
         blocked_by_test_policy(path);
     }
+    let icon = test.get("/icon-photo.ico");
+    assert_eq!(
+        (icon.status, icon.verdict()),
+        (200, Some("pass")),
+        "an icon of a photo at two sizes"
+    );
+    assert_eq!(icon.body, origin_bytes("/icon-photo.ico"));
     let aborting = world().default_policy.get("/aborting.avif");
     assert_eq!(
         (aborting.status, aborting.verdict()),
@@ -619,6 +735,13 @@ fn content_type_does_not_decide_what_is_an_image() {
         "a benign AVIF"
     );
     assert_eq!(photo.body, origin_bytes("/photo.avif"));
+    let photo = default.get("/photo-miaf.bin");
+    assert_eq!(
+        (photo.status, photo.verdict()),
+        (200, Some("pass")),
+        "a benign AVIF of major brand miaf"
+    );
+    assert_eq!(photo.body, origin_bytes("/photo-miaf.bin"));
     let photo = default.get("/photo.jxl");
     assert_eq!(
         (photo.status, photo.verdict()),
@@ -757,6 +880,53 @@ fn animations_are_judged_beyond_their_first_frame() {
             "{path}"
         );
         assert_eq!(photo.body, origin_bytes(path), "{path}");
+    }
+    // An animated AVIF's frames are not decoded: refused rather than judged by its still
+    // (the first frame, here a photo).
+    assert_eq!(
+        blocked_by_test_policy("/animated.avif"),
+        "undecodable: unsupported image: animated AVIF (an image sequence): its frames are not judged"
+    );
+}
+
+#[test]
+fn every_part_of_a_mixed_replace_stream_is_judged() {
+    let reason = blocked_by_test_policy("/stream-drawing");
+    assert!(reason.starts_with("stream part 2 (PNG): rule"), "{reason}");
+    let test = &world().test_policy;
+    for path in ["/stream-photo", "/stream-text"] {
+        let reply = test.get(path);
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.body, origin_bytes(path), "{path}");
+    }
+    assert_eq!(test.get("/stream-photo").verdict(), Some("pass"));
+    assert_eq!(
+        test.get("/stream-text").verdict(),
+        None,
+        "no image part: not judged"
+    );
+    // Beyond animations.max_frames (4) images, and without a boundary: the default
+    // policy's oversize and undecodable outcomes.
+    let default = &world().default_policy;
+    for (path, why) in [
+        (
+            "/stream-long",
+            "oversize: a multipart/x-mixed-replace stream of 5 images",
+        ),
+        (
+            "/stream-no-boundary",
+            "undecodable: multipart/x-mixed-replace without",
+        ),
+    ] {
+        let reply = default.get(path);
+        assert_eq!(
+            (reply.status, reply.verdict()),
+            (403, Some("block")),
+            "{path}"
+        );
+        let reason = reply.header(headers::REASON).unwrap_or_default();
+        assert!(reason.starts_with(why), "{path}: {reason}");
+        assert_ne!(reply.body, origin_bytes(path));
     }
 }
 

@@ -1,6 +1,6 @@
-//! Animations on arbitrary bytes: telling an animation from a still (for GIF, from its
-//! block structure without decoding) and choosing the frames to judge, under small
-//! limits. No panic, no more frames than asked for, every frame within the limits.
+//! Animations and icons on arbitrary bytes: telling an animation from a still (for GIF,
+//! from its block structure without decoding), reading an icon's directory, and choosing
+//! the frames (entries) to judge, under small limits. No panic, no more frames than asked for, every frame within the limits.
 #![no_main]
 
 use edge_moderation::media::decode::DecodeLimits;
@@ -16,8 +16,13 @@ const LIMITS: DecodeLimits = DecodeLimits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    for format in [ImageFormat::Gif, ImageFormat::Png, ImageFormat::WebP] {
-        if frames::is_animated(data, format) {
+    for format in [
+        ImageFormat::Gif,
+        ImageFormat::Png,
+        ImageFormat::WebP,
+        ImageFormat::Ico,
+    ] {
+        if frames::judged_by_frames(data, format) {
             if let Ok(chosen) = frames::judged_frames(data, format, LIMITS, 4) {
                 assert!(chosen.len() <= 4);
                 for frame in chosen {

@@ -11,8 +11,10 @@
 
 use super::wait;
 use edge_moderation::media::content_encoding::{self, Coding, CodingError};
-use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
-use edge_moderation::media::svg;
+use edge_moderation::media::format::{
+    sniff_len, unreadable_image, ImageFormat, MAX_SNIFF_LEN, SNIFF_LEN,
+};
+use edge_moderation::media::{mixed_replace, svg};
 use edge_moderation::policy::Policy;
 use fastly::handle::BodyHandle;
 use fastly::Body;
@@ -111,6 +113,14 @@ pub enum Inspection {
         bytes: Vec<u8>,
         encoded: Option<Vec<u8>>,
     },
+    /// A `multipart/x-mixed-replace` stream (by its `Content-Type`), buffered whole, to be
+    /// judged by the images its parts show (split at `boundary`); `encoded` as for
+    /// `Image`. A stream that never ends reaches the byte limit: `Oversize`.
+    Stream {
+        bytes: Vec<u8>,
+        boundary: String,
+        encoded: Option<Vec<u8>>,
+    },
     /// Claims to be an image (by its `Content-Type`), but its bytes are not one we read;
     /// or an image browsers render (HEIF) that we cannot decode.
     Undecodable { body: Body, detail: String },
@@ -118,12 +128,13 @@ pub enum Inspection {
 
 /// The image format the body's first bytes announce, without consuming them.
 pub fn sniff(body: &mut Body) -> io::Result<Option<ImageFormat>> {
-    let prefix = body.try_get_prefix_mut(SNIFF_LEN)?;
-    Ok(ImageFormat::sniff(&prefix))
+    let wanted = sniff_len(&body.try_get_prefix_mut(SNIFF_LEN)?);
+    Ok(ImageFormat::sniff(&body.try_get_prefix_mut(wanted)?))
 }
 
 /// Compressed bytes read to sniff an encoded body: enough for any real stream's first
-/// 12 bytes; a stream that needs more is refused as undecodable rather than passed.
+/// bytes that sniffing needs (12, an ISO-BMFF file's up to 144); a stream that needs more
+/// is refused as undecodable rather than passed.
 const ENCODED_SNIFF_LIMITS: [usize; 2] = [4 << 10, 64 << 10];
 
 /// Sniffs `body` and buffers it if it is an image within the policy's byte limit.
@@ -151,8 +162,29 @@ pub fn inspect(
     if !codings.is_empty() {
         return inspect_encoded(body, content_type, &codings, policy);
     }
-    let head = body.read_up_to(SNIFF_LEN)?;
+    let mut head = body.read_up_to(SNIFF_LEN)?;
+    // An ISO-BMFF file is sniffed by its whole `ftyp` box.
+    let more = sniff_len(&head).saturating_sub(head.len());
+    if head.len() == SNIFF_LEN && more > 0 {
+        head.extend(body.read_up_to(more)?);
+    }
     let Some(format) = ImageFormat::sniff(&head) else {
+        match content_type.and_then(mixed_replace::boundary) {
+            Some(Ok(boundary)) => {
+                return buffered(head, body, known_length, policy, |bytes| {
+                    Inspection::Stream {
+                        bytes,
+                        boundary,
+                        encoded: None,
+                    }
+                })
+            }
+            Some(Err(detail)) => {
+                let body = rejoined(head, body);
+                return Ok(Inspection::Undecodable { body, detail });
+            }
+            None => {}
+        }
         if svg::is_svg_type(content_type) {
             return buffered(head, body, known_length, policy, |bytes| Inspection::Svg {
                 bytes,
@@ -249,16 +281,24 @@ fn inspect_encoded(
     for limit in ENCODED_SNIFF_LIMITS {
         let more = body.read_up_to(limit - prefix.len())?;
         prefix.extend_from_slice(&more);
-        head = content_encoding::decoded_prefix(&prefix, codings, SNIFF_LEN);
+        head = content_encoding::decoded_prefix(&prefix, codings, MAX_SNIFF_LEN);
         // The whole body is in the prefix, or it gave enough bytes to sniff.
-        sniffable = head.len() >= SNIFF_LEN || prefix.len() < limit;
+        sniffable = head.len() >= sniff_len(&head) || prefix.len() < limit;
         if sniffable {
             break;
         }
     }
     let svg = svg::is_svg_type(content_type) && sniffable;
     let format = ImageFormat::sniff(&head);
-    if format.is_none() && !svg {
+    let stream = match content_type.and_then(mixed_replace::boundary) {
+        Some(Err(detail)) => {
+            let body = rejoined(prefix, body);
+            return Ok(Inspection::Undecodable { body, detail });
+        }
+        Some(Ok(boundary)) if sniffable => Some(boundary),
+        _ => None,
+    };
+    if format.is_none() && !svg && stream.is_none() {
         let unreadable = unreadable_image(&head);
         if !sniffable || unreadable.is_some() || policy.claims_moderated_image(content_type) {
             let detail = match unreadable {
@@ -283,13 +323,18 @@ fn inspect_encoded(
         });
     }
     match content_encoding::decode(&encoded, codings, limit) {
-        Ok(bytes) => Ok(match format {
-            Some(format) => Inspection::Image {
+        Ok(bytes) => Ok(match (format, stream) {
+            (Some(format), _) => Inspection::Image {
                 bytes,
                 format,
                 encoded: Some(encoded),
             },
-            None => Inspection::Svg {
+            (None, Some(boundary)) => Inspection::Stream {
+                bytes,
+                boundary,
+                encoded: Some(encoded),
+            },
+            (None, None) => Inspection::Svg {
                 bytes,
                 encoded: Some(encoded),
             },

@@ -96,6 +96,17 @@ pub fn serve(context: &RequestContext, mut request: Request) -> Response {
             model::judge(&bytes, Subject::Raster(format), policy, &context.host)
         }
         Inspection::Svg { bytes, .. } => model::judge(&bytes, Subject::Svg, policy, &context.host),
+        Inspection::Stream {
+            bytes, boundary, ..
+        } => match model::judge_stream(&bytes, &boundary, policy, &context.host) {
+            Some(judged) => judged,
+            None => {
+                return error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "no part of the stream is an image this service judges".into(),
+                )
+            }
+        },
     };
     let facts = report.image_facts(None);
     decisions::log(

@@ -9,12 +9,13 @@ use super::respond::Report;
 use super::siblings::{self, Relay};
 use super::{cache, known};
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
+use edge_moderation::media::mixed_replace::{self, PartImage};
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{
     judge as run, moderate_from, moderate_svg_drawing, moderate_svg_embedded, svg_verdict,
-    Moderation, Outcome, Subject,
+    with_stream_part, Moderation, Outcome, Reason, Subject,
 };
 use edge_moderation::policy::Policy;
 use edge_moderation::snapshot;
@@ -103,6 +104,61 @@ fn relayed(
             Vec::new(),
         ),
     }
+}
+
+/// Judges a `multipart/x-mixed-replace` stream by the images its parts show, each as one
+/// image is judged ([`judge`]: through the verdict cache, with siblings); the worst
+/// decides, and the first block ends the judging. A stream of more image parts than
+/// `animations.max_frames` (each is an inference) gets `on_oversize`. `None`: no part
+/// shows an image, so there is nothing to judge.
+pub fn judge_stream(
+    bytes: &[u8],
+    boundary: &str,
+    policy: &Policy,
+    host: &str,
+) -> Option<(Moderation, Report)> {
+    let images = mixed_replace::images(bytes, boundary);
+    if images.is_empty() {
+        return None;
+    }
+    let most = policy.animations.max_frames;
+    if images.len() > most {
+        let detail = format!(
+            "a multipart/x-mixed-replace stream of {} images, more than animations.max_frames ({most})",
+            images.len()
+        );
+        return Some((Moderation::oversize(policy, detail), Report::default()));
+    }
+    let mut verdict: Option<Moderation> = None;
+    let mut report = Report::default();
+    for (i, image) in images.into_iter().enumerate() {
+        let (name, (moderation, part)) = match image {
+            PartImage::Raster(format, bytes) => (
+                format.name(),
+                judge(bytes, Subject::Raster(format), policy, host),
+            ),
+            PartImage::Svg(bytes) => ("SVG", judge(bytes, Subject::Svg, policy, host)),
+            PartImage::Unreadable(why) => (
+                "unreadable",
+                (Moderation::undecodable(policy, why), Report::default()),
+            ),
+        };
+        report.siblings.extend(&part.siblings);
+        let combined = with_stream_part(verdict, i + 1, name, moderation);
+        // The deciding part's cache status, digest and format are the ones reported.
+        if matches!(combined.reason, Reason::StreamPart { index, .. } if index == i + 1) {
+            report = Report {
+                siblings: report.siblings,
+                ..part
+            };
+        }
+        let blocked = combined.outcome == Outcome::Block;
+        verdict = Some(combined);
+        if blocked {
+            break;
+        }
+    }
+    verdict.map(|verdict| (verdict, report))
 }
 
 /// Judges one image in this instance: the verdict cache, else [`moderate`].

@@ -12,7 +12,7 @@
 
 use super::{body, wait};
 use edge_moderation::media::content_type;
-use edge_moderation::media::format::SNIFF_LEN;
+use edge_moderation::media::format::MAX_SNIFF_LEN;
 use fastly::http::request::SendErrorCause;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Request, Response};
@@ -76,7 +76,7 @@ fn slice_of_image(
         return Ok(true);
     }
     let mut head = whole.clone_without_body();
-    head.set_header(header::RANGE, format!("bytes=0-{}", SNIFF_LEN - 1));
+    head.set_header(header::RANGE, format!("bytes=0-{}", MAX_SNIFF_LEN - 1));
     let mut head = send(head, first_byte)?;
     Ok(body::sniff(head.get_body_mut())
         .map_err(Failure::Body)?

@@ -65,6 +65,22 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
             response.set_body(encoded.unwrap_or(bytes));
             judged
         }
+        Inspection::Stream {
+            bytes,
+            boundary,
+            encoded,
+        } => {
+            let judged = model::judge_stream(&bytes, &boundary, policy, &context.host);
+            let sent = encoded.unwrap_or(bytes);
+            match judged {
+                Some(judged) => {
+                    response.set_body(sent);
+                    judged
+                }
+                // No part shows an image: it passes as sent.
+                None => return response.with_body(sent),
+            }
+        }
     };
     let origin = Origin::Crossing(Direction::Served);
     decisions::log(

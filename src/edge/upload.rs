@@ -22,7 +22,7 @@ use super::respond::{self, Report, Summary, STALE_DIGESTS};
 use super::{cache, decisions, model, siblings};
 use edge_moderation::decision_log::Origin;
 use edge_moderation::headers;
-use edge_moderation::media::format::{unreadable_image, ImageFormat, SNIFF_LEN};
+use edge_moderation::media::format::{sniff_len, unreadable_image, ImageFormat};
 use edge_moderation::media::svg;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{Moderation, Outcome, Subject};
@@ -136,6 +136,26 @@ fn judge_raw(context: &RequestContext, mut request: Request, content_type: Optio
             let length = sent.len() as u64;
             set_body(&mut request, Body::from(sent), length);
             judged
+        }
+        Inspection::Stream {
+            bytes,
+            boundary,
+            encoded,
+        } => {
+            let judged = model::judge_stream(&bytes, &boundary, policy, &context.host);
+            let sent = encoded.unwrap_or(bytes);
+            let length = sent.len() as u64;
+            set_body(&mut request, Body::from(sent), length);
+            match judged {
+                Some(judged) => judged,
+                // No part shows an image: it goes on as sent, unjudged.
+                None => {
+                    return Upload::Forward {
+                        request,
+                        judged: None,
+                    }
+                }
+            }
         }
     };
     let image = JudgedImage {
@@ -688,7 +708,7 @@ impl Sink for Collector<'_> {
         open.content = match open.content {
             Content::Sniffing(mut prefix) => {
                 prefix.extend_from_slice(bytes);
-                if prefix.len() >= SNIFF_LEN {
+                if prefix.len() >= sniff_len(&prefix) {
                     self.settle(&open.head, &open.framing, prefix)
                 } else {
                     Content::Sniffing(prefix)

@@ -5,8 +5,47 @@
 //! Everything else that varies by format (its MIME type, its extension, the codec that
 //! reads and writes it) is answered here, so a new format is added in one place.
 
-/// How many leading bytes [`ImageFormat::sniff`] needs to recognise every format.
+/// How many leading bytes [`ImageFormat::sniff`] needs to recognise every format, but for
+/// an ISO-BMFF file, whose brands may run on (see [`sniff_len`]).
 pub const SNIFF_LEN: usize = 12;
+/// The most leading bytes sniffing reads: an ISO-BMFF `ftyp` box with 32 compatible
+/// brands, as much as Chromium reads to tell an AVIF (libavif's file type peek).
+pub const MAX_SNIFF_LEN: usize = 144;
+
+/// How many leading bytes sniffing needs, given at least the first [`SNIFF_LEN`]: the
+/// whole `ftyp` box of an ISO-BMFF file (up to [`MAX_SNIFF_LEN`]), since a browser takes
+/// it for an AVIF when any of its compatible brands is `avif` or `avis`; [`SNIFF_LEN`]
+/// otherwise. Only ISO-BMFF files are read further, so a streamed body that is not an
+/// image waits for no more bytes than before.
+pub fn sniff_len(prefix: &[u8]) -> usize {
+    match prefix {
+        [a, b, c, d, b'f', b't', b'y', b'p', ..] => {
+            let size = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+            size.clamp(SNIFF_LEN, MAX_SNIFF_LEN)
+        }
+        _ => SNIFF_LEN,
+    }
+}
+
+/// Whether `prefix` opens with a whole, well-formed `ftyp` box (within [`MAX_SNIFF_LEN`]
+/// bytes) listing `avif` or `avis` among its compatible brands: libavif's file type peek,
+/// by which Chromium takes a file for an AVIF whatever its major brand (checked: an AVIF
+/// whose major brand is `miaf` renders in `<img>` under `application/octet-stream`).
+fn compatible_with_avif(prefix: &[u8]) -> bool {
+    let [a, b, c, d, b'f', b't', b'y', b'p', ..] = prefix else {
+        return false;
+    };
+    let size = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+    if !(16..=MAX_SNIFF_LEN).contains(&size) || !(size - 16).is_multiple_of(4) {
+        return false;
+    }
+    // Past the box header, the major brand and the minor version.
+    prefix.get(16..size).is_some_and(|brands| {
+        brands
+            .chunks_exact(4)
+            .any(|brand| brand == b"avif" || brand == b"avis")
+    })
+}
 
 /// A raster format the filter can decode, classify and re-encode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -19,7 +58,7 @@ pub enum ImageFormat {
     /// ICO: a browser shows the entry it picks; image-rs decodes the largest.
     Ico,
     Tiff,
-    /// AVIF stills (rav1d); an animated AVIF's image sequence is not read.
+    /// AVIF stills (rav1d); an animated AVIF (an image sequence) is refused, not judged.
     Avif,
     /// JPEG XL stills (jxl-oxide), bare codestream or container; animations are not read.
     JpegXl,
@@ -63,6 +102,8 @@ impl ImageFormat {
             | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', 0x0D, 0x0A, 0x87, 0x0A, ..] => {
                 Some(Self::JpegXl)
             }
+            // Any other ISO-BMFF file that lists an AVIF brand as compatible.
+            _ if compatible_with_avif(prefix) => Some(Self::Avif),
             _ => None,
         }
     }
@@ -227,6 +268,38 @@ mod tests {
         );
         assert_eq!(unreadable_image(b"\0\0\0\x18ftypisom"), None);
         assert_eq!(unreadable_image(b"\0\0\0\x18ftyp"), None);
+    }
+
+    #[test]
+    fn takes_any_iso_bmff_file_compatible_with_avif_for_one() {
+        // Major brand `miaf` (or `mif1`, HEIF's), `avif` among the compatible brands.
+        let miaf = b"\0\0\0\x1cftypmiaf\0\0\0\0mif1avifMA1B";
+        assert_eq!(sniff_len(&miaf[..SNIFF_LEN]), 28);
+        assert_eq!(ImageFormat::sniff(miaf), Some(ImageFormat::Avif));
+        let mut mif1 = miaf.to_vec();
+        mif1[8..12].copy_from_slice(b"mif1");
+        mif1[20..24].copy_from_slice(b"avis");
+        assert_eq!(ImageFormat::sniff(&mif1), Some(ImageFormat::Avif));
+        // Not before the whole box is read.
+        assert_eq!(ImageFormat::sniff(&miaf[..SNIFF_LEN]), None);
+        // A box libavif would not read: brands cut mid-way, or past what Chromium reads.
+        let mut ragged = miaf.to_vec();
+        ragged[3] = 0x1e;
+        ragged.extend_from_slice(b"\0\0");
+        assert_eq!(ImageFormat::sniff(&ragged), None);
+        let mut long = b"\0\0\0\x94ftypmiaf\0\0\0\0".to_vec();
+        long.extend(std::iter::repeat_n(*b"mif1", 32).flatten());
+        long[136..140].copy_from_slice(b"avif");
+        assert_eq!(sniff_len(&long), MAX_SNIFF_LEN);
+        assert_eq!(ImageFormat::sniff(&long), None);
+        // Other ISO-BMFF files (MP4 video, HEIC) are not AVIF; no other file reads further.
+        assert_eq!(
+            ImageFormat::sniff(b"\0\0\0\x18ftypisom\0\0\0\0isomavc1"),
+            None
+        );
+        assert_eq!(sniff_len(b"\0\0\0\x18ftypisom"), 0x18);
+        assert_eq!(sniff_len(b"\xFF\xD8\xFF\xE0\x00\x10JFIF"), SNIFF_LEN);
+        assert_eq!(sniff_len(b"\0\0\0\x01ftypavif"), SNIFF_LEN);
     }
 
     #[test]

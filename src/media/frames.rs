@@ -1,4 +1,5 @@
 //! Which frames of an animation to judge (GIF, animated WebP, APNG), and decoding them.
+//! An icon's entries are judged the same way, as frames (`media::icon`).
 //!
 //! A browser plays every frame, so judging only the first lets a benign first frame shown
 //! for 80 ms carry anything after it. Every frame is decoded once (bounded in count and in
@@ -10,6 +11,7 @@
 
 use super::decode::{DecodeError, DecodeLimits};
 use super::format::ImageFormat;
+use super::icon;
 use image::codecs::gif::GifDecoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
@@ -38,9 +40,12 @@ pub struct Frame {
     pub image: DynamicImage,
 }
 
-/// Whether `bytes` is an animation with more than one frame.
-pub fn is_animated(bytes: &[u8], format: ImageFormat) -> bool {
+/// Whether `bytes` is judged frame by frame: an animation of more than one frame, or an
+/// icon (its entries are its frames, even one: image-rs alone would refuse a PNG entry
+/// that is not RGBA, which browsers show).
+pub fn judged_by_frames(bytes: &[u8], format: ImageFormat) -> bool {
     match format {
+        ImageFormat::Ico => icon::entry_count(bytes) > 0,
         ImageFormat::Gif => gif_scan(bytes, 2).images > 1,
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.is_apng())
@@ -139,7 +144,11 @@ pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), Decode
     Ok(())
 }
 
-fn frames(bytes: &[u8], format: ImageFormat) -> Result<Frames<'_>, DecodeError> {
+fn frames(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: DecodeLimits,
+) -> Result<Frames<'_>, DecodeError> {
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     Ok(match format {
         ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
@@ -152,6 +161,18 @@ fn frames(bytes: &[u8], format: ImageFormat) -> Result<Frames<'_>, DecodeError> 
         ImageFormat::WebP => WebPDecoder::new(Cursor::new(bytes))
             .map_err(corrupt)?
             .into_frames(),
+        // Entries are shown one at a time, none for longer than another.
+        ImageFormat::Ico => {
+            let entries = icon::decode_entries(bytes, limits)?;
+            Frames::new(Box::new(entries.into_iter().map(|entry| {
+                Ok(image::Frame::from_parts(
+                    entry,
+                    0,
+                    0,
+                    image::Delay::from_numer_denom_ms(0, 1),
+                ))
+            })))
+        }
         other => {
             return Err(DecodeError::Unsupported(format!(
                 "{} has no animation",
@@ -171,6 +192,9 @@ fn checked_size(
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     if format == ImageFormat::Gif {
         check_gif_frames(bytes, limits)?;
+    }
+    if format == ImageFormat::Ico {
+        return icon::largest_pixels(bytes, limits);
     }
     let (width, height) = match format {
         ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
@@ -272,7 +296,7 @@ fn read_frames(
     let mut signatures = Vec::new();
     let mut delays = Vec::new();
     let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
-    let mut all = frames(bytes, format)?;
+    let mut all = frames(bytes, format, limits)?;
     for frame in all.by_ref().take(readable) {
         let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
         let (numerator, denominator) = frame.delay().numer_denom_ms();
@@ -301,7 +325,7 @@ fn read_frames(
     }
     let last = chosen.last().copied().unwrap_or(0);
     let mut out = Vec::with_capacity(chosen.len());
-    for (index, frame) in frames(bytes, format)?.take(last + 1).enumerate() {
+    for (index, frame) in frames(bytes, format, limits)?.take(last + 1).enumerate() {
         if chosen.contains(&index) {
             let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
             out.push(Frame {
@@ -356,7 +380,7 @@ mod tests {
             (flat(201), 100),
             (flat(100), 100),
         ]);
-        assert!(is_animated(&bytes, ImageFormat::Gif));
+        assert!(judged_by_frames(&bytes, ImageFormat::Gif));
         let frames = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 4).unwrap();
         let indices: Vec<usize> = frames.iter().map(|f| f.index).collect();
         // 1 looks like 0, 3 like 2: the first, the long bright one, the mid-grey one.
@@ -378,8 +402,8 @@ mod tests {
     #[test]
     fn a_still_is_not_an_animation() {
         let still = gif(&[(flat(10), 0)]);
-        assert!(!is_animated(&still, ImageFormat::Gif));
-        assert!(!is_animated(b"\x89PNG\r\n\x1a\n", ImageFormat::Png));
+        assert!(!judged_by_frames(&still, ImageFormat::Gif));
+        assert!(!judged_by_frames(b"\x89PNG\r\n\x1a\n", ImageFormat::Png));
     }
 
     #[test]
@@ -401,7 +425,9 @@ mod tests {
             let frames: Vec<(RgbaImage, u32)> =
                 (0..count).map(|i| (flat(40 * i as u8), 50)).collect();
             let bytes = gif(&frames);
-            let decoded = super::frames(&bytes, ImageFormat::Gif).unwrap().count();
+            let decoded = super::frames(&bytes, ImageFormat::Gif, LIMITS)
+                .unwrap()
+                .count();
             assert_eq!(decoded, count);
             assert_eq!(gif_scan(&bytes, 10).images, count, "{count} frames");
             assert_eq!(gif_scan(&bytes, 2).images, count.min(2));

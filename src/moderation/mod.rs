@@ -195,8 +195,9 @@ pub fn moderate_from(
     let started = Instant::now();
     let limits = budget::decode_limits(&policy.limits);
     // An animation is judged on the frames a browser would show longest and most unlike
-    // each other (decoded once, there); a still on its one image, oriented as shown.
-    let (still, frames) = if frames::is_animated(bytes, format) {
+    // each other (decoded once, there), an icon on its entries alike; a still on its one
+    // image, oriented as shown.
+    let (still, frames) = if frames::judged_by_frames(bytes, format) {
         match frames::judged_frames(bytes, format, limits, policy.animations.max_frames) {
             Ok(frames) => (None, frames),
             Err(e) => return Moderation::not_decoded(policy, e),
@@ -506,11 +507,44 @@ pub fn svg_verdict(first: Moderation, second: Moderation) -> Moderation {
 
 /// A moderation of one part of an SVG, its reason wrapped in one naming the part
 /// (`part`). A rewrite becomes a block: the rewritten SVG would still carry the part.
-fn as_svg_part(mut moderation: Moderation, part: impl FnOnce(Box<Reason>) -> Reason) -> Moderation {
+fn as_svg_part(moderation: Moderation, part: impl FnOnce(Box<Reason>) -> Reason) -> Moderation {
+    as_part(moderation, "an SVG", part)
+}
+
+/// The verdict on a `multipart/x-mixed-replace` stream so far (`None` before its first
+/// image part), worsened by image part number `index` (from 1) in `format`: the worse
+/// decides (the first of equals), its reason naming the part. A rewrite becomes a block:
+/// the stream would still carry the part.
+pub fn with_stream_part(
+    so_far: Option<Moderation>,
+    index: usize,
+    format: &str,
+    part: Moderation,
+) -> Moderation {
+    let part = as_part(part, "a multipart/x-mixed-replace stream", |reason| {
+        Reason::StreamPart {
+            index,
+            format: format.to_string(),
+            reason,
+        }
+    });
+    match so_far {
+        Some(so_far) => svg_verdict(so_far, part),
+        None => part,
+    }
+}
+
+/// A moderation of one part of `whole`, its reason wrapped in one naming the part
+/// (`part`). A rewrite becomes a block: the rewritten whole would still carry the part.
+fn as_part(
+    mut moderation: Moderation,
+    whole: &str,
+    part: impl FnOnce(Box<Reason>) -> Reason,
+) -> Moderation {
     if let Outcome::Rewrite { .. } = moderation.outcome {
         moderation.outcome = Outcome::Block;
         moderation.reason = Reason::RewriteFailed(format!(
-            "{}; an SVG is blocked rather than rewritten",
+            "{}; {whole} is blocked rather than rewritten",
             moderation.reason
         ));
     }

@@ -98,6 +98,13 @@ pub enum Reason {
     },
     /// The SVG as drawn (its vectors and its rasters as shown) decided.
     Drawn(Box<Reason>),
+    /// Image part number `index` (from 1) of a `multipart/x-mixed-replace` stream, in
+    /// `format`, decided.
+    StreamPart {
+        index: usize,
+        format: String,
+        reason: Box<Reason>,
+    },
     /// An SVG that embeds no image and draws nothing: nothing the model can judge.
     NoEmbeddedImage,
     /// The image's PDQ matched an entry of a deny or allow list (no inference ran).
@@ -120,6 +127,11 @@ impl fmt::Display for Reason {
                 reason,
             } => write!(f, "embedded image {index} ({format}): {reason}"),
             Reason::Drawn(reason) => write!(f, "the SVG as drawn: {reason}"),
+            Reason::StreamPart {
+                index,
+                format,
+                reason,
+            } => write!(f, "stream part {index} ({format}): {reason}"),
             Reason::NoEmbeddedImage => write!(f, "SVG draws nothing and embeds no image"),
             Reason::Listed(found) => write!(f, "{found}"),
         }

@@ -111,7 +111,9 @@ pub fn cacheable(moderation: &Moderation) -> bool {
 fn transient(reason: &Reason) -> bool {
     match reason {
         Reason::ModelFailed(_) | Reason::SiblingFailed(_) | Reason::Listed(_) => true,
-        Reason::Embedded { reason, .. } | Reason::Drawn(reason) => transient(reason),
+        Reason::Embedded { reason, .. }
+        | Reason::Drawn(reason)
+        | Reason::StreamPart { reason, .. } => transient(reason),
         _ => false,
     }
 }

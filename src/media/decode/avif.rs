@@ -4,9 +4,9 @@
 //! header declares; chroma upsampled bilinearly), the alpha item attached.
 //!
 //! The size is read from the AV1 sequence header and checked against the limits before a
-//! frame is decoded; rav1d's own frame-size limit backs that up. Animated AVIF (`avis`)
-//! without a still primary item, grid collages and every other error are refused with a
-//! reason, which gets the policy's `on_undecodable`.
+//! frame is decoded; rav1d's own frame-size limit backs that up. Animated AVIF (an image
+//! sequence, with or without a still item), grid collages and every other error are refused
+//! with a reason, which gets the policy's `on_undecodable`.
 
 use super::{DecodeError, DecodeLimits};
 use image::metadata::Orientation;
@@ -43,8 +43,35 @@ pub fn declared_avif_size(bytes: &[u8]) -> Result<(u32, u32), DecodeError> {
 
 fn container(bytes: &[u8]) -> Result<mp4parse::AvifContext, DecodeError> {
     boxes_fit(bytes).map_err(|why| DecodeError::Corrupt(format!("AVIF container: {why}")))?;
+    if plays_a_sequence(bytes) {
+        return Err(DecodeError::Unsupported(
+            "animated AVIF (an image sequence): its frames are not judged".into(),
+        ));
+    }
     mp4parse::read_avif(&mut &bytes[..], ParseStrictness::Normal)
         .map_err(|e| DecodeError::Corrupt(format!("AVIF container: {e:?}")))
+}
+
+/// Whether a browser may play the file's image sequence (a track in its `moov` box) rather
+/// than show its still item: Chromium (libavif) plays it when the major brand is `avis`, or
+/// is not `avif` and a track is present, and Firefox plays sequences too. libavif writes an
+/// animation's first frame as the still item as well (Pillow's animated AVIF: major brand
+/// `avis`, a still and a track), so judging the still would judge the first frame only —
+/// the benign-first-frame trick. Frames of a sequence are not decoded here (AV1 inter
+/// frames decode in order, beyond one instance's budget), so such a file is refused, which
+/// gets the policy's `on_undecodable`, whatever its brands.
+fn plays_a_sequence(bytes: &[u8]) -> bool {
+    if bytes.get(4..12) == Some(b"ftypavis") {
+        return true;
+    }
+    let mut at = 0;
+    while let Ok((kind, _, end)) = box_at(bytes, at) {
+        if &kind == b"moov" {
+            return true;
+        }
+        at = end;
+    }
+    false
 }
 
 /// Whether every box ends within what holds it, and holds the entries it declares (see
@@ -62,34 +89,38 @@ const MAX_BOX_DEPTH: usize = 8;
 
 const PAST_THE_END: &str = "a box runs past the end of the box or file holding it";
 
+/// The box starting at `at`: its type, where its body starts and where it ends.
+fn box_at(bytes: &[u8], at: usize) -> Result<([u8; 4], usize, usize), &'static str> {
+    let Some(&[a, b, c, d, t0, t1, t2, t3]) = bytes.get(at..at + 8) else {
+        return Err(PAST_THE_END);
+    };
+    let (size, header) = match u32::from_be_bytes([a, b, c, d]) {
+        // The last box, to the end of what holds it.
+        0 => ((bytes.len() - at) as u64, 8),
+        // A 64-bit size follows the type.
+        1 => match bytes.get(at + 8..at + 16) {
+            Some(&[a, b, c, d, e, f, g, h]) => (u64::from_be_bytes([a, b, c, d, e, f, g, h]), 16),
+            _ => return Err(PAST_THE_END),
+        },
+        size => (u64::from(size), 8),
+    };
+    if size < header || size > (bytes.len() - at) as u64 {
+        return Err(PAST_THE_END);
+    }
+    Ok(([t0, t1, t2, t3], at + header as usize, at + size as usize))
+}
+
 fn children_fit(bytes: &[u8], depth: usize) -> Result<(), &'static str> {
     let mut at = 0usize;
     while at < bytes.len() {
-        let Some(&[a, b, c, d, t0, t1, t2, t3]) = bytes.get(at..at + 8) else {
-            return Err(PAST_THE_END);
-        };
-        let (size, header) = match u32::from_be_bytes([a, b, c, d]) {
-            // The last box, to the end of what holds it.
-            0 => ((bytes.len() - at) as u64, 8),
-            // A 64-bit size follows the type.
-            1 => match bytes.get(at + 8..at + 16) {
-                Some(&[a, b, c, d, e, f, g, h]) => {
-                    (u64::from_be_bytes([a, b, c, d, e, f, g, h]), 16)
-                }
-                _ => return Err(PAST_THE_END),
-            },
-            size => (u64::from(size), 8),
-        };
-        if size < header || size > (bytes.len() - at) as u64 {
-            return Err(PAST_THE_END);
-        }
-        let body = &bytes[at + header as usize..at + size as usize];
-        if !entries_fit(&[t0, t1, t2, t3], body) {
+        let (kind, start, end) = box_at(bytes, at)?;
+        let body = &bytes[start..end];
+        if !entries_fit(&kind, body) {
             return Err("a box declares more entries than its bytes hold");
         }
         // The boxes whose children are boxes, past their own fields: `meta` is a full box
         // (version and flags); `iinf` adds an entry count of 2 bytes (version 0) or 4.
-        let children = match &[t0, t1, t2, t3] {
+        let children = match &kind {
             b"meta" => body.get(4..),
             b"iinf" => match body.first() {
                 Some(0) => body.get(6..),
@@ -106,7 +137,7 @@ fn children_fit(bytes: &[u8], depth: usize) -> Result<(), &'static str> {
             }
             children_fit(children, depth + 1)?;
         }
-        at += size as usize;
+        at = end;
     }
     Ok(())
 }

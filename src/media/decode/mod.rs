@@ -293,6 +293,36 @@ mod tests {
     const AVIF: &[u8] = include_bytes!("../../../tests/fixtures/photo_astronaut.avif");
 
     #[test]
+    fn animated_avif_is_refused_whatever_its_brands_and_stills_decode_under_any() {
+        // Pillow's animated AVIF (major brand `avis`): a still item (the first frame, a
+        // photo) and a track whose second frame is a drawing. A browser plays the track.
+        let animated = include_bytes!("../../../tests/fixtures/animated_photo_then_drawing.avif");
+        let refused = |bytes: &[u8]| {
+            matches!(
+                decode(bytes, ImageFormat::Avif, LIMITS),
+                Err(DecodeError::Unsupported(why)) if why.starts_with("animated AVIF")
+            ) && declared_avif_size(bytes).is_err()
+        };
+        assert!(refused(animated));
+        // Major brand `miaf` or `avif`: Chromium still plays the track (libavif) of the
+        // first, Firefox may of the second; both are refused.
+        for major in [b"miaf", b"avif"] {
+            let mut rebranded = animated.to_vec();
+            rebranded[8..12].copy_from_slice(major);
+            assert!(refused(&rebranded), "{major:?}");
+        }
+        // A still under another major brand, `avif` among its compatible ones, decodes.
+        let mut still = AVIF.to_vec();
+        still[8..12].copy_from_slice(b"miaf");
+        assert_eq!(ImageFormat::sniff(&still), Some(ImageFormat::Avif));
+        let image = decode(&still, ImageFormat::Avif, LIMITS).unwrap();
+        assert_eq!(
+            image.to_rgb8(),
+            decode(AVIF, ImageFormat::Avif, LIMITS).unwrap().to_rgb8()
+        );
+    }
+
+    #[test]
     fn avif_decodes_within_limits_and_damage_is_corrupt() {
         let image = decode(AVIF, ImageFormat::Avif, LIMITS).unwrap();
         assert_eq!((image.width(), image.height()), (400, 400));
