@@ -242,8 +242,19 @@ fn distance(a: &[u8], b: &[u8]) -> f32 {
     total as f32 / a.len().max(1) as f32
 }
 
+/// How long a browser shows a frame that declares `declared_ms`: Chromium and Firefox
+/// show a frame of 10 ms or less for 100 ms (old GIFs declare 0 for "the default"), so a
+/// frame declared 0 ms is on screen as long as one declared 100.
+fn shown_ms(declared_ms: u32) -> u32 {
+    if declared_ms <= 10 {
+        100
+    } else {
+        declared_ms
+    }
+}
+
 /// Indices of the frames to judge, at most `max_frames`, from each frame's signature and
-/// display time in milliseconds.
+/// declared display time in milliseconds.
 pub fn choose(signatures: &[Vec<u8>], delays_ms: &[u32], max_frames: usize) -> Vec<usize> {
     let mut chosen: Vec<usize> = Vec::new();
     if signatures.is_empty() || max_frames == 0 {
@@ -258,8 +269,8 @@ pub fn choose(signatures: &[Vec<u8>], delays_ms: &[u32], max_frames: usize) -> V
                     .iter()
                     .map(|&c| distance(&signatures[i], &signatures[c]))
                     .fold(f32::INFINITY, f32::min);
-                // Longer shown counts more; at least a browser's 10 ms minimum.
-                let shown = delays_ms.get(i).copied().unwrap_or(0).max(10) as f32;
+                // Longer shown counts more, as long as a browser shows it.
+                let shown = shown_ms(delays_ms.get(i).copied().unwrap_or(0)) as f32;
                 (i, unlike, unlike * shown.sqrt())
             })
             .filter(|&(_, unlike, _)| unlike > ALIKE)
@@ -369,6 +380,20 @@ mod tests {
 
     fn flat(value: u8) -> RgbaImage {
         RgbaImage::from_pixel(32, 24, Rgba([value, value, value, 255]))
+    }
+
+    #[test]
+    fn a_frame_declared_zero_ms_weighs_as_the_100_ms_a_browser_shows_it() {
+        // Three benign frames shown a second each, a little unlike the first; one frame
+        // far unlike it declared 0 ms, which browsers show for 100 ms. Weighed as 10 ms it
+        // lost to the benign ones; weighed as shown it is chosen.
+        let flat = |v: u8| vec![v; 256];
+        let signatures = [flat(100), flat(110), flat(90), flat(105), flat(140)];
+        let chosen = choose(&signatures, &[1000, 1000, 1000, 1000, 0], 3);
+        assert!(chosen.contains(&4), "{chosen:?}");
+        assert_eq!(shown_ms(0), 100);
+        assert_eq!(shown_ms(10), 100);
+        assert_eq!(shown_ms(20), 20);
     }
 
     #[test]
