@@ -448,6 +448,21 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         "/broken.jpg",
         Resource::bytes("image/jpeg", b"origin exploded".to_vec()).with_status(500),
     );
+    // Image bodies of error responses: Chromium shows them in <img> (404, 500 checked).
+    let drawing_png = bytes_of(&fixtures, "/drawing.png");
+    let photo_png = bytes_of(&fixtures, "/photo.png");
+    for (path, status, kind, bytes) in [
+        (
+            "/missing-drawing.png",
+            404,
+            "image/png",
+            drawing_png.clone(),
+        ),
+        ("/failing-drawing", 500, "text/html", drawing_png),
+        ("/missing-photo.png", 404, "image/png", photo_png),
+    ] {
+        fixtures.insert(path, Resource::bytes(kind, bytes).with_status(status));
+    }
     fixtures
 }
 
@@ -1046,6 +1061,17 @@ fn head_redirects_304_and_origin_errors_pass_as_sent() {
         (broken.status, broken.body.as_slice()),
         (500, &b"origin exploded"[..])
     );
+}
+
+#[test]
+fn error_responses_showing_images_are_judged() {
+    // A 404 typed as PNG, a 500 typed as HTML: the stand-in's bytes are blocked.
+    for path in ["/missing-drawing.png", "/failing-drawing"] {
+        blocked_by_test_policy(path);
+    }
+    let photo = world().test_policy.get("/missing-photo.png");
+    assert_eq!((photo.status, photo.verdict()), (404, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/missing-photo.png"));
 }
 
 #[test]

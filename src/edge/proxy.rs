@@ -8,6 +8,7 @@ use super::respond::{self, Report};
 use super::{decisions, model};
 use edge_moderation::decision_log::Origin;
 use edge_moderation::headers;
+use edge_moderation::media::{mixed_replace, svg};
 use edge_moderation::moderation::{Moderation, Subject};
 use edge_moderation::policy::Direction;
 use fastly::http::{header, Method, StatusCode};
@@ -24,13 +25,14 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
     for name in forged {
         response.remove_header(name);
     }
-    if !carries_content(context, &response) {
+    let Some(shown) = shown_body(context, &response) else {
         return response;
-    }
+    };
     let policy = &context.served.policy;
     let content_type = response
         .get_header_str(header::CONTENT_TYPE)
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .filter(|claimed| shown == Shown::AsTyped || shows_by_type(claimed));
     let content_encoding = response
         .get_header_str(header::CONTENT_ENCODING)
         .map(str::to_owned);
@@ -93,12 +95,40 @@ pub fn judge(context: &RequestContext, mut response: Response) -> Response {
     respond::moderated(response, moderation, &context.served, report)
 }
 
-/// Responses with no content to show (HEAD, 204, 205) and those that are not successes
-/// (redirects, 304, errors) pass as the origin sent them.
-fn carries_content(context: &RequestContext, response: &Response) -> bool {
+/// How a browser treats a response's body in `<img>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// A success: as its bytes and its `Content-Type` say (an image type whose bytes are
+    /// not an image fails closed).
+    AsTyped,
+    /// An error (4xx, 5xx): Chromium shows an image body of a 404 or a 500 in `<img>`
+    /// (checked), so image bytes are judged; its type alone decides nothing (an error
+    /// page typed `image/jpeg` passes as sent), except for the types browsers render by
+    /// type (SVG, `multipart/x-mixed-replace`).
+    IfImage,
+}
+
+/// How the body is shown, or `None` when it is never shown: HEAD, 204, 205, redirects
+/// and 304 pass as the origin sent them.
+fn shown_body(context: &RequestContext, response: &Response) -> Option<Shown> {
     let status = response.get_status();
-    context.method != Method::HEAD
-        && status.is_success()
-        && status != StatusCode::NO_CONTENT
-        && status != StatusCode::RESET_CONTENT
+    if context.method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::RESET_CONTENT
+    {
+        return None;
+    }
+    if status.is_success() {
+        Some(Shown::AsTyped)
+    } else if status.is_client_error() || status.is_server_error() {
+        Some(Shown::IfImage)
+    } else {
+        None
+    }
+}
+
+/// Whether a browser renders a body of this type as an image by the type itself (its
+/// bytes carry no signature to sniff).
+fn shows_by_type(content_type: &str) -> bool {
+    svg::is_svg_type(Some(content_type)) || mixed_replace::boundary(content_type).is_some()
 }
