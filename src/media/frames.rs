@@ -134,14 +134,7 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
 /// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451).
 pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
     let (width, height) = gif_scan(bytes, usize::MAX).largest;
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels
-        || width.max(height) > limits.max_dimension
-        || pixels * 4 > limits.max_canvas_bytes
-    {
-        return Err(DecodeError::TooLarge { width, height });
-    }
-    Ok(())
+    limits.check_rgba(width, height)
 }
 
 fn frames(
@@ -208,14 +201,8 @@ fn checked_size(
             .dimensions(),
         _ => return Err(DecodeError::Unsupported("not an animation".into())),
     };
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels
-        || width.max(height) > limits.max_dimension
-        || pixels * 4 > limits.max_canvas_bytes
-    {
-        return Err(DecodeError::TooLarge { width, height });
-    }
-    Ok(pixels.max(1))
+    limits.check_rgba(width, height)?;
+    Ok((u64::from(width) * u64::from(height)).max(1))
 }
 
 /// A frame's grey 16×16 thumbnail.

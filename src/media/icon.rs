@@ -104,13 +104,7 @@ fn ordered(bytes: &[u8], limits: DecodeLimits) -> Result<Vec<SizedEntry>, Decode
         .into_iter()
         .map(|entry| {
             let (width, height) = size(&entry, bytes)?;
-            let pixels = u64::from(width) * u64::from(height);
-            if pixels > limits.max_pixels
-                || width.max(height) > limits.max_dimension
-                || pixels * 4 > limits.max_canvas_bytes
-            {
-                return Err(DecodeError::TooLarge { width, height });
-            }
+            limits.check_rgba(width, height)?;
             Ok((entry, (width, height)))
         })
         .collect::<Result<Vec<_>, _>>()?;

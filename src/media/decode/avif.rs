@@ -191,12 +191,7 @@ impl AvifDecoder {
         let context = container(bytes)?;
         let color = still(&context)?;
         let (width, height) = declared_size(color)?;
-        if u64::from(width) * u64::from(height) > limits.max_pixels
-            || width.max(height) > limits.max_dimension
-            || u64::from(width) * u64::from(height) * 4 > limits.max_canvas_bytes
-        {
-            return Err(DecodeError::TooLarge { width, height });
-        }
+        limits.check_rgba(width, height)?;
         let planes = Frame::decode(color, limits)?;
         if (planes.width, planes.height) != (width, height) {
             return Err(DecodeError::Corrupt(format!(

@@ -37,6 +37,21 @@ pub struct DecodeLimits {
     pub reduce_jpeg: bool,
 }
 
+impl DecodeLimits {
+    /// Whether a canvas of `width`×`height` decoded to RGBA fits: its pixels, its longer
+    /// side, its bytes at 4 per pixel; `TooLarge` otherwise.
+    pub fn check_rgba(self, width: u32, height: u32) -> Result<(), DecodeError> {
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > self.max_pixels
+            || width.max(height) > self.max_dimension
+            || pixels * 4 > self.max_canvas_bytes
+        {
+            return Err(DecodeError::TooLarge { width, height });
+        }
+        Ok(())
+    }
+}
+
 /// Why an image could not be decoded. The caller decides per case: the policy has one
 /// outcome for images beyond its limits and one for images it cannot read.
 #[derive(Debug, PartialEq)]
