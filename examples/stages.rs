@@ -75,9 +75,10 @@ fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 /// Inputs measured only natively and through the real service (`examples/requests.rs`):
 /// without the snapshot, this process still holds the fragments of loading the model (its
 /// peak is ~85 MB), and Viceroy's 128 MB memory cannot then fit their 36 MB canvases.
-const LARGE_INPUTS: [&str; 3] = [
+const LARGE_INPUTS: [&str; 4] = [
     "jpeg_4000x3000",
     "jpeg_12mp_4032x3024",
+    "jpeg_12mp_4032x3024_display_p3",
     "jpeg_progressive_4000x3000",
 ];
 
@@ -109,6 +110,39 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
             .unwrap();
         out
     };
+    // The same photo tagged Display P3 (an iPhone's profile): colour management converts
+    // every pixel (the sampled JPEG decoder's, or the whole PNG) beside the untagged one.
+    let display_p3 = || {
+        let mut profile = moxcms::ColorProfile::new_display_p3();
+        profile.cicp = None;
+        profile.encode().unwrap()
+    };
+    let p3_jpeg = |width, height| {
+        let mut out = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 86);
+        encoder.add_icc_profile(&display_p3()).unwrap();
+        let rgb = synthetic(width, height);
+        encoder
+            .encode(
+                rgb.as_raw(),
+                width as u16,
+                height as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .unwrap();
+        out
+    };
+    let p3_png = |width, height| {
+        use image::ImageEncoder;
+        let mut out = Vec::new();
+        let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+        encoder.set_icc_profile(display_p3()).unwrap();
+        let rgb = synthetic(width, height);
+        encoder
+            .write_image(rgb.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    };
     type Make<'a> = Box<dyn Fn() -> Vec<u8> + 'a>;
     let all: Vec<(&'static str, Make)> = vec![
         ("jpeg_320x240", Box::new(|| photo(320, 240, Jpeg))),
@@ -125,6 +159,12 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         (
             "png_alpha_800x600",
             Box::new(|| encode(rgba(800, 600), Png)),
+        ),
+        ("png_800x600", Box::new(|| photo(800, 600, Png))),
+        ("png_800x600_display_p3", Box::new(|| p3_png(800, 600))),
+        (
+            "jpeg_12mp_4032x3024_display_p3",
+            Box::new(|| p3_jpeg(4032, 3024)),
         ),
         ("webp_800x600", Box::new(|| photo(800, 600, WebP))),
         ("gif_400x300", Box::new(|| photo(400, 300, Gif))),

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
     animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, html_boxes_svg,
-    in_html_svg, strips_svg, text_cells_svg, traced_svg, turned, zlib,
+    in_html_svg, posterising_profile, profiled, strips_svg, text_cells_svg, traced_svg, turned,
+    zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -264,6 +265,26 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         fixtures.insert(
             leak(format!("/oriented-photo.{ext}")),
             Resource::bytes(mime, turned(&photo, 8, format)),
+        );
+    }
+    // Colour-managed: the photo stored as it is, under a profile that shows it as a
+    // poster (the stand-in); and under a plain sRGB profile, shown as stored.
+    let srgb = moxcms::ColorProfile::new_srgb()
+        .encode()
+        .expect("sRGB profile");
+    for (ext, mime, format) in [
+        ("jpg", "image/jpeg", image::ImageFormat::Jpeg),
+        ("png", "image/png", image::ImageFormat::Png),
+        ("webp", "image/webp", image::ImageFormat::WebP),
+    ] {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        fixtures.insert(
+            leak(format!("/profiled-drawing.{ext}")),
+            Resource::bytes(mime, profiled(&photo, &posterising_profile(), format)),
+        );
+        fixtures.insert(
+            leak(format!("/profiled-photo.{ext}")),
+            Resource::bytes(mime, profiled(&photo, &srgb, format)),
         );
     }
     // Compressed bodies a browser decompresses and shows, whatever the type.
@@ -953,6 +974,34 @@ fn images_are_judged_in_the_orientation_browsers_show() {
     for ext in ["jpg", "png", "webp"] {
         blocked_by_test_policy(&format!("/oriented-drawing.{ext}"));
         let path = format!("/oriented-photo.{ext}");
+        let photo = test.get(&path);
+        assert_eq!(
+            (photo.status, photo.verdict()),
+            (200, Some("pass")),
+            "{path}"
+        );
+        assert_eq!(photo.body, origin_bytes(&path), "{path}");
+    }
+}
+
+#[test]
+fn images_are_judged_in_the_colours_browsers_show() {
+    let test = &world().test_policy;
+    // The photo as stored (0.06 Drawing) under an ICC profile that shows it posterised
+    // (0.79-0.84, the test policy's rewrite band): JPEG (APP2), PNG (iCCP) and WebP
+    // (ICCP), each served obscured. Under an sRGB profile it passes as sent.
+    for ext in ["jpg", "png", "webp"] {
+        let path = format!("/profiled-drawing.{ext}");
+        let shown = test.get(&path);
+        let reason = shown.header(headers::REASON).unwrap_or_default();
+        assert_eq!(
+            (shown.status, shown.verdict()),
+            (200, Some("rewrite")),
+            "{path}: {reason}"
+        );
+        assert!(reason.contains("Drawing"), "{path}: {reason}");
+        assert_ne!(shown.body, origin_bytes(&path), "{path}");
+        let path = format!("/profiled-photo.{ext}");
         let photo = test.get(&path);
         assert_eq!(
             (photo.status, photo.verdict()),

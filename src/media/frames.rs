@@ -9,7 +9,7 @@
 //! that look like a chosen one add nothing. The chosen frames are taken from those kept
 //! in that reading (up to `KEPT_FRAME_BYTES` together), or decoded again beyond it.
 
-use super::decode::{DecodeError, DecodeLimits};
+use super::decode::{colour, DecodeError, DecodeLimits};
 use super::format::ImageFormat;
 use super::icon;
 use image::codecs::gif::GifDecoder;
@@ -310,16 +310,32 @@ fn read_frames(
         return Err(DecodeError::TooManyFrames { read: readable });
     }
     let chosen = choose(&signatures, &delays, max_frames);
-    if let Some(kept) = kept {
-        return Ok(kept
+    // Frames are chosen as coded (conversion keeps what is alike alike) and judged as
+    // shown: in sRGB, under the file's colour description (APNG, animated WebP).
+    let to_srgb = colour::description_of(bytes, format)
+        .as_ref()
+        .and_then(colour::ToSrgb::new);
+    let shown = |frames: Vec<Frame>| match &to_srgb {
+        Some(to_srgb) => frames
             .into_iter()
-            .enumerate()
-            .filter(|(index, _)| chosen.contains(index))
-            .map(|(index, buffer)| Frame {
-                index,
-                image: DynamicImage::ImageRgba8(buffer),
+            .map(|frame| Frame {
+                index: frame.index,
+                image: to_srgb.apply(frame.image),
             })
-            .collect());
+            .collect(),
+        None => frames,
+    };
+    if let Some(kept) = kept {
+        return Ok(shown(
+            kept.into_iter()
+                .enumerate()
+                .filter(|(index, _)| chosen.contains(index))
+                .map(|(index, buffer)| Frame {
+                    index,
+                    image: DynamicImage::ImageRgba8(buffer),
+                })
+                .collect(),
+        ));
     }
     let last = chosen.last().copied().unwrap_or(0);
     let mut out = Vec::with_capacity(chosen.len());
@@ -332,7 +348,7 @@ fn read_frames(
             });
         }
     }
-    Ok(out)
+    Ok(shown(out))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The pipeline's revision: raise it when decoding, preprocessing or rewriting change
 /// what a verdict would be, so verdicts cached by older code are not reused.
-pub const REVISION: u32 = 4;
+pub const REVISION: u32 = 5;
 
 /// Where one image's verdict under one policy and model is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]

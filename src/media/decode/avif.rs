@@ -32,6 +32,8 @@ pub(super) struct AvifDecoder {
     pixels: Vec<u8>,
     alpha: bool,
     orientation: Orientation,
+    /// The ICC profile of the `colr` box, which the pixels are coded in.
+    icc: Option<Vec<u8>>,
 }
 
 /// The size an AVIF declares (its container, then its AV1 sequence header), read without
@@ -220,12 +222,18 @@ impl AvifDecoder {
             .map_err(|e| DecodeError::Corrupt(format!("AVIF imir: {e:?}")))?;
         // SAFETY: mp4parse returns null or a pointer into `context`, which is alive here.
         let mirror = unsafe { mirror.as_ref() };
+        // An unreadable `colr` is ignored, as browsers ignore it: shown as coded.
+        let icc = context
+            .icc_colour_information()
+            .and_then(Result::ok)
+            .map(<[u8]>::to_vec);
         Ok(Self {
             width,
             height,
             pixels,
             alpha: alpha.is_some(),
             orientation: orientation(rotation, mirror),
+            icc,
         })
     }
 }
@@ -669,6 +677,10 @@ impl ImageDecoder for AvifDecoder {
 
     fn orientation(&mut self) -> ImageResult<Orientation> {
         Ok(self.orientation)
+    }
+
+    fn icc_profile(&mut self) -> ImageResult<Option<Vec<u8>>> {
+        Ok(self.icc.clone())
     }
 
     fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {

@@ -30,6 +30,8 @@ pub(super) struct JxlDecoder {
     height: u32,
     color: ColorType,
     pixels: Vec<u8>,
+    /// The ICC profile the pixels are coded in, when jxl-oxide left them so.
+    icc: Option<Vec<u8>>,
 }
 
 /// The size a JPEG XL declares (as displayed, its orientation applied), read from its
@@ -92,13 +94,16 @@ impl JxlDecoder {
         }
         // What a browser shows: sRGB. jxl-oxide converts XYB-coded images (lossy, the
         // usual case) and CMYK itself; an image coded in another enumerated space is
-        // converted too; one described only by an ICC profile is shown as coded (no
-        // colour management system here), which moves colours, not content.
+        // converted too; one described only by an ICC profile comes out as coded, and the
+        // profile goes with it, for `colour` to convert.
+        let mut icc = None;
         if image.original_icc().is_none()
             || format.has_black()
             || image.image_header().metadata.xyb_encoded
         {
             image.request_color_encoding(EnumColourEncoding::srgb(RenderingIntent::Relative));
+        } else {
+            icc = image.original_icc().map(<[u8]>::to_vec);
         }
         let render = image.render_frame(0).map_err(corrupt)?;
         let mut stream = render.stream();
@@ -129,6 +134,7 @@ impl JxlDecoder {
             height,
             color,
             pixels,
+            icc,
         })
     }
 }
@@ -206,6 +212,10 @@ impl ImageDecoder for JxlDecoder {
     /// Already applied: jxl-oxide renders the image as oriented.
     fn orientation(&mut self) -> ImageResult<Orientation> {
         Ok(Orientation::NoTransforms)
+    }
+
+    fn icc_profile(&mut self) -> ImageResult<Option<Vec<u8>>> {
+        Ok(self.icc.clone())
     }
 
     fn read_image(self, buf: &mut [u8]) -> ImageResult<()> {

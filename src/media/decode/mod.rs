@@ -12,6 +12,7 @@
 
 mod avif;
 mod codec;
+pub mod colour;
 mod jpeg;
 mod jxl;
 
@@ -109,7 +110,8 @@ pub fn decode(
 /// budget to the canvas actually decoded.
 ///
 /// The image comes out as a browser shows it: its EXIF orientation (JPEG, PNG `eXIf`,
-/// WebP, TIFF) applied, and `width` × `height` are the displayed size.
+/// WebP, TIFF) applied, its colours converted to sRGB ([`colour`]), and `width` ×
+/// `height` are the displayed size.
 pub fn decode_reduced(
     bytes: &[u8],
     format: ImageFormat,
@@ -143,6 +145,9 @@ pub fn decode_resumable(
     let mut decoder = codec::checked_decoder(bytes, format, limits)?;
     // Unreadable metadata is no reason to refuse the pixels: shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let to_srgb = colour::description(bytes, format, decoder.as_mut())
+        .as_ref()
+        .and_then(colour::ToSrgb::new);
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
     let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
@@ -150,7 +155,7 @@ pub fn decode_resumable(
     // large one's reduced image from the same pass.
     let gather =
         jpeg.then(|| jpeg::decode_gathered(bytes, (width, height), orientation, from, stop));
-    let (gathered, mut image) = match gather {
+    let (mut gathered, mut image) = match gather {
         Some(Ok(Gather::Done(gathered, preview))) => (Some(gathered), preview),
         Some(Ok(Gather::Suspended(state))) => return Ok(Decoding::Suspended { state }),
         // A resumed job's image lacks the data already decoded (the job leaves it out):
@@ -178,7 +183,13 @@ pub fn decode_resumable(
         decoded.apply_orientation(orientation);
         image = Some(decoded);
     }
-    let image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
+    let mut image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
+    if let Some(to_srgb) = &to_srgb {
+        image = to_srgb.apply(image);
+        if let Some(gathered) = gathered.as_mut() {
+            gathered.image = to_srgb.apply(std::mem::take(&mut gathered.image));
+        }
+    }
     let (width, height) = if jpeg::turns(orientation) {
         (height, width)
     } else {
