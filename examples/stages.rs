@@ -95,10 +95,13 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         |width, height, format| encode(DynamicImage::ImageRgb8(synthetic(width, height)), format);
     // What phones upload and what some encoders emit: a 12 MP photo at high quality, and a
     // progressive JPEG (every coefficient in several scans).
-    let jpeg_with = |width, height, quality, progressive| {
+    let jpeg_with = |width, height, quality, progressive, icc: Option<Vec<u8>>| {
         let mut out = Vec::new();
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
         encoder.set_progressive(progressive);
+        if let Some(icc) = icc {
+            encoder.add_icc_profile(&icc).unwrap();
+        }
         let rgb = synthetic(width, height);
         encoder
             .encode(
@@ -116,21 +119,6 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         let mut profile = moxcms::ColorProfile::new_display_p3();
         profile.cicp = None;
         profile.encode().unwrap()
-    };
-    let p3_jpeg = |width, height| {
-        let mut out = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 86);
-        encoder.add_icc_profile(&display_p3()).unwrap();
-        let rgb = synthetic(width, height);
-        encoder
-            .encode(
-                rgb.as_raw(),
-                width as u16,
-                height as u16,
-                jpeg_encoder::ColorType::Rgb,
-            )
-            .unwrap();
-        out
     };
     let p3_png = |width, height| {
         use image::ImageEncoder;
@@ -150,11 +138,11 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         ("jpeg_4000x3000", Box::new(|| photo(4000, 3000, Jpeg))),
         (
             "jpeg_12mp_4032x3024",
-            Box::new(|| jpeg_with(4032, 3024, 86, false)),
+            Box::new(|| jpeg_with(4032, 3024, 86, false, None)),
         ),
         (
             "jpeg_progressive_4000x3000",
-            Box::new(|| jpeg_with(4000, 3000, 80, true)),
+            Box::new(|| jpeg_with(4000, 3000, 80, true, None)),
         ),
         (
             "png_alpha_800x600",
@@ -164,7 +152,7 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         ("png_800x600_display_p3", Box::new(|| p3_png(800, 600))),
         (
             "jpeg_12mp_4032x3024_display_p3",
-            Box::new(|| p3_jpeg(4032, 3024)),
+            Box::new(|| jpeg_with(4032, 3024, 86, false, Some(display_p3()))),
         ),
         ("webp_800x600", Box::new(|| photo(800, 600, WebP))),
         ("gif_400x300", Box::new(|| photo(400, 300, Gif))),

@@ -343,6 +343,7 @@ fn from_gamma(gamma: u32, chromaticities: Option<[u32; 8]>) -> Option<ColorProfi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::decode::tests::jpeg_tagged;
     use crate::media::decode::{decode_reduced, DecodeLimits};
     use image::{GenericImageView, Rgb, RgbImage};
 
@@ -419,18 +420,7 @@ mod tests {
     }
 
     fn jpeg_with_icc(image: &RgbImage, icc: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-        encoder.add_icc_profile(icc).unwrap();
-        encoder
-            .encode(
-                image.as_raw(),
-                image.width() as u16,
-                image.height() as u16,
-                jpeg_encoder::ColorType::Rgb,
-            )
-            .unwrap();
-        out
+        jpeg_tagged(image, |encoder| encoder.add_icc_profile(icc).unwrap())
     }
 
     #[test]
@@ -546,10 +536,7 @@ mod tests {
             .unwrap();
         assert!(worst <= 6, "gathered pixels off by {worst}");
         // An sRGB profile leaves every pixel as an untagged file's, on every path.
-        let mut untagged = Vec::new();
-        jpeg_encoder::Encoder::new(&mut untagged, 95)
-            .encode(picture.as_raw(), 320, 240, jpeg_encoder::ColorType::Rgb)
-            .unwrap();
+        let untagged = jpeg_tagged(&picture, |_| {});
         for reduce_jpeg in [false, true] {
             assert_eq!(
                 shown(&plain, ImageFormat::Jpeg, reduce_jpeg),

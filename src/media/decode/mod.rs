@@ -220,16 +220,15 @@ mod tests {
         crate::media::encode::encode(&DynamicImage::ImageRgb8(image), format).unwrap()
     }
 
-    /// A JPEG carrying an EXIF orientation (`value`, 1–8) in an APP1 segment.
-    pub(crate) fn jpeg_with_orientation(image: &RgbImage, value: u16) -> Vec<u8> {
-        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
-        // Tag 0x0112 (Orientation), type SHORT, count 1, value, then no next IFD.
-        exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
-        exif.extend_from_slice(&value.to_be_bytes());
-        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    /// `image` as a quality-95 JPEG, with what `tag` adds to its header (an APP segment, a
+    /// profile).
+    pub(crate) fn jpeg_tagged(
+        image: &RgbImage,
+        tag: impl FnOnce(&mut jpeg_encoder::Encoder<&mut Vec<u8>>),
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-        encoder.add_app_segment(1, exif).unwrap();
+        tag(&mut encoder);
         encoder
             .encode(
                 image.as_raw(),
@@ -239,6 +238,16 @@ mod tests {
             )
             .unwrap();
         out
+    }
+
+    /// A JPEG carrying an EXIF orientation (`value`, 1–8) in an APP1 segment.
+    pub(crate) fn jpeg_with_orientation(image: &RgbImage, value: u16) -> Vec<u8> {
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        // Tag 0x0112 (Orientation), type SHORT, count 1, value, then no next IFD.
+        exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+        exif.extend_from_slice(&value.to_be_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        jpeg_tagged(image, |encoder| encoder.add_app_segment(1, exif).unwrap())
     }
 
     #[test]
