@@ -251,24 +251,9 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             Resource::bytes("image/webp", bytes),
         );
     }
-    // Stored turned, shown upright by its EXIF orientation.
-    for (ext, mime, format) in [
-        ("jpg", "image/jpeg", image::ImageFormat::Jpeg),
-        ("png", "image/png", image::ImageFormat::Png),
-        ("webp", "image/webp", image::ImageFormat::WebP),
-    ] {
-        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        fixtures.insert(
-            leak(format!("/oriented-drawing.{ext}")),
-            Resource::bytes(mime, turned(&drawing_like, 6, format)),
-        );
-        fixtures.insert(
-            leak(format!("/oriented-photo.{ext}")),
-            Resource::bytes(mime, turned(&photo, 8, format)),
-        );
-    }
-    // Colour-managed: the photo stored as it is, under a profile that shows it as a
-    // poster (the stand-in); and under a plain sRGB profile, shown as stored.
+    // Stored turned, shown upright by its EXIF orientation. Colour-managed: the photo
+    // stored as it is, under a profile that shows it as a poster (the stand-in); and under
+    // a plain sRGB profile, shown as stored.
     let srgb = moxcms::ColorProfile::new_srgb()
         .encode()
         .expect("sRGB profile");
@@ -278,14 +263,17 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         ("webp", "image/webp", image::ImageFormat::WebP),
     ] {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        fixtures.insert(
-            leak(format!("/profiled-drawing.{ext}")),
-            Resource::bytes(mime, profiled(&photo, &posterising_profile(), format)),
-        );
-        fixtures.insert(
-            leak(format!("/profiled-photo.{ext}")),
-            Resource::bytes(mime, profiled(&photo, &srgb, format)),
-        );
+        for (path, bytes) in [
+            ("oriented-drawing", turned(&drawing_like, 6, format)),
+            ("oriented-photo", turned(&photo, 8, format)),
+            (
+                "profiled-drawing",
+                profiled(&photo, &posterising_profile(), format),
+            ),
+            ("profiled-photo", profiled(&photo, &srgb, format)),
+        ] {
+            fixtures.insert(leak(format!("/{path}.{ext}")), Resource::bytes(mime, bytes));
+        }
     }
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);

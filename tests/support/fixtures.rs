@@ -141,46 +141,12 @@ pub fn turned(image: &DynamicImage, value: u16, format: ImageFormat) -> Vec<u8> 
     }
     .to_rgb8();
     // A TIFF header and one IFD entry: tag 0x0112 (Orientation), type SHORT, count 1,
-    // the value; no next IFD. JPEG carries it in APP1 after "Exif\0\0"; PNG (`eXIf`)
-    // and WebP (`EXIF`) carry it bare.
+    // the value; no next IFD.
     let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
     tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
     tiff.extend_from_slice(&value.to_be_bytes());
     tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let (width, height) = stored.dimensions();
-    let mut out = Vec::new();
-    match format {
-        ImageFormat::Jpeg => {
-            let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-            let exif = [&b"Exif\0\0"[..], &tiff].concat();
-            encoder.add_app_segment(1, exif).expect("EXIF segment");
-            let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
-            encoder
-                .encode(
-                    stored.as_raw(),
-                    side(width),
-                    side(height),
-                    jpeg_encoder::ColorType::Rgb,
-                )
-                .expect("encode turned fixture");
-        }
-        ImageFormat::Png => {
-            let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
-            encoder.set_exif_metadata(tiff).expect("PNG eXIf");
-            encoder
-                .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
-                .expect("encode turned fixture");
-        }
-        ImageFormat::WebP => {
-            let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
-            encoder.set_exif_metadata(tiff).expect("WebP EXIF");
-            encoder
-                .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
-                .expect("encode turned fixture");
-        }
-        other => panic!("no turned fixture in {other:?}"),
-    }
-    out
+    tagged(&stored, Tag::Exif(tiff), format)
 }
 
 /// An animated GIF: each frame (resized to the last's size) shown for its milliseconds.
@@ -375,13 +341,31 @@ pub fn strips_svg(image: &DynamicImage, count: u32) -> Vec<u8> {
 /// `image` encoded in `format` (JPEG, PNG or WebP) with the ICC profile `icc` embedded
 /// (APP2, `iCCP`, `ICCP`).
 pub fn profiled(image: &DynamicImage, icc: &[u8], format: ImageFormat) -> Vec<u8> {
-    let stored = image.to_rgb8();
+    tagged(&image.to_rgb8(), Tag::Icc(icc.to_vec()), format)
+}
+
+/// What a fixture's header carries beside its pixels.
+enum Tag {
+    /// A bare TIFF structure: JPEG carries it in APP1 after "Exif\0\0", PNG (`eXIf`) and
+    /// WebP (`EXIF`) bare.
+    Exif(Vec<u8>),
+    /// An ICC profile: JPEG APP2, PNG `iCCP`, WebP `ICCP`.
+    Icc(Vec<u8>),
+}
+
+/// `stored` as a JPEG (quality 95), PNG or lossless WebP whose header carries `tag`.
+fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
     let (width, height) = stored.dimensions();
     let mut out = Vec::new();
     match format {
         ImageFormat::Jpeg => {
             let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
-            encoder.add_icc_profile(icc).expect("JPEG ICC");
+            match tag {
+                Tag::Exif(tiff) => encoder
+                    .add_app_segment(1, [&b"Exif\0\0"[..], &tiff].concat())
+                    .expect("EXIF segment"),
+                Tag::Icc(icc) => encoder.add_icc_profile(&icc).expect("JPEG ICC"),
+            }
             let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
             encoder
                 .encode(
@@ -390,23 +374,29 @@ pub fn profiled(image: &DynamicImage, icc: &[u8], format: ImageFormat) -> Vec<u8
                     side(height),
                     jpeg_encoder::ColorType::Rgb,
                 )
-                .expect("encode profiled fixture");
+                .expect("encode tagged fixture");
         }
         ImageFormat::Png => {
             let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
-            encoder.set_icc_profile(icc.to_vec()).expect("PNG iCCP");
+            match tag {
+                Tag::Exif(tiff) => encoder.set_exif_metadata(tiff).expect("PNG eXIf"),
+                Tag::Icc(icc) => encoder.set_icc_profile(icc).expect("PNG iCCP"),
+            }
             encoder
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
-                .expect("encode profiled fixture");
+                .expect("encode tagged fixture");
         }
         ImageFormat::WebP => {
             let mut encoder = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
-            encoder.set_icc_profile(icc.to_vec()).expect("WebP ICCP");
+            match tag {
+                Tag::Exif(tiff) => encoder.set_exif_metadata(tiff).expect("WebP EXIF"),
+                Tag::Icc(icc) => encoder.set_icc_profile(icc).expect("WebP ICCP"),
+            }
             encoder
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
-                .expect("encode profiled fixture");
+                .expect("encode tagged fixture");
         }
-        other => panic!("no profiled fixture in {other:?}"),
+        other => panic!("no tagged fixture in {other:?}"),
     }
     out
 }
