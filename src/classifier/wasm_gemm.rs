@@ -24,6 +24,12 @@
 //! `examples/operators.rs` under Viceroy; `docs/performance.md` records what was measured
 //! and rejected, and why.
 //!
+//! Clamps (ReLU6's `ScalarMax(0)` / `ScalarMin(6)`, and the per-row and per-column forms)
+//! use Wasm's pseudo-minimum and -maximum (`f32x4.pmin`/`pmax`), one `minps`/`maxps` on
+//! x86-64, where `f32x4.min`/`max` cost about eight instructions to give NaN and signed
+//! zero their IEEE meaning. They differ only for NaN and ±0, which a clamp of finite
+//! activations never depends on (x86's native tract kernels use `minps`/`maxps` too).
+//!
 //! Every [`FusedKerSpec`] arm keeps the semantics of tract-linalg's own Wasm kernels
 //! (operand order included), so fused bias, batch-norm and ReLU6 epilogues behave
 //! identically; `tests/wasm_kernel.rs` holds the Wasm scores to the native ones. The kernel
@@ -214,8 +220,8 @@ unsafe fn kernel(mut spec: *const FusedKerSpec<f32>) -> isize {
                     }
                 }
             }
-            FusedKerSpec::ScalarMin(s) => each(&mut acc, |v| f32x4_min(f32x4_splat(s), v)),
-            FusedKerSpec::ScalarMax(s) => each(&mut acc, |v| f32x4_max(f32x4_splat(s), v)),
+            FusedKerSpec::ScalarMin(s) => each(&mut acc, |v| f32x4_pmin(f32x4_splat(s), v)),
+            FusedKerSpec::ScalarMax(s) => each(&mut acc, |v| f32x4_pmax(f32x4_splat(s), v)),
             FusedKerSpec::ScalarAdd(s) => each(&mut acc, |v| f32x4_add(f32x4_splat(s), v)),
             FusedKerSpec::ScalarMul(s) => each(&mut acc, |v| f32x4_mul(f32x4_splat(s), v)),
             FusedKerSpec::ScalarSub(s) => each(&mut acc, |v| f32x4_sub(f32x4_splat(s), v)),
@@ -223,14 +229,14 @@ unsafe fn kernel(mut spec: *const FusedKerSpec<f32>) -> isize {
             FusedKerSpec::LeakyRelu(alpha) => each(&mut acc, |v| {
                 v128_bitselect(v, f32x4_mul(f32x4_splat(alpha), v), f32x4_gt(v, zero))
             }),
-            FusedKerSpec::PerRowMin(rows) => per_row(&mut acc, rows, |s, v| f32x4_min(s, v)),
-            FusedKerSpec::PerRowMax(rows) => per_row(&mut acc, rows, |s, v| f32x4_max(s, v)),
+            FusedKerSpec::PerRowMin(rows) => per_row(&mut acc, rows, |s, v| f32x4_pmin(s, v)),
+            FusedKerSpec::PerRowMax(rows) => per_row(&mut acc, rows, |s, v| f32x4_pmax(s, v)),
             FusedKerSpec::PerRowAdd(rows) => per_row(&mut acc, rows, |s, v| f32x4_add(s, v)),
             FusedKerSpec::PerRowMul(rows) => per_row(&mut acc, rows, |s, v| f32x4_mul(s, v)),
             FusedKerSpec::PerRowSub(rows) => per_row(&mut acc, rows, |s, v| f32x4_sub(s, v)),
             FusedKerSpec::PerRowSubF(rows) => per_row(&mut acc, rows, |s, v| f32x4_sub(v, s)),
-            FusedKerSpec::PerColMin(cols) => per_col(&mut acc, cols, |s, v| f32x4_min(s, v)),
-            FusedKerSpec::PerColMax(cols) => per_col(&mut acc, cols, |s, v| f32x4_max(s, v)),
+            FusedKerSpec::PerColMin(cols) => per_col(&mut acc, cols, |s, v| f32x4_pmin(s, v)),
+            FusedKerSpec::PerColMax(cols) => per_col(&mut acc, cols, |s, v| f32x4_pmax(s, v)),
             FusedKerSpec::PerColAdd(cols) => per_col(&mut acc, cols, |s, v| f32x4_add(s, v)),
             FusedKerSpec::PerColMul(cols) => per_col(&mut acc, cols, |s, v| f32x4_mul(s, v)),
             FusedKerSpec::PerColSub(cols) => per_col(&mut acc, cols, |s, v| f32x4_sub(s, v)),
