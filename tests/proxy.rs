@@ -230,7 +230,7 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         "/animated-drawing.png",
         Resource::bytes(
             "image/png",
-            animated_png(&[(&photo_small, 80), (&drawing_like, 5000)]),
+            animated_png(&[(&photo_small, 80), (&drawing_like, 5000)], None),
         ),
     );
     fixtures.insert(
@@ -274,6 +274,19 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         ] {
             fixtures.insert(leak(format!("/{path}.{ext}")), Resource::bytes(mime, bytes));
         }
+    }
+    // The same two profiles on an APNG of the photo and its mirror image: every frame is
+    // shown through the file's one profile (posterised: 0.79 and 0.60 Drawing).
+    let mirrored = photo.fliph();
+    for (path, profile) in [
+        ("/profiled-drawing-animated.png", posterising_profile()),
+        ("/profiled-photo-animated.png", srgb),
+    ] {
+        let frames = [(&photo, 500), (&mirrored, 500)];
+        fixtures.insert(
+            path,
+            Resource::bytes("image/png", animated_png(&frames, Some(&profile))),
+        );
     }
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);
@@ -998,6 +1011,25 @@ fn images_are_judged_in_the_colours_browsers_show() {
         );
         assert_eq!(photo.body, origin_bytes(&path), "{path}");
     }
+    // An animation's frames are judged under its profile too: served as an obscured still.
+    let path = "/profiled-drawing-animated.png";
+    let shown = test.get(path);
+    let reason = shown.header(headers::REASON).unwrap_or_default();
+    assert_eq!(
+        (shown.status, shown.verdict()),
+        (200, Some("rewrite")),
+        "{path}: {reason}"
+    );
+    assert!(reason.contains("Drawing"), "{path}: {reason}");
+    assert_ne!(shown.body, origin_bytes(path), "{path}");
+    let path = "/profiled-photo-animated.png";
+    let photo = test.get(path);
+    assert_eq!(
+        (photo.status, photo.verdict()),
+        (200, Some("pass")),
+        "{path}"
+    );
+    assert_eq!(photo.body, origin_bytes(path), "{path}");
 }
 
 #[test]

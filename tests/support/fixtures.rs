@@ -171,13 +171,16 @@ pub fn animated_gif(frames: &[(&DynamicImage, u32)]) -> Vec<u8> {
 }
 
 /// An APNG whose default image (`IDAT`, what a reader ignoring animation shows) is the
-/// first frame, each frame (resized to the last's size) shown for its milliseconds.
-pub fn animated_png(frames: &[(&DynamicImage, u16)]) -> Vec<u8> {
+/// first frame, each frame (resized to the last's size) shown for its milliseconds; with
+/// `icc`, an `iCCP` chunk that says how every frame is shown.
+pub fn animated_png(frames: &[(&DynamicImage, u16)], icc: Option<&[u8]>) -> Vec<u8> {
     let last = frames[frames.len() - 1].0;
     let (width, height) = (last.width(), last.height());
     let mut out = Vec::new();
     {
-        let mut encoder = png::Encoder::new(&mut out, width, height);
+        let mut info = png::Info::with_size(width, height);
+        info.icc_profile = icc.map(std::borrow::Cow::Borrowed);
+        let mut encoder = png::Encoder::with_info(&mut out, info).expect("PNG header");
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
         encoder
