@@ -10,8 +10,9 @@
 //! changes nothing and is skipped, so untagged and sRGB-tagged images keep their exact
 //! pixels; one that cannot be read is ignored, as browsers ignore it (shown as coded).
 //!
-//! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands), ICO
-//! entries, and an AVIF's `nclx` primaries and transfer (its ICC profile is converted).
+//! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands), a BMP's
+//! calibrated RGB, and an AVIF's `nclx` primaries and transfer (its ICC profile is converted). An icon's PNG
+//! entries are converted as PNG files are (`media::icon`).
 
 use crate::media::format::ImageFormat;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader};
@@ -20,13 +21,15 @@ use moxcms::{
     Layout, MatrixCoefficients, ToneReprCurve, TransferCharacteristics, Transform8BitExecutor,
     TransformOptions, XyY,
 };
+use std::cell::OnceCell;
 use std::io::Cursor;
 use std::sync::Arc;
 
 /// How an image says its stored colours are to be read.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Description {
-    /// An ICC profile (JPEG APP2, PNG `iCCP`, WebP `ICCP`, TIFF, AVIF `colr`, JPEG XL).
+    /// An ICC profile (JPEG APP2, PNG `iCCP`, WebP `ICCP`, TIFF, AVIF `colr`, JPEG XL,
+    /// BMP V5).
     Icc(Vec<u8>),
     /// A PNG `cICP` chunk: colour primaries and transfer characteristics (ITU-T H.273).
     Cicp { primaries: u8, transfer: u8 },
@@ -52,8 +55,34 @@ pub fn description(
         .filter(|p| !p.is_empty());
     match format {
         ImageFormat::Png => png_description(bytes, icc),
+        // image-rs's BMP decoder does not read the profile.
+        ImageFormat::Bmp => bmp_profile(bytes).map(Description::Icc),
         _ => icc.map(Description::Icc),
     }
+}
+
+/// A BMP's embedded ICC profile: a V5 info header (124 bytes or more) whose colour space
+/// is `PROFILE_EMBEDDED` ("MBED"), the profile `ProfileSize` bytes at `ProfileData` from
+/// the header's start. Checked in Chromium 156 and Firefox ESR 153: both show grey 40
+/// under a linear profile so embedded as 110. A `LCS_CALIBRATED_RGB` header (endpoints
+/// and gammas) is not read: Firefox applies it, Chromium does not.
+fn bmp_profile(bytes: &[u8]) -> Option<Vec<u8>> {
+    /// Where the info header starts: after the 14-byte file header.
+    const INFO: usize = 14;
+    const PROFILE_EMBEDDED: usize = 0x4D42_4544;
+    let le = |at: usize| -> Option<usize> {
+        let field = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes(field.try_into().ok()?) as usize)
+    };
+    if !bytes.starts_with(b"BM") || le(INFO)? < 124 || le(INFO + 56)? != PROFILE_EMBEDDED {
+        return None;
+    }
+    let start = INFO.checked_add(le(INFO + 112)?)?;
+    let end = start.checked_add(le(INFO + 116)?)?;
+    bytes
+        .get(start..end)
+        .filter(|profile| !profile.is_empty())
+        .map(<[u8]>::to_vec)
 }
 
 /// [`description`] when no decoder is at hand (the frames of an animation): image-rs's
@@ -125,6 +154,10 @@ pub struct ToSrgb {
     /// Whether grey pixels convert as RGB: true for a PNG's chunks, which describe any
     /// PNG; an RGB ICC profile on grey pixels is ignored instead, as browsers ignore it.
     converts_grey: bool,
+    /// The transforms built so far, without alpha and with it: building one computes
+    /// lookup tables, so a still converts with the one `new` built to probe, and an
+    /// animation's frames share one.
+    transforms: [OnceCell<Option<Arc<Transform8BitExecutor>>>; 2],
 }
 
 impl ToSrgb {
@@ -158,9 +191,10 @@ impl ToSrgb {
         let conversion = Self {
             source,
             converts_grey: !matches!(description, Description::Icc(_)),
+            transforms: Default::default(),
         };
         // A profile moxcms cannot build a transform from is ignored, as a browser ignores it.
-        let probe = conversion.transform(conversion.layouts(false))?;
+        let probe = conversion.transform(false)?;
         (!conversion.is_srgb(probe.as_ref())).then_some(conversion)
     }
 
@@ -182,8 +216,7 @@ impl ToSrgb {
             _ => image,
         };
         let alpha = image.color().has_alpha();
-        let layouts = self.layouts(alpha);
-        let Some(transform) = self.transform(layouts) else {
+        let Some(transform) = self.transform(alpha) else {
             return image;
         };
         let (width, height) = (image.width(), image.height());
@@ -224,11 +257,17 @@ impl ToSrgb {
         }
     }
 
-    fn transform(&self, (from, to): (Layout, Layout)) -> Option<Arc<Transform8BitExecutor>> {
-        let options = TransformOptions::default();
-        self.source
-            .create_transform_8bit(from, &ColorProfile::new_srgb(), to, options)
-            .ok()
+    /// The transform for pixels with or without `alpha`, built on first use.
+    fn transform(&self, alpha: bool) -> Option<Arc<Transform8BitExecutor>> {
+        self.transforms[usize::from(alpha)]
+            .get_or_init(|| {
+                let (from, to) = self.layouts(alpha);
+                let options = TransformOptions::default();
+                self.source
+                    .create_transform_8bit(from, &ColorProfile::new_srgb(), to, options)
+                    .ok()
+            })
+            .clone()
     }
 
     /// Whether the conversion leaves every colour within one level of itself. Decided only
@@ -595,6 +634,74 @@ mod tests {
         late.splice(end..end, chunk);
         assert_eq!(png_description(&late, None), None);
         assert_eq!(png_description(&late[..20], None), None);
+    }
+
+    /// A 24-bit BMP of `image` with a V5 info header of colour space `space`, and
+    /// `profile` after the pixels, where the header says.
+    fn bmp_v5(image: &RgbImage, space: u32, profile: &[u8]) -> Vec<u8> {
+        let (width, height) = image.dimensions();
+        let stride = (width as usize * 3).div_ceil(4) * 4;
+        let mut pixels = vec![0u8; stride * height as usize];
+        // Bottom-up rows of BGR.
+        for (y, row) in pixels.chunks_exact_mut(stride).enumerate() {
+            for x in 0..width {
+                let [r, g, b] = image.get_pixel(x, height - 1 - y as u32).0;
+                row[x as usize * 3..x as usize * 3 + 3].copy_from_slice(&[b, g, r]);
+            }
+        }
+        let at_profile = if profile.is_empty() {
+            0
+        } else {
+            124 + pixels.len()
+        };
+        let mut info = Vec::new();
+        for field in [124, width, height] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        info.extend_from_slice(&1u16.to_le_bytes());
+        info.extend_from_slice(&24u16.to_le_bytes());
+        for field in [0, pixels.len() as u32, 2835, 2835, 0, 0, 0, 0, 0, 0, space] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        // Endpoints and gammas (unused), the intent, where the profile is, its size.
+        info.extend_from_slice(&[0; 48]);
+        for field in [4, at_profile as u32, profile.len() as u32, 0] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(info.len(), 124);
+        let size = 14 + info.len() + pixels.len() + profile.len();
+        let mut out = b"BM".to_vec();
+        out.extend_from_slice(&(size as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(14u32 + 124).to_le_bytes());
+        [out, info, pixels, profile.to_vec()].concat()
+    }
+
+    #[test]
+    fn a_bmp_profile_is_applied_as_browsers_apply_it() {
+        let picture = flat(8, 8, [40; 3]);
+        let linear = profile_with_curve(|i| f64::from(i) / 255.0);
+        let embedded = bmp_v5(&picture, 0x4D42_4544, &linear);
+        let pixel = shown(&embedded, ImageFormat::Bmp, true).get_pixel(3, 3).0;
+        assert!(pixel.iter().all(|&v| v.abs_diff(110) <= 1), "{pixel:?}");
+        // Shown as coded: the sRGB colour space with the profile's fields set, the
+        // profile's offset past the end, and a V4 header.
+        let mut srgb = embedded.clone();
+        srgb[70..74].copy_from_slice(b"BGRs");
+        let mut past = embedded.clone();
+        past[126..130].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut v4 = embedded.clone();
+        v4[14..18].copy_from_slice(&108u32.to_le_bytes());
+        for (what, bytes) in [("sRGB", srgb), ("past the end", past), ("V4", v4)] {
+            assert_eq!(bmp_profile(&bytes), None, "{what}");
+        }
+        assert_eq!(bmp_profile(&embedded), Some(linear));
+        assert_eq!(bmp_profile(&embedded[..100]), None);
+        assert_eq!(bmp_profile(&bmp_v5(&picture, 0x7352_4742, &[])), None);
+        assert_eq!(
+            shown(&bmp_v5(&picture, 0, &[]), ImageFormat::Bmp, true),
+            picture
+        );
     }
 
     #[test]
