@@ -6,10 +6,12 @@
 //! image-rs decodes the one of most declared bits per pixel. Judging one entry would let a
 //! benign entry stand for another that is shown, so every entry is read, largest first (the
 //! one Chromium shows leads), and they are judged as the frames of an animation are
-//! (`media::frames`). PNG entries are decoded as PNG (any colour type, as browsers do);
-//! bitmap entries through image-rs's ICO decoder, given a directory of that one entry.
+//! (`media::frames`). PNG entries are decoded as PNG (any colour type, and in the colours
+//! their `iCCP`, `cICP` or `gAMA` give, as Firefox shows them); bitmap entries through
+//! image-rs's ICO decoder, given a directory of that one entry.
 
-use super::decode::{DecodeError, DecodeLimits};
+use super::decode::{colour, DecodeError, DecodeLimits};
+use super::format::ImageFormat;
 use image::codecs::ico::IcoDecoder;
 use image::codecs::png::PngDecoder;
 use image::{DynamicImage, ImageDecoder};
@@ -137,8 +139,19 @@ fn decode_entry(entry: &Entry, bytes: &[u8]) -> Result<DynamicImage, DecodeError
     let data = entry.data(bytes);
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(format!("icon entry: {e}"));
     if data.starts_with(PNG_SIGNATURE) {
-        let decoder = PngDecoder::new(Cursor::new(data)).map_err(corrupt)?;
-        return DynamicImage::from_decoder(decoder).map_err(corrupt);
+        let mut decoder = PngDecoder::new(Cursor::new(data)).map_err(corrupt)?;
+        // Firefox hands a PNG entry to its PNG decoder, colour management included: a
+        // picture stored under a profile or gamma is shown converted, as a PNG file is
+        // (checked in Firefox ESR 153: grey 40 under `gAMA` 1.0 shows as 110 either way;
+        // Chromium 156 shows no picture at all for such an entry).
+        let to_srgb = colour::description(data, ImageFormat::Png, &mut decoder)
+            .as_ref()
+            .and_then(colour::ToSrgb::new);
+        let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+        return Ok(match to_srgb {
+            Some(to_srgb) => to_srgb.apply(image),
+            None => image,
+        });
     }
     // A file of this one entry: its directory record, the data right after it.
     let mut alone = Vec::with_capacity(22 + data.len());
@@ -165,20 +178,30 @@ mod tests {
 
     /// An icon of PNG entries, each with the bits per pixel its directory claims.
     pub(crate) fn icon(entries: &[(DynamicImage, u16)]) -> Vec<u8> {
+        let pngs: Vec<_> = entries
+            .iter()
+            .map(|(image, bits)| {
+                let mut png = Cursor::new(Vec::new());
+                image.write_to(&mut png, ImageFormat::Png).unwrap();
+                (png.into_inner(), image.width(), *bits)
+            })
+            .collect();
+        icon_of_pngs(&pngs)
+    }
+
+    /// An icon of encoded square PNG entries: (PNG, side, bits per pixel claimed).
+    fn icon_of_pngs(entries: &[(Vec<u8>, u32, u16)]) -> Vec<u8> {
         let mut directory = vec![0, 0, 1, 0];
         directory.extend_from_slice(&(entries.len() as u16).to_le_bytes());
         let mut data = Vec::new();
-        for (image, bits) in entries {
-            let mut png = Cursor::new(Vec::new());
-            image.write_to(&mut png, ImageFormat::Png).unwrap();
-            let png = png.into_inner();
+        for (png, side, bits) in entries {
             let at = 6 + 16 * entries.len() + data.len();
-            directory.extend_from_slice(&[image.width() as u8, image.height() as u8, 0, 0]);
+            directory.extend_from_slice(&[*side as u8, *side as u8, 0, 0]);
             directory.extend_from_slice(&1u16.to_le_bytes());
             directory.extend_from_slice(&bits.to_le_bytes());
             directory.extend_from_slice(&(png.len() as u32).to_le_bytes());
             directory.extend_from_slice(&(at as u32).to_le_bytes());
-            data.extend_from_slice(&png);
+            data.extend_from_slice(png);
         }
         [directory, data].concat()
     }
@@ -223,6 +246,33 @@ mod tests {
         // image-rs alone decodes the 32x32 (most bits, then largest): the same pixels.
         let whole = image::load_from_memory_with_format(bytes, ImageFormat::Ico).unwrap();
         assert_eq!(entries[0], whole.to_rgba8());
+    }
+
+    #[test]
+    fn a_png_entry_is_shown_in_the_colours_its_chunks_give() {
+        // Grey 40 under `gAMA` 1.0 (linear light): Firefox shows a PNG so tagged as 110,
+        // in a file or as an icon's entry. The same entry untagged stays 40.
+        let entry = |gamma: Option<u32>| {
+            let mut out = Vec::new();
+            let mut encoder = png::Encoder::new(&mut out, 8, 8);
+            encoder.set_color(png::ColorType::Rgb);
+            let mut writer = encoder.write_header().unwrap();
+            if let Some(gamma) = gamma {
+                let chunk = png::chunk::ChunkType(*b"gAMA");
+                writer.write_chunk(chunk, &gamma.to_be_bytes()).unwrap();
+            }
+            writer.write_image_data(&[40; 8 * 8 * 3]).unwrap();
+            writer.finish().unwrap();
+            out
+        };
+        let bytes = icon_of_pngs(&[(entry(Some(100_000)), 8, 24), (entry(None), 8, 24)]);
+        let entries = decode_entries(&bytes, LIMITS).unwrap();
+        let shown = entries[0].get_pixel(4, 4).0;
+        assert!(
+            shown[..3].iter().all(|&v| v.abs_diff(110) <= 1),
+            "{shown:?}"
+        );
+        assert_eq!(entries[1].get_pixel(4, 4), &Rgba([40, 40, 40, 255]));
     }
 
     #[test]
