@@ -14,9 +14,9 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, bytes_of, drawing_policy, format_images, gzip, html_boxes_svg,
-    in_html_svg, posterising_profile, profiled, strips_svg, text_cells_svg, traced_svg, turned,
-    zlib,
+    animated_gif, animated_png, animated_webp, bytes_of, drawing_policy, format_images, gzip,
+    html_boxes_svg, in_html_svg, posterising_profile, profiled, strips_svg, text_cells_svg,
+    traced_svg, turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -261,32 +261,43 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         ("jpg", "image/jpeg", image::ImageFormat::Jpeg),
         ("png", "image/png", image::ImageFormat::Png),
         ("webp", "image/webp", image::ImageFormat::WebP),
+        ("bmp", "image/bmp", image::ImageFormat::Bmp),
     ] {
         let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
-        for (path, bytes) in [
-            ("oriented-drawing", turned(&drawing_like, 6, format)),
-            ("oriented-photo", turned(&photo, 8, format)),
+        // A BMP has no EXIF: profiled only.
+        let oriented = (format != image::ImageFormat::Bmp).then(|| {
+            [
+                ("oriented-drawing", turned(&drawing_like, 6, format)),
+                ("oriented-photo", turned(&photo, 8, format)),
+            ]
+        });
+        let profiled = [
             (
                 "profiled-drawing",
                 profiled(&photo, &posterising_profile(), format),
             ),
             ("profiled-photo", profiled(&photo, &srgb, format)),
-        ] {
+        ];
+        for (path, bytes) in oriented.into_iter().flatten().chain(profiled) {
             fixtures.insert(leak(format!("/{path}.{ext}")), Resource::bytes(mime, bytes));
         }
     }
-    // The same two profiles on an APNG of the photo and its mirror image: every frame is
-    // shown through the file's one profile (posterised: 0.79 and 0.60 Drawing).
+    // The same two profiles on an APNG and an animated WebP of the photo and its mirror
+    // image: every frame is shown through the file's one profile (posterised: 0.79 and
+    // 0.60 Drawing).
     let mirrored = photo.fliph();
-    for (path, profile) in [
-        ("/profiled-drawing-animated.png", posterising_profile()),
-        ("/profiled-photo-animated.png", srgb),
+    for (stem, profile) in [
+        ("/profiled-drawing-animated", posterising_profile()),
+        ("/profiled-photo-animated", srgb),
     ] {
         let frames = [(&photo, 500), (&mirrored, 500)];
-        fixtures.insert(
-            path,
-            Resource::bytes("image/png", animated_png(&frames, Some(&profile))),
-        );
+        for (ext, mime, bytes) in [
+            ("png", "image/png", animated_png(&frames, Some(&profile))),
+            ("webp", "image/webp", animated_webp(&frames, Some(&profile))),
+        ] {
+            let path: &'static str = Box::leak(format!("{stem}.{ext}").into_boxed_str());
+            fixtures.insert(path, Resource::bytes(mime, bytes));
+        }
     }
     // Compressed bodies a browser decompresses and shows, whatever the type.
     let drawing = encode(&drawing_like, image::ImageFormat::Png);
@@ -989,9 +1000,10 @@ fn images_are_judged_in_the_orientation_browsers_show() {
 fn images_are_judged_in_the_colours_browsers_show() {
     let test = &world().test_policy;
     // The photo as stored (0.06 Drawing) under an ICC profile that shows it posterised
-    // (0.79-0.84, the test policy's rewrite band): JPEG (APP2), PNG (iCCP) and WebP
-    // (ICCP), each served obscured. Under an sRGB profile it passes as sent.
-    for ext in ["jpg", "png", "webp"] {
+    // (0.79-0.84, the test policy's rewrite band): JPEG (APP2), PNG (iCCP), WebP (ICCP)
+    // and BMP (a V5 header's), each served obscured. Under an sRGB profile it passes as
+    // sent.
+    for ext in ["jpg", "png", "webp", "bmp"] {
         let path = format!("/profiled-drawing.{ext}");
         let shown = test.get(&path);
         let reason = shown.header(headers::REASON).unwrap_or_default();
@@ -1011,25 +1023,28 @@ fn images_are_judged_in_the_colours_browsers_show() {
         );
         assert_eq!(photo.body, origin_bytes(&path), "{path}");
     }
-    // An animation's frames are judged under its profile too: served as an obscured still.
-    let path = "/profiled-drawing-animated.png";
-    let shown = test.get(path);
-    let reason = shown.header(headers::REASON).unwrap_or_default();
-    assert_eq!(
-        (shown.status, shown.verdict()),
-        (200, Some("rewrite")),
-        "{path}: {reason}"
-    );
-    assert!(reason.contains("Drawing"), "{path}: {reason}");
-    assert_ne!(shown.body, origin_bytes(path), "{path}");
-    let path = "/profiled-photo-animated.png";
-    let photo = test.get(path);
-    assert_eq!(
-        (photo.status, photo.verdict()),
-        (200, Some("pass")),
-        "{path}"
-    );
-    assert_eq!(photo.body, origin_bytes(path), "{path}");
+    // An animation's frames are judged under its profile too (APNG `iCCP`, animated WebP
+    // `ICCP`): served as an obscured still.
+    for ext in ["png", "webp"] {
+        let path = format!("/profiled-drawing-animated.{ext}");
+        let shown = test.get(&path);
+        let reason = shown.header(headers::REASON).unwrap_or_default();
+        assert_eq!(
+            (shown.status, shown.verdict()),
+            (200, Some("rewrite")),
+            "{path}: {reason}"
+        );
+        assert!(reason.contains("Drawing"), "{path}: {reason}");
+        assert_ne!(shown.body, origin_bytes(&path), "{path}");
+        let path = format!("/profiled-photo-animated.{ext}");
+        let photo = test.get(&path);
+        assert_eq!(
+            (photo.status, photo.verdict()),
+            (200, Some("pass")),
+            "{path}"
+        );
+        assert_eq!(photo.body, origin_bytes(&path), "{path}");
+    }
 }
 
 #[test]

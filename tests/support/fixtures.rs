@@ -199,6 +199,60 @@ pub fn animated_png(frames: &[(&DynamicImage, u16)], icc: Option<&[u8]>) -> Vec<
     out
 }
 
+/// An animated WebP (the extended format: `VP8X`, `ICCP` with `icc`, `ANIM`, one `ANMF` a
+/// frame holding a lossless `VP8L` bitstream), each frame (resized to the last's size)
+/// shown for its milliseconds. image-rs writes only stills, so the container is put
+/// together here from the RIFF layout of Google's WebP container specification.
+pub fn animated_webp(frames: &[(&DynamicImage, u32)], icc: Option<&[u8]>) -> Vec<u8> {
+    let last = frames[frames.len() - 1].0;
+    let (width, height) = (last.width(), last.height());
+    let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+    let chunk = |tag: &[u8], data: &[u8]| {
+        let mut out = [tag, &(data.len() as u32).to_le_bytes()[..], data].concat();
+        if data.len() % 2 == 1 {
+            out.push(0);
+        }
+        out
+    };
+    // VP8X flags: ICC profile (bit 5) and animation (bit 1).
+    let flags = if icc.is_some() { 0x20 | 0x02 } else { 0x02 };
+    let mut body = b"WEBP".to_vec();
+    body.extend(chunk(
+        b"VP8X",
+        &[vec![flags, 0, 0, 0], u24(width - 1), u24(height - 1)].concat(),
+    ));
+    if let Some(icc) = icc {
+        body.extend(chunk(b"ICCP", icc));
+    }
+    // Background white, looping forever.
+    body.extend(chunk(b"ANIM", &[255, 255, 255, 255, 0, 0]));
+    for (image, ms) in frames {
+        let frame = image.resize_exact(width, height, image::imageops::FilterType::Triangle);
+        let still = encode(
+            &DynamicImage::ImageRgba8(frame.to_rgba8()),
+            ImageFormat::WebP,
+        );
+        // A simple-format lossless still: "RIFF" size "WEBP" then its one VP8L chunk.
+        assert_eq!(
+            &still[12..16],
+            b"VP8L",
+            "image-rs writes a simple lossless WebP"
+        );
+        let header = [
+            u24(0),
+            u24(0),
+            u24(width - 1),
+            u24(height - 1),
+            u24(*ms),
+            // Not blended onto the previous frame, nor disposed.
+            vec![0x02],
+        ]
+        .concat();
+        body.extend(chunk(b"ANMF", &[&header[..], &still[12..]].concat()));
+    }
+    [&b"RIFF"[..], &(body.len() as u32).to_le_bytes(), &body].concat()
+}
+
 /// `data` gzip-compressed (a `Content-Encoding: gzip` body).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;
@@ -341,8 +395,8 @@ pub fn strips_svg(image: &DynamicImage, count: u32) -> Vec<u8> {
     svg.into_bytes()
 }
 
-/// `image` encoded in `format` (JPEG, PNG or WebP) with the ICC profile `icc` embedded
-/// (APP2, `iCCP`, `ICCP`).
+/// `image` encoded in `format` (JPEG, PNG, WebP or BMP) with the ICC profile `icc`
+/// embedded (APP2, `iCCP`, `ICCP`, a V5 header's).
 pub fn profiled(image: &DynamicImage, icc: &[u8], format: ImageFormat) -> Vec<u8> {
     tagged(&image.to_rgb8(), Tag::Icc(icc.to_vec()), format)
 }
@@ -356,7 +410,8 @@ enum Tag {
     Icc(Vec<u8>),
 }
 
-/// `stored` as a JPEG (quality 95), PNG or lossless WebP whose header carries `tag`.
+/// `stored` as a JPEG (quality 95), PNG, lossless WebP or (with a profile) 24-bit BMP whose
+/// header carries `tag`.
 fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
     let (width, height) = stored.dimensions();
     let mut out = Vec::new();
@@ -398,6 +453,31 @@ fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
             encoder
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
                 .expect("encode tagged fixture");
+        }
+        ImageFormat::Bmp => {
+            let Tag::Icc(icc) = tag else {
+                panic!("a BMP carries no EXIF");
+            };
+            image::codecs::bmp::BmpEncoder::new(&mut out)
+                .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
+                .expect("encode tagged fixture");
+            // image-rs writes a 40-byte BITMAPINFOHEADER: grown here to a V5 header (124
+            // bytes) whose colour space is PROFILE_EMBEDDED, the profile after the pixels.
+            assert_eq!(out[14..18], 40u32.to_le_bytes(), "image-rs's BMP header");
+            let pixels = out.split_off(54);
+            let mut info = out.split_off(14);
+            info.splice(0..4, 124u32.to_le_bytes());
+            info.extend_from_slice(&[0; 16]); // channel masks, unused at 24 bits
+            info.extend_from_slice(&0x4D42_4544u32.to_le_bytes());
+            info.extend_from_slice(&[0; 48]); // endpoints and gammas, unused
+            let at = (info.len() + 4 * 4 + pixels.len()) as u32;
+            for field in [4, at, icc.len() as u32, 0] {
+                info.extend_from_slice(&field.to_le_bytes());
+            }
+            let size = (14 + info.len() + pixels.len() + icc.len()) as u32;
+            out.splice(2..6, size.to_le_bytes());
+            out.splice(10..14, (14 + info.len() as u32).to_le_bytes());
+            out.extend([info, pixels, icc].concat());
         }
         other => panic!("no tagged fixture in {other:?}"),
     }
