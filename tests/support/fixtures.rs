@@ -203,7 +203,7 @@ pub fn animated_png(frames: &[(&DynamicImage, u16)], icc: Option<&[u8]>) -> Vec<
 /// frame holding a lossless `VP8L` bitstream), each frame (resized to the last's size)
 /// shown for its milliseconds. image-rs writes only stills, so the container is put
 /// together here from the RIFF layout of Google's WebP container specification.
-pub fn animated_webp(frames: &[(&DynamicImage, u32)], icc: Option<&[u8]>) -> Vec<u8> {
+pub fn animated_webp(frames: &[(&DynamicImage, u16)], icc: Option<&[u8]>) -> Vec<u8> {
     let last = frames[frames.len() - 1].0;
     let (width, height) = (last.width(), last.height());
     let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
@@ -243,7 +243,7 @@ pub fn animated_webp(frames: &[(&DynamicImage, u32)], icc: Option<&[u8]>) -> Vec
             u24(0),
             u24(width - 1),
             u24(height - 1),
-            u24(*ms),
+            u24(u32::from(*ms)),
             // Not blended onto the previous frame, nor disposed.
             vec![0x02],
         ]
