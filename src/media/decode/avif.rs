@@ -1,14 +1,16 @@
 //! AVIF stills: the container read by mp4parse (Firefox's ISO-BMFF parser, which also
 //! reports `irot`/`imir`), the AV1 image decoded by rav1d (dav1d in Rust, one thread, no
-//! assembly), YUV turned into RGB as libavif does (the matrix and range the AV1 sequence
-//! header declares; chroma upsampled bilinearly), the alpha item attached.
+//! assembly), YUV turned into RGB as libavif does (the matrix and range the `colr` box's
+//! `nclx` declares, else the AV1 sequence header's; chroma upsampled bilinearly), the alpha
+//! item attached, and the colours brought to sRGB where the `nclx` (or the sequence header)
+//! names other primaries or another transfer and no ICC profile does (`colour::cicp_shown`).
 //!
 //! The size is read from the AV1 sequence header and checked against the limits before a
 //! frame is decoded; rav1d's own frame-size limit backs that up. Animated AVIF (an image
 //! sequence, with or without a still item), grid collages and every other error are refused
 //! with a reason, which gets the policy's `on_undecodable`.
 
-use super::{DecodeError, DecodeLimits};
+use super::{colour, DecodeError, DecodeLimits};
 use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder, ImageResult};
 use mp4parse::{ImageMirror, ImageRotation, ParseStrictness};
@@ -34,6 +36,25 @@ pub(super) struct AvifDecoder {
     orientation: Orientation,
     /// The ICC profile of the `colr` box, which the pixels are coded in.
     icc: Option<Vec<u8>>,
+}
+
+/// A `colr` box's `nclx` code points (ITU-T H.273), laid out as mp4parse's
+/// `NclxColourInformation`, which is `repr(C)` for its C API and whose fields are private:
+/// read through its pointer (a unit test checks the reading against a known file).
+#[repr(C)]
+struct Nclx {
+    primaries: u8,
+    transfer: u8,
+    matrix: u8,
+    full_range: bool,
+}
+
+/// The `nclx` of the primary item, if it has one that mp4parse could read.
+fn nclx(context: &mp4parse::AvifContext) -> Option<&Nclx> {
+    let pointer = context.nclx_colour_information_ptr()?.ok()?;
+    // SAFETY: mp4parse returns a pointer into `context` (alive as long as the borrow) to a
+    // `repr(C)` struct of three `u8` and a `bool`, which `Nclx` mirrors field for field.
+    unsafe { pointer.cast::<Nclx>().as_ref() }
 }
 
 /// The size an AVIF declares (its container, then its AV1 sequence header), read without
@@ -194,7 +215,14 @@ impl AvifDecoder {
         let color = still(&context)?;
         let (width, height) = declared_size(color)?;
         limits.check_rgba(width, height)?;
-        let planes = Frame::decode(color, limits)?;
+        let mut planes = Frame::decode(color, limits)?;
+        // Checked in Chromium 156 and Firefox ESR 153 (libavif's rule): the `nclx`'s matrix,
+        // range, primaries and transfer stand over the sequence header's.
+        if let Some(nclx) = nclx(&context) {
+            planes.matrix = u32::from(nclx.matrix);
+            planes.full_range = nclx.full_range;
+            planes.cicp = Some((nclx.primaries, nclx.transfer));
+        }
         if (planes.width, planes.height) != (width, height) {
             return Err(DecodeError::Corrupt(format!(
                 "AV1 frame is {}x{}, its sequence header {width}x{height}",
@@ -227,6 +255,18 @@ impl AvifDecoder {
             .icc_colour_information()
             .and_then(Result::ok)
             .map(<[u8]>::to_vec);
+        // An ICC profile describes the colours where there is one (converted downstream,
+        // as every format's); the code points otherwise, converted here.
+        if icc.is_none() {
+            let to_srgb = planes
+                .cicp
+                .and_then(|(primaries, transfer)| colour::cicp_shown(primaries, transfer))
+                .as_ref()
+                .and_then(colour::ToSrgb::new);
+            if let Some(to_srgb) = to_srgb {
+                pixels = to_srgb.shown_bytes(pixels, width, height, alpha.is_some());
+            }
+        }
         Ok(Self {
             width,
             height,
@@ -296,6 +336,8 @@ struct Frame {
     bits: u32,
     full_range: bool,
     matrix: u32,
+    /// Colour primaries and transfer characteristics, where the sequence header has them.
+    cicp: Option<(u8, u8)>,
 }
 
 /// The decoder handle, closed on every path.
@@ -447,6 +489,14 @@ impl Frame {
             bits,
             full_range: header.color_range != 0,
             matrix: header.mtrx,
+            cicp: (header.color_description_present != 0)
+                .then(|| {
+                    Some((
+                        u8::try_from(header.pri).ok()?,
+                        u8::try_from(header.trc).ok()?,
+                    ))
+                })
+                .flatten(),
         })
     }
 
@@ -809,6 +859,7 @@ mod tests {
                             bits,
                             full_range,
                             matrix,
+                            cicp: None,
                         };
                         for channels in [3, 4] {
                             let size = (width * height) as usize * channels;

@@ -10,9 +10,12 @@
 //! changes nothing and is skipped, so untagged and sRGB-tagged images keep their exact
 //! pixels; one that cannot be read is ignored, as browsers ignore it (shown as coded).
 //!
+//! An AVIF's `nclx` (or AV1 sequence header) primaries and transfer are converted by its
+//! decoder through [`cicp_shown`]; an icon's PNG entries as PNG files are (`media::icon`).
+//!
 //! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands), a BMP's
-//! calibrated RGB, and an AVIF's `nclx` primaries and transfer (its ICC profile is converted). An icon's PNG
-//! entries are converted as PNG files are (`media::icon`).
+//! calibrated RGB, and HDR transfers (PQ, HLG) beyond what moxcms's curves give: browsers
+//! tone-map those, each its own way.
 
 use crate::media::format::ImageFormat;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader};
@@ -92,6 +95,31 @@ pub fn description_of(bytes: &[u8], format: ImageFormat) -> Option<Description> 
         .into_decoder()
         .ok()?;
     description(bytes, format, &mut decoder)
+}
+
+/// How browsers read code points (ITU-T H.273) that describe an image's colours where no
+/// ICC profile does (an AVIF's `nclx`, or its AV1 sequence header's): checked in Chromium
+/// 156 and Firefox ESR 153 on AVIFs of flat colours. Both convert by the primaries (BT.2020,
+/// Display P3, EBU 3213 change what is shown) and by the gamma 2.2, gamma 2.8 and linear
+/// transfers (grey 40 under linear shows as 110), but show the BT.709-family transfers
+/// (BT.709, BT.601, BT.2020 10/12-bit) as sRGB, and unspecified or reserved code points
+/// as coded (Firefox refuses reserved ones; Chromium shows them as sRGB). `None`: shown
+/// as coded.
+pub fn cicp_shown(primaries: u8, transfer: u8) -> Option<Description> {
+    let primaries = match primaries {
+        0 | 2 => 1,
+        other => other,
+    };
+    let transfer = match transfer {
+        0 | 1 | 2 | 6 | 14 | 15 => 13,
+        other => other,
+    };
+    (primaries, transfer)
+        .ne(&(1, 13))
+        .then_some(Description::Cicp {
+            primaries,
+            transfer,
+        })
 }
 
 /// A PNG's colour chunks before its image data, weighed as Chromium weighs them: `cICP`,
@@ -242,6 +270,22 @@ impl ToSrgb {
                 }
             }
         }
+    }
+
+    /// [`apply`](Self::apply) to 8-bit RGB (or, with `alpha`, RGBA) samples of a
+    /// `width` × `height` image, as a decoder holds them.
+    pub fn shown_bytes(&self, pixels: Vec<u8>, width: u32, height: u32, alpha: bool) -> Vec<u8> {
+        let channels = if alpha { 4 } else { 3 };
+        if pixels.len() as u64 != u64::from(width) * u64::from(height) * channels {
+            return pixels;
+        }
+        let image = if alpha {
+            image::RgbaImage::from_raw(width, height, pixels).map(DynamicImage::from)
+        } else {
+            image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::from)
+        };
+        // The length was checked: `from_raw` refuses nothing else.
+        image.map_or_else(Vec::new, |image| self.apply(image).into_bytes())
     }
 
     fn is_grey(&self) -> bool {

@@ -425,6 +425,82 @@ mod tests {
         }
     }
 
+    /// A 256x64 AVIF of four flat colours (grey 40, a red, a green, a blue, 64 pixels
+    /// wide each), written by Pillow 13's libavif (quality 100, 4:4:4; `nclx` BT.709
+    /// primaries, sRGB transfer, BT.601 matrix, full range, as its AV1 sequence header).
+    const FOUR_COLOURS: &[u8] = include_bytes!("../../../tests/fixtures/four_colours.avif");
+
+    #[test]
+    fn an_avif_is_shown_in_the_colours_its_nclx_gives() {
+        let nclx = FOUR_COLOURS
+            .windows(8)
+            .position(|w| w == b"colrnclx")
+            .unwrap()
+            + 8;
+        // The `nclx` rewritten at `at` (primaries 0, transfer 2, matrix 4: 16-bit each;
+        // the full-range flag 6), the AV1 sequence header left as written.
+        let patched = |at: usize, value: &[u8]| {
+            let mut bytes = FOUR_COLOURS.to_vec();
+            bytes[nclx + at..nclx + at + value.len()].copy_from_slice(value);
+            bytes
+        };
+        // What Chromium 156 and Firefox ESR 153 both show at each patch's centre
+        // (headless screenshots).
+        let as_written = [[40, 40, 40], [200, 61, 30], [28, 180, 59], [39, 61, 199]];
+        let cases = [
+            ("as written", FOUR_COLOURS.to_vec(), as_written),
+            (
+                "BT.709 transfer (shown as sRGB)",
+                patched(2, &[0, 1]),
+                as_written,
+            ),
+            ("unspecified primaries", patched(0, &[0, 2]), as_written),
+            (
+                "linear transfer",
+                patched(2, &[0, 8]),
+                [
+                    [110, 110, 110],
+                    [229, 134, 96],
+                    [93, 219, 132],
+                    [109, 134, 229],
+                ],
+            ),
+            (
+                "gamma 2.8 transfer",
+                patched(2, &[0, 5]),
+                [[17, 17, 17], [189, 37, 8], [7, 165, 35], [16, 37, 187]],
+            ),
+            (
+                "Display P3 primaries",
+                patched(0, &[0, 12]),
+                [[40, 40, 40], [217, 43, 0], [0, 183, 28], [32, 62, 207]],
+            ),
+            (
+                "BT.2020 primaries",
+                patched(0, &[0, 9]),
+                [[40, 40, 40], [247, 0, 0], [0, 190, 9], [0, 60, 208]],
+            ),
+            (
+                "identity matrix (GBR)",
+                patched(4, &[0, 0]),
+                [[128, 40, 128], [200, 99, 89], [62, 121, 93], [106, 70, 201]],
+            ),
+            (
+                "limited range",
+                patched(6, &[0]),
+                [[28, 28, 28], [211, 53, 19], [17, 190, 52], [28, 52, 209]],
+            ),
+        ];
+        for (name, bytes, shown) in cases {
+            let image = decode(&bytes, ImageFormat::Avif, LIMITS).unwrap().to_rgb8();
+            for (patch, want) in (0u32..).zip(shown) {
+                let got = image.get_pixel(32 + 64 * patch, 32).0;
+                let close = got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 2);
+                assert!(close, "{name}, patch {patch}: {got:?}, shown as {want:?}");
+            }
+        }
+    }
+
     /// A 512x512 JPEG XL written by libjxl (lossy, XYB, bare codestream), and a 1400x160
     /// one in the ISO-BMFF container.
     const JXL: &[u8] = include_bytes!("../../../tests/fixtures/photo_astronaut.jxl");
