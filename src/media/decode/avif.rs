@@ -18,8 +18,8 @@ use rav1d::include::dav1d::data::Dav1dData;
 use rav1d::include::dav1d::dav1d::{Dav1dContext, Dav1dSettings};
 use rav1d::include::dav1d::headers::{
     Dav1dSequenceHeader, DAV1D_MC_BT2020_CL, DAV1D_MC_BT2020_NCL, DAV1D_MC_BT709,
-    DAV1D_MC_IDENTITY, DAV1D_MC_SMPTE240, DAV1D_PIXEL_LAYOUT_I400, DAV1D_PIXEL_LAYOUT_I420,
-    DAV1D_PIXEL_LAYOUT_I422,
+    DAV1D_MC_CHROMAT_NCL, DAV1D_MC_IDENTITY, DAV1D_MC_SMPTE240, DAV1D_MC_SMPTE_YCGCO,
+    DAV1D_PIXEL_LAYOUT_I400, DAV1D_PIXEL_LAYOUT_I420, DAV1D_PIXEL_LAYOUT_I422,
 };
 use rav1d::include::dav1d::picture::Dav1dPicture;
 use rav1d::src::lib as dav1d;
@@ -637,8 +637,51 @@ struct Yuv {
     kr: f32,
     kb: f32,
     kg: f32,
-    /// GBR: Y holds green, U blue, V red.
-    identity: bool,
+    form: Form,
+}
+
+/// How a frame's three planes make RGB.
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    /// Luma and two colour differences, weighed by `kr` and `kb`.
+    YCbCr,
+    /// GBR: Y holds green, U blue, V red (matrix 0).
+    Identity,
+    /// Y, Cg (in U) and Co (in V), matrix 8: Chromium 156 converts it as such (libavif);
+    /// Firefox ESR 153 shows it as BT.601 YCbCr.
+    YCgCo,
+}
+
+/// kr and kb derived from colour primaries (ITU-T H.273 equations for matrix 12,
+/// "chromaticity-derived non-constant luminance", as libavif derives them): the luminance
+/// of the red and blue primaries under the white point. `None` for unknown primaries.
+fn derived_kr_kb(primaries: u8) -> Option<(f32, f32)> {
+    let code = moxcms::CicpColorPrimaries::try_from(primaries).ok()?;
+    let moxcms::ColorPrimaries { red, green, blue } = code.try_into().ok()?;
+    // The white points H.273 gives: D65 but for BT.470M and film (C), XYZ (E) and DCI.
+    let white = match primaries {
+        4 | 8 => moxcms::Chromaticity { x: 0.310, y: 0.316 },
+        10 => moxcms::Chromaticity {
+            x: 1.0 / 3.0,
+            y: 1.0 / 3.0,
+        },
+        11 => moxcms::Chromaticity { x: 0.314, y: 0.351 },
+        _ => moxcms::Chromaticity::D65,
+    };
+    let [(xr, yr), (xg, yg), (xb, yb), (xw, yw)] =
+        [red, green, blue, white].map(|c| (f64::from(c.x), f64::from(c.y)));
+    let [zr, zg, zb, zw] = [(xr, yr), (xg, yg), (xb, yb), (xw, yw)].map(|(x, y)| 1.0 - x - y);
+    let denominator =
+        yw * (xr * (yg * zb - yb * zg) + xg * (yb * zr - yr * zb) + xb * (yr * zg - yg * zr));
+    if denominator.abs() < 1e-12 {
+        return None;
+    }
+    let kr = yr * (xw * (yg * zb - yb * zg) + yw * (xb * zg - xg * zb) + zw * (xg * yb - xb * yg))
+        / denominator;
+    let kb = yb * (xw * (yr * zg - yg * zr) + yw * (xg * zr - xr * zg) + zw * (xr * yg - xg * yr))
+        / denominator;
+    let sane = kr > 0.0 && kb > 0.0 && kr + kb < 1.0;
+    sane.then_some((kr as f32, kb as f32))
 }
 
 impl Yuv {
@@ -651,11 +694,21 @@ impl Yuv {
             (16.0 * scale, 219.0 * scale, 224.0 * scale)
         };
         // Unspecified matrices are BT.601, as in libavif.
+        let bt601 = (0.299, 0.114);
         let (kr, kb) = match frame.matrix {
             DAV1D_MC_BT709 => (0.2126, 0.0722),
             DAV1D_MC_BT2020_NCL | DAV1D_MC_BT2020_CL => (0.2627, 0.0593),
             DAV1D_MC_SMPTE240 => (0.212, 0.087),
-            _ => (0.299, 0.114),
+            DAV1D_MC_CHROMAT_NCL => frame
+                .cicp
+                .and_then(|(primaries, _)| derived_kr_kb(primaries))
+                .unwrap_or(bt601),
+            _ => bt601,
+        };
+        let form = match frame.matrix {
+            DAV1D_MC_IDENTITY => Form::Identity,
+            DAV1D_MC_SMPTE_YCGCO => Form::YCgCo,
+            _ => Form::YCbCr,
         };
         Self {
             y_off,
@@ -665,7 +718,7 @@ impl Yuv {
             kr,
             kb,
             kg: 1.0 - kr - kb,
-            identity: frame.matrix == DAV1D_MC_IDENTITY,
+            form,
         }
     }
 
@@ -688,12 +741,18 @@ impl Yuv {
             let luma = self.luma(sample);
             let cb = (cb0 * (1.0 - fy) + cb1 * fy - self.half) / self.c_range;
             let cr = (cr0 * (1.0 - fy) + cr1 * fy - self.half) / self.c_range;
-            let [rv, gv, bv] = if self.identity {
-                [cr + 0.5, luma, cb + 0.5]
-            } else {
-                let rv = luma + red_cr * cr;
-                let bv = luma + blue_cb * cb;
-                [rv, (luma - self.kr * rv - self.kb * bv) / self.kg, bv]
+            let [rv, gv, bv] = match self.form {
+                Form::Identity => [cr + 0.5, luma, cb + 0.5],
+                Form::YCbCr => {
+                    let rv = luma + red_cr * cr;
+                    let bv = luma + blue_cb * cb;
+                    [rv, (luma - self.kr * rv - self.kb * bv) / self.kg, bv]
+                }
+                // U holds Cg, V holds Co.
+                Form::YCgCo => {
+                    let t = luma - cb;
+                    [t + cr, luma + cb, t - cr]
+                }
             };
             *r = unit_to_u8(rv);
             *g = unit_to_u8(gv);
@@ -816,6 +875,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn derived_coefficients_are_those_the_standards_give() {
+        for (primaries, (kr, kb)) in [(1, (0.2126, 0.0722)), (9, (0.2627, 0.0593))] {
+            let (dr, db) = derived_kr_kb(primaries).unwrap();
+            assert!(
+                (dr - kr).abs() < 1e-3 && (db - kb).abs() < 1e-3,
+                "{primaries}"
+            );
+        }
+        assert_eq!(derived_kr_kb(2), None);
+        assert_eq!(derived_kr_kb(3), None);
     }
 
     #[test]
