@@ -14,9 +14,9 @@ use image::GenericImageView;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use support::fixtures::{
-    animated_gif, animated_png, animated_webp, bytes_of, drawing_policy, format_images, gzip,
-    html_boxes_svg, in_html_svg, posterising_profile, profiled, strips_svg, text_cells_svg,
-    traced_svg, turned, zlib,
+    animated_gif, animated_png, animated_webp, bytes_of, calibrated_bmp, drawing_policy,
+    format_images, gzip, html_boxes_svg, in_html_svg, posterising_profile, profiled, strips_svg,
+    text_cells_svg, traced_svg, turned, zlib,
 };
 use support::{encode, fidelity_image, pattern_byte, Body, Origin, Reply, Resource, Service};
 
@@ -281,6 +281,17 @@ fn fixtures() -> HashMap<&'static str, Resource> {
         for (path, bytes) in oriented.into_iter().flatten().chain(profiled) {
             fixtures.insert(leak(format!("/{path}.{ext}")), Resource::bytes(mime, bytes));
         }
+    }
+    // A BMP's calibrated RGB, which Firefox applies and Chromium ignores: the photo as
+    // coded under gamma 1/256 (Firefox shows a near-white square: the stand-in's Drawing),
+    // and under BT.709 primaries and gamma 2.2 (both show about the photo).
+    let bt709 = [[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]];
+    for (path, gamma) in [
+        ("/calibrated-drawing.bmp", 1.0 / 256.0),
+        ("/calibrated-photo.bmp", 2.2),
+    ] {
+        let bytes = calibrated_bmp(&photo, bt709, [gamma; 3]);
+        fixtures.insert(path, Resource::bytes("image/bmp", bytes));
     }
     // The same two profiles on an APNG and an animated WebP of the photo and its mirror
     // image: every frame is shown through the file's one profile (posterised: 0.79 and
@@ -1026,6 +1037,25 @@ fn images_are_judged_in_the_colours_browsers_show() {
         );
         assert_eq!(photo.body, origin_bytes(&path), "{path}");
     }
+}
+
+#[test]
+fn a_bmp_is_judged_as_each_browser_shows_it() {
+    let test = &world().test_policy;
+    // Chromium shows the photo, Firefox a near-white square through the header's
+    // calibration: the worse of the two decides, and the reason names the browser.
+    let shown = test.get("/calibrated-drawing.bmp");
+    let reason = shown.header(headers::REASON).unwrap_or_default();
+    assert!(
+        matches!(shown.verdict(), Some("block" | "rewrite")),
+        "{}: {reason}",
+        shown.status
+    );
+    assert!(reason.contains("as Firefox shows it"), "{reason}");
+    assert_ne!(shown.body, origin_bytes("/calibrated-drawing.bmp"));
+    let photo = test.get("/calibrated-photo.bmp");
+    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/calibrated-photo.bmp"));
 }
 
 #[test]

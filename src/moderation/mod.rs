@@ -104,22 +104,30 @@ impl Inference for &Classifier {
 }
 
 /// Which view of an image a verdict came from: a frame of an animation, a backdrop under
-/// a transparent image. Shown after the rule in the reason (` (frame 3, shown on white)`).
+/// a transparent image, the browser whose rendering it is where browsers differ. Shown
+/// after the rule in the reason (` (frame 3, shown on white)`, ` (as Firefox shows it)`).
 #[derive(Clone, Copy, Debug, Default)]
 struct View {
     frame: Option<usize>,
     backdrop: Option<Backdrop>,
+    shown_by: Option<&'static str>,
 }
 
 impl std::fmt::Display for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.frame, self.backdrop) {
-            (None, None) => Ok(()),
-            (Some(frame), None) => write!(f, " (frame {})", frame + 1),
-            (None, Some(backdrop)) => write!(f, " (shown on {})", backdrop.name()),
-            (Some(frame), Some(backdrop)) => {
-                write!(f, " (frame {}, shown on {})", frame + 1, backdrop.name())
-            }
+        let mut parts = Vec::new();
+        if let Some(frame) = self.frame {
+            parts.push(format!("frame {}", frame + 1));
+        }
+        if let Some(browser) = self.shown_by {
+            parts.push(format!("as {browser} shows it"));
+        }
+        if let Some(backdrop) = self.backdrop {
+            parts.push(format!("shown on {}", backdrop.name()));
+        }
+        match parts.is_empty() {
+            true => Ok(()),
+            false => write!(f, " ({})", parts.join(", ")),
         }
     }
 }
@@ -234,11 +242,24 @@ fn judge_decoded(
     mut inference: impl Inference,
     started: Instant,
 ) -> Moderation {
-    let views: Vec<(Option<usize>, &image::DynamicImage)> = match &still {
-        Some(decoded) => vec![(None, &decoded.image)],
-        None => frames.iter().map(|f| (Some(f.index), &f.image)).collect(),
+    // (frame, browser, pixels): a still's one image (and its other browser's rendering),
+    // or an animation's frames.
+    type Shown<'a> = (Option<usize>, Option<&'static str>, &'a image::DynamicImage);
+    let views: Vec<Shown> = match &still {
+        Some(decoded) => std::iter::once((None, None, &decoded.image))
+            .chain(
+                decoded
+                    .also_shown
+                    .iter()
+                    .map(|also| (None, Some(also.by), &also.image)),
+            )
+            .collect(),
+        None => frames
+            .iter()
+            .map(|f| (Some(f.index), None, &f.image))
+            .collect(),
     };
-    let Some(&(_, first_view)) = views.first() else {
+    let Some(&(_, _, first_view)) = views.first() else {
         return Moderation::undecodable(policy, "an animation without frames".into());
     };
     // The size shown: a still's (before any reduced decoding), an animation's canvas.
@@ -250,7 +271,7 @@ fn judge_decoded(
     // Every view's PDQ: what the lists match, and what the decision log reports.
     let probes: Vec<Probe> = views
         .iter()
-        .filter_map(|(_, image)| probe(image, policy.lists.dihedral))
+        .filter_map(|(_, _, image)| probe(image, policy.lists.dihedral))
         .collect();
     let facts = |view: usize| Judged {
         width,
@@ -278,15 +299,20 @@ fn judge_decoded(
     let gathered = still.as_ref().and_then(|d| d.gathered.as_ref());
     let mut inputs = Vec::new();
     let mut judged_views = Vec::new();
-    for (view_index, (frame, image)) in views.into_iter().enumerate() {
+    for (view_index, &(frame, shown_by, image)) in views.iter().enumerate() {
         // A still JPEG's model input is gathered from the full-size image (it has no
         // alpha, so no backdrops); other views are resized from their pixels.
         for &backdrop in backdrops(image) {
             inputs.push(match gathered {
-                Some(gathered) if frame.is_none() => preprocess_gathered(gathered),
+                Some(gathered) if view_index == 0 => preprocess_gathered(gathered),
                 _ => preprocess_over(image, backdrop),
             });
-            judged_views.push((View { frame, backdrop }, view_index));
+            let view = View {
+                frame,
+                backdrop,
+                shown_by,
+            };
+            judged_views.push((view, view_index));
         }
     }
     let mut judged: Option<(Decision, Scores, View, usize)> = None;
@@ -330,11 +356,11 @@ fn judge_decoded(
         Verdict::Block => Outcome::Block,
         Verdict::Rewrite => {
             let size = (width, height);
-            // An animation becomes an obscured still of the frame that decided.
-            let deciding = view
-                .frame
-                .and_then(|index| frames.iter().find(|f| f.index == index))
-                .map_or(first_view, |f| &f.image);
+            // An animation becomes an obscured still of the frame that decided; a still
+            // is obscured as the browser whose rendering decided shows it.
+            let deciding = views
+                .get(view_index)
+                .map_or(first_view, |&(_, _, image)| image);
             let format = format.rewritten_as();
             let rewritten = rewrite(deciding, size, format, policy);
             moderation.timings.rewrite = classified.elapsed();
@@ -475,6 +501,7 @@ pub fn moderate_svg_drawing(
                 width,
                 height,
                 gathered: None,
+                also_shown: None,
             };
             let format = ImageFormat::Png;
             judge_decoded(
@@ -657,6 +684,41 @@ mod tests {
         assert!(
             dropped.get(crate::classifier::Class::Neutral) < 0.5,
             "{dropped}"
+        );
+    }
+
+    #[test]
+    fn a_bmp_is_judged_as_each_browser_shows_it() {
+        let classifier = Classifier::load().unwrap();
+        // The stand-in class: flat colour reads as Drawing to this model, a photo not.
+        let drawing = block_when("Drawing", 0.5);
+        // The astronaut photo (0.06 Drawing) as coded, what Chromium shows, under a
+        // calibrated RGB header of gamma 1/256, which Firefox shows as a near-white square.
+        let photo = image::open("models/fidelity/images/photo_astronaut.png")
+            .unwrap()
+            .to_rgb8();
+        let bt709 = [[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]];
+        let bmp = crate::media::decode::tests::bmp_calibrated(&photo, bt709, [1.0 / 256.0; 3]);
+        let judged = moderate(
+            &bmp,
+            ImageFormat::Bmp,
+            &drawing,
+            &KnownLists::none(),
+            &classifier,
+        );
+        assert_eq!(judged.outcome, Outcome::Block, "{:?}", judged.scores);
+        assert!(
+            matches!(&judged.reason, Reason::Rule { rule, .. } if rule.ends_with("(as Firefox shows it)")),
+            "{:?}",
+            judged.reason
+        );
+        // As Chromium shows it, alone, the file would pass.
+        let coded = classifier
+            .classify(crate::classifier::preprocess(&photo.into()))
+            .unwrap();
+        assert!(
+            coded.get(crate::classifier::Class::Drawing) < 0.5,
+            "{coded}"
         );
     }
 

@@ -408,6 +408,22 @@ enum Tag {
     Exif(Vec<u8>),
     /// An ICC profile: JPEG APP2, PNG `iCCP`, WebP `ICCP`.
     Icc(Vec<u8>),
+    /// A BMP's calibrated RGB: each primary's first two endpoint fields (x and y to
+    /// Firefox) and each channel's gamma.
+    Calibrated {
+        endpoints: [[f64; 2]; 3],
+        gammas: [f64; 3],
+    },
+}
+
+/// `image` as a 24-bit BMP whose V5 header is in `LCS_CALIBRATED_RGB` with these
+/// `endpoints` and `gammas`: Firefox ESR 153 shows it through them, Chromium 156 as coded.
+pub fn calibrated_bmp(image: &DynamicImage, endpoints: [[f64; 2]; 3], gammas: [f64; 3]) -> Vec<u8> {
+    tagged(
+        &image.to_rgb8(),
+        Tag::Calibrated { endpoints, gammas },
+        ImageFormat::Bmp,
+    )
 }
 
 /// `stored` as a JPEG (quality 95), PNG, lossless WebP or (with a profile) 24-bit BMP whose
@@ -423,6 +439,7 @@ fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
                     .add_app_segment(1, [&b"Exif\0\0"[..], &tiff].concat())
                     .expect("EXIF segment"),
                 Tag::Icc(icc) => encoder.add_icc_profile(&icc).expect("JPEG ICC"),
+                Tag::Calibrated { .. } => panic!("calibrated RGB is a BMP's"),
             }
             let side = |side: u32| u16::try_from(side).expect("fixture fits a JPEG");
             encoder
@@ -439,6 +456,7 @@ fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
             match tag {
                 Tag::Exif(tiff) => encoder.set_exif_metadata(tiff).expect("PNG eXIf"),
                 Tag::Icc(icc) => encoder.set_icc_profile(icc).expect("PNG iCCP"),
+                Tag::Calibrated { .. } => panic!("calibrated RGB is a BMP's"),
             }
             encoder
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
@@ -449,27 +467,39 @@ fn tagged(stored: &image::RgbImage, tag: Tag, format: ImageFormat) -> Vec<u8> {
             match tag {
                 Tag::Exif(tiff) => encoder.set_exif_metadata(tiff).expect("WebP EXIF"),
                 Tag::Icc(icc) => encoder.set_icc_profile(icc).expect("WebP ICCP"),
+                Tag::Calibrated { .. } => panic!("calibrated RGB is a BMP's"),
             }
             encoder
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
                 .expect("encode tagged fixture");
         }
         ImageFormat::Bmp => {
-            let Tag::Icc(icc) = tag else {
-                panic!("a BMP carries no EXIF");
+            // The colour space, the endpoints and gammas (36 and 12 bytes), the profile.
+            let (space, calibration, icc) = match tag {
+                Tag::Icc(icc) => (0x4D42_4544u32, Vec::new(), icc),
+                Tag::Calibrated { endpoints, gammas } => {
+                    let fields = endpoints
+                        .into_iter()
+                        .flat_map(|[x, y]| [x * f64::from(1 << 30), y * f64::from(1 << 30), 0.0])
+                        .chain(gammas.map(|gamma| gamma * 65536.0));
+                    let bytes = fields.flat_map(|f| (f as u32).to_le_bytes()).collect();
+                    (0, bytes, Vec::new())
+                }
+                Tag::Exif(_) => panic!("a BMP carries no EXIF"),
             };
             image::codecs::bmp::BmpEncoder::new(&mut out)
                 .write_image(stored.as_raw(), width, height, ExtendedColorType::Rgb8)
                 .expect("encode tagged fixture");
             // image-rs writes a 40-byte BITMAPINFOHEADER: grown here to a V5 header (124
-            // bytes) whose colour space is PROFILE_EMBEDDED, the profile after the pixels.
+            // bytes) in the colour space the tag gives, a profile after the pixels.
             assert_eq!(out[14..18], 40u32.to_le_bytes(), "image-rs's BMP header");
             let pixels = out.split_off(54);
             let mut info = out.split_off(14);
             info.splice(0..4, 124u32.to_le_bytes());
             info.extend_from_slice(&[0; 16]); // channel masks, unused at 24 bits
-            info.extend_from_slice(&0x4D42_4544u32.to_le_bytes());
-            info.extend_from_slice(&[0; 48]); // endpoints and gammas, unused
+            info.extend_from_slice(&space.to_le_bytes());
+            info.extend_from_slice(&calibration);
+            info.resize(info.len() + 48 - calibration.len(), 0);
             let at = (info.len() + 4 * 4 + pixels.len()) as u32;
             for field in [4, at, icc.len() as u32, 0] {
                 info.extend_from_slice(&field.to_le_bytes());

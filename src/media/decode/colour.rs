@@ -42,6 +42,13 @@ pub enum Description {
         gamma: u32,
         chromaticities: Option<[u32; 8]>,
     },
+    /// A BMP's `LCS_CALIBRATED_RGB` header, as Firefox reads it: the x and y of each
+    /// primary (the first two of its three 2.30 fixed-point endpoint fields) and each
+    /// channel's gamma (16.16 fixed point), under sRGB's white point.
+    Calibrated {
+        primaries: [[u32; 2]; 3],
+        gammas: [u32; 3],
+    },
 }
 
 /// How `bytes` (decoded by `decoder`) describe their colours; `None` when they do not, or
@@ -86,6 +93,27 @@ fn bmp_profile(bytes: &[u8]) -> Option<Vec<u8>> {
         .get(start..end)
         .filter(|profile| !profile.is_empty())
         .map(<[u8]>::to_vec)
+}
+
+/// A BMP's calibrated RGB (a V4 or V5 info header whose colour space is
+/// `LCS_CALIBRATED_RGB`, 0): Firefox ESR 153 converts the pixels by it (grey 40 under a
+/// gamma of 1.0 shows as 110), Chromium 156 shows them as coded. Both are what some
+/// browser shows, so this is a second rendering to judge, not the one rendering.
+pub fn bmp_calibrated(bytes: &[u8]) -> Option<Description> {
+    const INFO: usize = 14;
+    let le = |at: usize| -> Option<u32> {
+        let field = bytes.get(INFO + at..INFO + at + 4)?;
+        Some(u32::from_le_bytes(field.try_into().ok()?))
+    };
+    if !bytes.starts_with(b"BM") || le(0)? < 108 || le(56)? != 0 {
+        return None;
+    }
+    // Endpoints at 60 (red, green, blue: X, Y, Z each), gammas at 96.
+    let endpoint = |i: usize| Some([le(60 + 12 * i)?, le(64 + 12 * i)?]);
+    Some(Description::Calibrated {
+        primaries: [endpoint(0)?, endpoint(1)?, endpoint(2)?],
+        gammas: [le(96)?, le(100)?, le(104)?],
+    })
 }
 
 /// [`description`] when no decoder is at hand (the frames of an animation): image-rs's
@@ -209,6 +237,7 @@ impl ToSrgb {
                 gamma,
                 chromaticities,
             } => from_gamma(*gamma, *chromaticities)?,
+            Description::Calibrated { primaries, gammas } => from_calibrated(primaries, gammas)?,
         };
         if !matches!(
             source.color_space,
@@ -423,10 +452,41 @@ fn from_gamma(gamma: u32, chromaticities: Option<[u32; 8]>) -> Option<ColorProfi
     Some(profile)
 }
 
+/// A BMP's calibrated RGB as Firefox builds its profile (qcms): a pure power curve per
+/// channel, the gamma kept to 1/256 (an ICC `u8Fixed8`), the primaries' x and y read from
+/// the endpoints' first two fields, sRGB's white point. Primaries with no gamut (zero
+/// endpoints, a degenerate triangle) build none; imaginary ones do (Firefox ESR 153
+/// applies sRGB's D50 colorants' X and Y taken for x and y, green's summing past 1).
+fn from_calibrated(primaries: &[[u32; 2]; 3], gammas: &[u32; 3]) -> Option<ColorProfile> {
+    let fixed_2_30 = |v: u32| (f64::from(v) / f64::from(1u32 << 30)) as f32;
+    let [red, green, blue] =
+        primaries.map(|[x, y]| Chromaticity::new(fixed_2_30(x), fixed_2_30(y)));
+    // Imaginary primaries (x + y > 1) are taken as given, as Firefox takes them.
+    let sane = [red, green, blue].iter().all(|p| p.y > 0.0);
+    let area = (green.x - red.x) * (blue.y - red.y) - (blue.x - red.x) * (green.y - red.y);
+    if !sane || area.abs() <= 1e-6 {
+        return None;
+    }
+    let mut profile = ColorProfile::new_srgb();
+    let curve = |gamma: u32| {
+        let gamma = f64::from(gamma) / 65536.0;
+        ToneReprCurve::Parametric(vec![
+            ((gamma * 256.0 + 0.5).floor().min(65535.0) / 256.0) as f32,
+        ])
+    };
+    profile.red_trc = Some(curve(gammas[0]));
+    profile.green_trc = Some(curve(gammas[1]));
+    profile.blue_trc = Some(curve(gammas[2]));
+    let white = XyY::new(0.3127, 0.3290, 1.0);
+    profile.update_rgb_colorimetry(white, ColorPrimaries { red, green, blue });
+    profile.cicp = None;
+    Some(profile)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::decode::tests::jpeg_tagged;
+    use crate::media::decode::tests::{bmp_calibrated, bmp_v5, jpeg_tagged};
     use crate::media::decode::{decode_reduced, DecodeLimits};
     use image::{GenericImageView, Rgb, RgbImage};
 
@@ -680,47 +740,6 @@ mod tests {
         assert_eq!(png_description(&late[..20], None), None);
     }
 
-    /// A 24-bit BMP of `image` with a V5 info header of colour space `space`, and
-    /// `profile` after the pixels, where the header says.
-    fn bmp_v5(image: &RgbImage, space: u32, profile: &[u8]) -> Vec<u8> {
-        let (width, height) = image.dimensions();
-        let stride = (width as usize * 3).div_ceil(4) * 4;
-        let mut pixels = vec![0u8; stride * height as usize];
-        // Bottom-up rows of BGR.
-        for (y, row) in pixels.chunks_exact_mut(stride).enumerate() {
-            for x in 0..width {
-                let [r, g, b] = image.get_pixel(x, height - 1 - y as u32).0;
-                row[x as usize * 3..x as usize * 3 + 3].copy_from_slice(&[b, g, r]);
-            }
-        }
-        let at_profile = if profile.is_empty() {
-            0
-        } else {
-            124 + pixels.len()
-        };
-        let mut info = Vec::new();
-        for field in [124, width, height] {
-            info.extend_from_slice(&field.to_le_bytes());
-        }
-        info.extend_from_slice(&1u16.to_le_bytes());
-        info.extend_from_slice(&24u16.to_le_bytes());
-        for field in [0, pixels.len() as u32, 2835, 2835, 0, 0, 0, 0, 0, 0, space] {
-            info.extend_from_slice(&field.to_le_bytes());
-        }
-        // Endpoints and gammas (unused), the intent, where the profile is, its size.
-        info.extend_from_slice(&[0; 48]);
-        for field in [4, at_profile as u32, profile.len() as u32, 0] {
-            info.extend_from_slice(&field.to_le_bytes());
-        }
-        assert_eq!(info.len(), 124);
-        let size = 14 + info.len() + pixels.len() + profile.len();
-        let mut out = b"BM".to_vec();
-        out.extend_from_slice(&(size as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(14u32 + 124).to_le_bytes());
-        [out, info, pixels, profile.to_vec()].concat()
-    }
-
     #[test]
     fn a_bmp_profile_is_applied_as_browsers_apply_it() {
         let picture = flat(8, 8, [40; 3]);
@@ -746,6 +765,73 @@ mod tests {
             shown(&bmp_v5(&picture, 0, &[]), ImageFormat::Bmp, true),
             picture
         );
+    }
+
+    #[test]
+    fn a_bmp_calibration_is_a_second_rendering_as_firefox_shows_it() {
+        // Grey 40, a red, a green, a blue: one pixel each.
+        let colours = [[40, 40, 40], [200, 60, 30], [30, 180, 60], [40, 60, 200]];
+        let picture = RgbImage::from_fn(4, 1, |x, _| Rgb(colours[x as usize]));
+        let calibrated = |endpoints, gammas| bmp_calibrated(&picture, endpoints, gammas);
+        let bt709 = [[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]];
+        // sRGB's D50 colorants' X and Y, as a writer filling the endpoints with XYZ puts
+        // them (Firefox takes them for x and y all the same).
+        let xyz = [[0.43607, 0.22250], [0.38515, 0.71687], [0.14307, 0.06061]];
+        // What Firefox ESR 153 shows at each colour (headless screenshots); Chromium 156
+        // shows every one of these files as coded.
+        let cases = [
+            (
+                "BT.709 primaries, gamma 2.2",
+                calibrated(bt709, [2.2; 3]),
+                [[35, 35, 35], [201, 57, 24], [24, 181, 57], [35, 57, 201]],
+            ),
+            (
+                "XYZ endpoints, gamma 1.0",
+                calibrated(xyz, [1.0; 3]),
+                [
+                    [110, 110, 110],
+                    [217, 134, 148],
+                    [132, 217, 83],
+                    [109, 134, 220],
+                ],
+            ),
+            (
+                "XYZ endpoints, gammas 1.8, 2.2, 3.0",
+                calibrated(xyz, [1.8, 2.2, 3.0]),
+                [[51, 35, 26], [195, 61, 122], [93, 180, 0], [43, 60, 178]],
+            ),
+            (
+                "red and green primaries swapped, gamma 1.0",
+                calibrated([bt709[1], bt709[0], bt709[2]], [1.0; 3]),
+                [
+                    [110, 110, 110],
+                    [133, 229, 96],
+                    [219, 96, 133],
+                    [133, 110, 229],
+                ],
+            ),
+        ];
+        for (name, bytes, firefox) in cases {
+            let decoded = decode_reduced(&bytes, ImageFormat::Bmp, LIMITS).unwrap();
+            assert_eq!(decoded.image.to_rgb8(), picture, "{name}: as coded");
+            let also = decoded.also_shown.expect(name);
+            assert_eq!(also.by, "Firefox");
+            let shown = also.image.to_rgb8();
+            for (x, want) in (0u32..).zip(firefox) {
+                let got = shown.get_pixel(x, 0).0;
+                let close = got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 3);
+                assert!(close, "{name}, colour {x}: {got:?}, Firefox shows {want:?}");
+            }
+        }
+        // Zero endpoints (a V4/V5 header left blank), a degenerate triangle, the sRGB
+        // colour space: one rendering.
+        let degenerate = calibrated([[0.3, 0.3]; 3], [1.0; 3]);
+        let mut srgb = calibrated(bt709, [1.0; 3]);
+        srgb[70..74].copy_from_slice(b"BGRs");
+        for bytes in [bmp_v5(&picture, 0, &[]), degenerate, srgb] {
+            let decoded = decode_reduced(&bytes, ImageFormat::Bmp, LIMITS).unwrap();
+            assert!(decoded.also_shown.is_none());
+        }
     }
 
     #[test]

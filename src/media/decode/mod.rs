@@ -92,6 +92,16 @@ pub struct Decoded {
     pub width: u32,
     pub height: u32,
     pub gathered: Option<Gathered>,
+    /// The image as a browser that reads the file's colours otherwise shows it, where one
+    /// does: both renderings are judged.
+    pub also_shown: Option<AlsoShown>,
+}
+
+/// A second rendering of an image: `image` as the browser `by` shows it (a BMP's
+/// calibrated RGB, which Firefox applies and Chromium ignores).
+pub struct AlsoShown {
+    pub by: &'static str,
+    pub image: DynamicImage,
 }
 
 /// Decodes at full size.
@@ -195,16 +205,26 @@ pub fn decode_resumable(
     } else {
         (width, height)
     };
+    let also_shown = (format == ImageFormat::Bmp)
+        .then(|| colour::bmp_calibrated(bytes))
+        .flatten()
+        .as_ref()
+        .and_then(colour::ToSrgb::new)
+        .map(|firefox| AlsoShown {
+            by: "Firefox",
+            image: firefox.apply(image.clone()),
+        });
     Ok(Decoding::Done(Decoded {
         image,
         width,
         height,
         gathered,
+        also_shown,
     }))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::{GenericImageView, Rgb, RgbImage};
 
@@ -218,6 +238,66 @@ mod tests {
     fn encoded(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
         let image = RgbImage::from_fn(width, height, |x, y| Rgb([x as u8, y as u8, 128]));
         crate::media::encode::encode(&DynamicImage::ImageRgb8(image), format).unwrap()
+    }
+
+    /// A 24-bit BMP of `image` with a V5 info header of colour space `space`, and
+    /// `profile` after the pixels, where the header says.
+    pub(crate) fn bmp_v5(image: &RgbImage, space: u32, profile: &[u8]) -> Vec<u8> {
+        let (width, height) = image.dimensions();
+        let stride = (width as usize * 3).div_ceil(4) * 4;
+        let mut pixels = vec![0u8; stride * height as usize];
+        // Bottom-up rows of BGR.
+        for (y, row) in pixels.chunks_exact_mut(stride).enumerate() {
+            for x in 0..width {
+                let [r, g, b] = image.get_pixel(x, height - 1 - y as u32).0;
+                row[x as usize * 3..x as usize * 3 + 3].copy_from_slice(&[b, g, r]);
+            }
+        }
+        let at_profile = if profile.is_empty() {
+            0
+        } else {
+            124 + pixels.len()
+        };
+        let mut info = Vec::new();
+        for field in [124, width, height] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        info.extend_from_slice(&1u16.to_le_bytes());
+        info.extend_from_slice(&24u16.to_le_bytes());
+        for field in [0, pixels.len() as u32, 2835, 2835, 0, 0, 0, 0, 0, 0, space] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        // Endpoints and gammas (unused), the intent, where the profile is, its size.
+        info.extend_from_slice(&[0; 48]);
+        for field in [4, at_profile as u32, profile.len() as u32, 0] {
+            info.extend_from_slice(&field.to_le_bytes());
+        }
+        assert_eq!(info.len(), 124);
+        let size = 14 + info.len() + pixels.len() + profile.len();
+        let mut out = b"BM".to_vec();
+        out.extend_from_slice(&(size as u32).to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(14u32 + 124).to_le_bytes());
+        [out, info, pixels, profile.to_vec()].concat()
+    }
+
+    /// A BMP of `image` whose V5 header is in `LCS_CALIBRATED_RGB`, with `endpoints`
+    /// in the first two fields of each primary's (x and y to Firefox) and `gammas`.
+    pub(crate) fn bmp_calibrated(
+        image: &RgbImage,
+        endpoints: [[f64; 2]; 3],
+        gammas: [f64; 3],
+    ) -> Vec<u8> {
+        let mut bytes = bmp_v5(image, 0, &[]);
+        let fields = endpoints
+            .into_iter()
+            .flat_map(|[x, y]| [x * f64::from(1 << 30), y * f64::from(1 << 30), 0.0])
+            .chain(gammas.map(|gamma| gamma * 65536.0));
+        for (i, field) in fields.enumerate() {
+            let at = 14 + 60 + 4 * i;
+            bytes[at..at + 4].copy_from_slice(&(field as u32).to_le_bytes());
+        }
+        bytes
     }
 
     /// `image` as a quality-95 JPEG, with what `tag` adds to its header (an APP segment, a
