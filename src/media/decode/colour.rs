@@ -13,9 +13,12 @@
 //! An AVIF's `nclx` (or AV1 sequence header) primaries and transfer are converted by its
 //! decoder through [`cicp_shown`]; an icon's PNG entries as PNG files are (`media::icon`).
 //!
-//! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands), a BMP's
-//! calibrated RGB, and HDR transfers (PQ, HLG) beyond what moxcms's curves give: browsers
-//! tone-map those, each its own way.
+//! A BMP's calibrated RGB is what browsers disagree on (Firefox applies it, Chromium does
+//! not): [`bmp_calibrated`] describes it for a second rendering, judged beside the first.
+//!
+//! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands) and HDR
+//! transfers (PQ, HLG) beyond what moxcms's curves give: browsers tone-map those, each its
+//! own way.
 
 use crate::media::format::ImageFormat;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader};
