@@ -17,9 +17,9 @@ use mp4parse::{ImageMirror, ImageRotation, ParseStrictness};
 use rav1d::include::dav1d::data::Dav1dData;
 use rav1d::include::dav1d::dav1d::{Dav1dContext, Dav1dSettings};
 use rav1d::include::dav1d::headers::{
-    Dav1dSequenceHeader, DAV1D_MC_BT2020_CL, DAV1D_MC_BT2020_NCL, DAV1D_MC_BT709,
+    Dav1dSequenceHeader, DAV1D_MC_BT2020_CL, DAV1D_MC_BT2020_NCL, DAV1D_MC_BT601, DAV1D_MC_BT709,
     DAV1D_MC_CHROMAT_NCL, DAV1D_MC_IDENTITY, DAV1D_MC_SMPTE240, DAV1D_MC_SMPTE_YCGCO,
-    DAV1D_PIXEL_LAYOUT_I400, DAV1D_PIXEL_LAYOUT_I420, DAV1D_PIXEL_LAYOUT_I422,
+    DAV1D_MC_UNKNOWN, DAV1D_PIXEL_LAYOUT_I400, DAV1D_PIXEL_LAYOUT_I420, DAV1D_PIXEL_LAYOUT_I422,
 };
 use rav1d::include::dav1d::picture::Dav1dPicture;
 use rav1d::src::lib as dav1d;
@@ -36,6 +36,8 @@ pub(super) struct AvifDecoder {
     orientation: Orientation,
     /// The ICC profile of the `colr` box, which the pixels are coded in.
     icc: Option<Vec<u8>>,
+    /// The pixels as Firefox shows them, where its YUV matrix differs from Chromium's.
+    firefox: Option<Vec<u8>>,
 }
 
 /// A `colr` box's `nclx` code points (ITU-T H.273), laid out as mp4parse's
@@ -233,14 +235,32 @@ impl AvifDecoder {
             Some(data) => Some(Frame::decode(data, limits)?),
             None => None,
         };
-        let channels = if alpha.is_some() { 4 } else { 3 };
-        let mut pixels = vec![0u8; width as usize * height as usize * channels];
-        planes.to_rgb(&mut pixels, channels);
         if let Some(alpha) = &alpha {
             if (alpha.width, alpha.height) != (width, height) {
                 return Err(DecodeError::Corrupt("AVIF alpha differs in size".into()));
             }
-            alpha.to_alpha(&mut pixels, context.premultiplied_alpha);
+        }
+        let channels = if alpha.is_some() { 4 } else { 3 };
+        let rgb = |planes: &Frame| {
+            let mut pixels = vec![0u8; width as usize * height as usize * channels];
+            planes.to_rgb(&mut pixels, channels);
+            if let Some(alpha) = &alpha {
+                alpha.to_alpha(&mut pixels, context.premultiplied_alpha);
+            }
+            pixels
+        };
+        let mut pixels = rgb(&planes);
+        // Where Firefox ESR 153 reads the matrix otherwise than Chromium 156 (checked on
+        // flat colours): "unspecified" as BT.709, SMPTE 240M and YCgCo as BT.601.
+        let firefox_matrix = match planes.matrix {
+            DAV1D_MC_UNKNOWN => Some(DAV1D_MC_BT709),
+            DAV1D_MC_SMPTE240 | DAV1D_MC_SMPTE_YCGCO => Some(DAV1D_MC_BT601),
+            _ => None,
+        };
+        let mut firefox = None;
+        if let (Some(matrix), false) = (firefox_matrix, planes.chroma[0].is_empty()) {
+            planes.matrix = matrix;
+            firefox = Some(rgb(&planes));
         }
         let rotation = context
             .image_rotation()
@@ -265,6 +285,7 @@ impl AvifDecoder {
                 .and_then(colour::ToSrgb::new);
             if let Some(to_srgb) = to_srgb {
                 pixels = to_srgb.shown_bytes(pixels, width, height, alpha.is_some());
+                firefox = firefox.map(|f| to_srgb.shown_bytes(f, width, height, alpha.is_some()));
             }
         }
         Ok(Self {
@@ -274,7 +295,20 @@ impl AvifDecoder {
             alpha: alpha.is_some(),
             orientation: orientation(rotation, mirror),
             icc,
+            firefox,
         })
+    }
+}
+
+impl AvifDecoder {
+    /// The image as Firefox shows it, where it differs from the one decoded (which is
+    /// Chromium's): oriented and colour-managed as that one is, by the caller.
+    pub(super) fn take_firefox(&mut self) -> Option<image::DynamicImage> {
+        let pixels = self.firefox.take()?;
+        match self.alpha {
+            true => image::RgbaImage::from_raw(self.width, self.height, pixels).map(Into::into),
+            false => image::RgbImage::from_raw(self.width, self.height, pixels).map(Into::into),
+        }
     }
 }
 

@@ -98,7 +98,8 @@ pub struct Decoded {
 }
 
 /// A second rendering of an image: `image` as the browser `by` shows it (a BMP's
-/// calibrated RGB, which Firefox applies and Chromium ignores).
+/// calibrated RGB, which Firefox applies and Chromium ignores; an AVIF's YUV matrix where
+/// Firefox reads it otherwise).
 pub struct AlsoShown {
     pub by: &'static str,
     pub image: DynamicImage,
@@ -152,7 +153,16 @@ pub fn decode_resumable(
     from: Option<&[u8]>,
     stop: &mut dyn FnMut(bool) -> bool,
 ) -> Result<Decoding, DecodeError> {
-    let mut decoder = codec::checked_decoder(bytes, format, limits)?;
+    // An AVIF may be shown otherwise by Firefox (its YUV matrix): that rendering is
+    // oriented and colour-managed below as the first is.
+    let (mut decoder, mut firefox_avif) = match format {
+        ImageFormat::Avif => {
+            let mut avif = avif::AvifDecoder::new(bytes, limits)?;
+            let firefox = avif.take_firefox();
+            (Box::new(avif) as Box<dyn image::ImageDecoder>, firefox)
+        }
+        _ => (codec::checked_decoder(bytes, format, limits)?, None),
+    };
     // Unreadable metadata is no reason to refuse the pixels: shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let to_srgb = colour::description(bytes, format, decoder.as_mut())
@@ -193,6 +203,9 @@ pub fn decode_resumable(
         decoded.apply_orientation(orientation);
         image = Some(decoded);
     }
+    if let Some(firefox) = firefox_avif.as_mut() {
+        firefox.apply_orientation(orientation);
+    }
     let mut image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
     if let Some(to_srgb) = &to_srgb {
         image = to_srgb.apply(image);
@@ -205,15 +218,24 @@ pub fn decode_resumable(
     } else {
         (width, height)
     };
-    let also_shown = (format == ImageFormat::Bmp)
-        .then(|| colour::bmp_calibrated(bytes))
-        .flatten()
-        .as_ref()
-        .and_then(colour::ToSrgb::new)
-        .map(|firefox| AlsoShown {
-            by: "Firefox",
-            image: firefox.apply(image.clone()),
-        });
+    // Firefox's other rendering: an AVIF's under another matrix (through the same
+    // profile), a BMP's through its calibrated RGB.
+    let firefox = match firefox_avif {
+        Some(firefox) => Some(match &to_srgb {
+            Some(to_srgb) => to_srgb.apply(firefox),
+            None => firefox,
+        }),
+        None => (format == ImageFormat::Bmp)
+            .then(|| colour::bmp_calibrated(bytes))
+            .flatten()
+            .as_ref()
+            .and_then(colour::ToSrgb::new)
+            .map(|calibrated| calibrated.apply(image.clone())),
+    };
+    let also_shown = firefox.map(|image| AlsoShown {
+        by: "Firefox",
+        image,
+    });
     Ok(Decoding::Done(Decoded {
         image,
         width,
@@ -566,11 +588,6 @@ pub(crate) mod tests {
                 [[128, 40, 128], [200, 99, 89], [62, 121, 93], [106, 70, 201]],
             ),
             (
-                "YCgCo matrix (as Chromium shows it)",
-                patched(4, &[0, 8]),
-                [[40, 40, 40], [210, 60, 66], [90, 86, 222], [0, 143, 19]],
-            ),
-            (
                 "chromaticity-derived matrix under BT.709 primaries",
                 patched(4, &[0, 12]),
                 [[40, 40, 40], [213, 73, 26], [17, 158, 56], [35, 67, 206]],
@@ -581,13 +598,43 @@ pub(crate) mod tests {
                 [[28, 28, 28], [211, 53, 19], [17, 190, 52], [28, 52, 209]],
             ),
         ];
-        for (name, bytes, shown) in cases {
-            let image = decode(&bytes, ImageFormat::Avif, LIMITS).unwrap().to_rgb8();
+        let bt709 = [[40, 40, 40], [213, 73, 26], [17, 158, 56], [35, 67, 206]];
+        // Where Firefox ESR 153 reads the matrix otherwise (Chromium 156's first, Firefox's
+        // second): both renderings.
+        let disputed = [
+            ("unspecified matrix", patched(4, &[0, 2]), as_written, bt709),
+            (
+                "SMPTE 240M matrix",
+                patched(4, &[0, 7]),
+                [[40, 40, 40], [212, 74, 28], [17, 160, 57], [35, 64, 203]],
+                as_written,
+            ),
+            (
+                "YCgCo matrix",
+                patched(4, &[0, 8]),
+                [[40, 40, 40], [210, 60, 66], [90, 86, 222], [0, 143, 19]],
+                as_written,
+            ),
+        ];
+        let near = |image: &DynamicImage, shown: [[u8; 3]; 4], name: &str| {
+            let image = image.to_rgb8();
             for (patch, want) in (0u32..).zip(shown) {
                 let got = image.get_pixel(32 + 64 * patch, 32).0;
                 let close = got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 2);
                 assert!(close, "{name}, patch {patch}: {got:?}, shown as {want:?}");
             }
+        };
+        for (name, bytes, shown) in cases {
+            let decoded = decode_reduced(&bytes, ImageFormat::Avif, LIMITS).unwrap();
+            near(&decoded.image, shown, name);
+            assert!(decoded.also_shown.is_none(), "{name}");
+        }
+        for (name, bytes, chromium, firefox) in disputed {
+            let decoded = decode_reduced(&bytes, ImageFormat::Avif, LIMITS).unwrap();
+            near(&decoded.image, chromium, name);
+            let also = decoded.also_shown.expect(name);
+            assert_eq!(also.by, "Firefox");
+            near(&also.image, firefox, name);
         }
     }
 
