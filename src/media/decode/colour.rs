@@ -153,6 +153,20 @@ pub fn cicp_shown(primaries: u8, transfer: u8) -> Option<Description> {
         })
 }
 
+/// How Firefox ESR 153 reads a PNG `cICP` that Chromium 156 reads otherwise: a BT.709-family
+/// transfer (1, 6, 14, 15) as sRGB's, the primaries applied (checked: grey 40 under
+/// BT.709's transfer shows as 40 in Firefox, 28 in Chromium; Display P3 primaries alike in
+/// both). `None` where they agree; `Some(None)` where Firefox shows the pixels as coded.
+pub fn firefox_cicp(description: &Description) -> Option<Option<Description>> {
+    match *description {
+        Description::Cicp {
+            primaries,
+            transfer: transfer @ (1 | 6 | 14 | 15),
+        } => Some(cicp_shown(primaries, transfer)),
+        _ => None,
+    }
+}
+
 /// A PNG's colour chunks before its image data, weighed as Chromium weighs them: `cICP`,
 /// then `iCCP`, then `sRGB`, then `gAMA` and `cHRM`. The first of a kind counts (libpng
 /// ignores repeats).
@@ -413,17 +427,32 @@ fn in_place<P: image::Pixel<Subpixel = u8>>(
 }
 
 /// A PNG `cICP` as a profile: primaries and transfer from H.273's tables (video range and
-/// matrices do not apply to RGB PNGs).
+/// matrices do not apply to RGB PNGs). The BT.709-family transfers (1, 6, 14, 15) are a
+/// pure 2.4 power, BT.1886's display gamma, as Chromium 156 shows them (grey 40 as 28, red
+/// 200 as 197), not the camera curve H.273 gives (which would show 40 as 56).
 fn from_cicp(primaries: u8, transfer: u8) -> Option<ColorProfile> {
+    let bt1886 = matches!(transfer, 1 | 6 | 14 | 15);
     let cicp = CicpProfile {
         color_primaries: CicpColorPrimaries::try_from(primaries).ok()?,
-        transfer_characteristics: TransferCharacteristics::try_from(transfer).ok()?,
+        transfer_characteristics: match bt1886 {
+            true => TransferCharacteristics::Srgb,
+            false => TransferCharacteristics::try_from(transfer).ok()?,
+        },
         matrix_coefficients: MatrixCoefficients::Identity,
         full_range: true,
     };
+    let mut profile = ColorProfile::new_from_cicp(cicp);
+    if bt1886 {
+        let curve = ToneReprCurve::Parametric(vec![2.4]);
+        profile.red_trc = Some(curve.clone());
+        profile.green_trc = Some(curve.clone());
+        profile.blue_trc = Some(curve);
+        // Converted by the curves: moxcms would take the code points' own otherwise.
+        profile.cicp = None;
+    }
     // Primaries without chromaticities or a transfer without a curve leave the profile
     // without colorants or curves: not one to convert with.
-    Some(ColorProfile::new_from_cicp(cicp)).filter(ColorProfile::is_matrix_shaper)
+    Some(profile).filter(ColorProfile::is_matrix_shaper)
 }
 
 /// A PNG's `gAMA` and `cHRM` as a profile, as Chromium builds it: the transfer is a pure
@@ -835,6 +864,34 @@ mod tests {
             let decoded = decode_reduced(&bytes, ImageFormat::Bmp, LIMITS).unwrap();
             assert!(decoded.also_shown.is_none());
         }
+    }
+
+    #[test]
+    fn a_png_cicp_is_judged_as_each_browser_reads_it() {
+        let colours = [[40, 40, 40], [200, 60, 30], [30, 180, 60], [40, 60, 200]];
+        let picture = RgbImage::from_fn(4, 1, |x, _| Rgb(colours[x as usize]));
+        // What Chromium 156 and Firefox ESR 153 show (headless screenshots).
+        let near = |image: &DynamicImage, shown: [[u8; 3]; 4], what: &str| {
+            let image = image.to_rgb8();
+            for (x, want) in (0u32..).zip(shown) {
+                let got = image.get_pixel(x, 0).0;
+                let close = got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) <= 2);
+                assert!(close, "{what}, colour {x}: {got:?}, shown as {want:?}");
+            }
+        };
+        let bt709 = png(&picture, false, &[(b"cICP", vec![1, 1, 0, 1])]);
+        let decoded = decode_reduced(&bt709, ImageFormat::Png, LIMITS).unwrap();
+        let chromium = [[28, 28, 28], [197, 49, 18], [18, 176, 49], [28, 49, 197]];
+        near(&decoded.image, chromium, "BT.709 transfer, Chromium");
+        let firefox = decoded.also_shown.expect("Firefox's rendering");
+        assert_eq!(firefox.by, "Firefox");
+        near(&firefox.image, colours, "BT.709 transfer, Firefox");
+        // Display P3 under sRGB's transfer: read alike, one rendering.
+        let p3 = png(&picture, false, &[(b"cICP", vec![12, 13, 0, 1])]);
+        let decoded = decode_reduced(&p3, ImageFormat::Png, LIMITS).unwrap();
+        let both = [[40, 40, 40], [217, 42, 0], [0, 183, 31], [34, 61, 208]];
+        near(&decoded.image, both, "Display P3");
+        assert!(decoded.also_shown.is_none());
     }
 
     #[test]

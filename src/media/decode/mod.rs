@@ -98,8 +98,8 @@ pub struct Decoded {
 }
 
 /// A second rendering of an image: `image` as the browser `by` shows it (a BMP's
-/// calibrated RGB, which Firefox applies and Chromium ignores; an AVIF's YUV matrix where
-/// Firefox reads it otherwise).
+/// calibrated RGB, which Firefox applies and Chromium ignores; an AVIF's YUV matrix or a
+/// PNG's `cICP` transfer where Firefox reads it otherwise).
 pub struct AlsoShown {
     pub by: &'static str,
     pub image: DynamicImage,
@@ -165,9 +165,10 @@ pub fn decode_resumable(
     };
     // Unreadable metadata is no reason to refuse the pixels: shown as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let to_srgb = colour::description(bytes, format, decoder.as_mut())
-        .as_ref()
-        .and_then(colour::ToSrgb::new);
+    let description = colour::description(bytes, format, decoder.as_mut());
+    let to_srgb = description.as_ref().and_then(colour::ToSrgb::new);
+    // Firefox's reading of a PNG `cICP`, where it differs from Chromium's.
+    let firefox_cicp = description.as_ref().and_then(colour::firefox_cicp);
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
     let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
@@ -207,6 +208,13 @@ pub fn decode_resumable(
         firefox.apply_orientation(orientation);
     }
     let mut image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
+    let firefox_png =
+        firefox_cicp.map(
+            |firefox| match firefox.as_ref().and_then(colour::ToSrgb::new) {
+                Some(conversion) => conversion.apply(image.clone()),
+                None => image.clone(),
+            },
+        );
     if let Some(to_srgb) = &to_srgb {
         image = to_srgb.apply(image);
         if let Some(gathered) = gathered.as_mut() {
@@ -219,13 +227,15 @@ pub fn decode_resumable(
         (width, height)
     };
     // Firefox's other rendering: an AVIF's under another matrix (through the same
-    // profile), a BMP's through its calibrated RGB.
-    let firefox = match firefox_avif {
-        Some(firefox) => Some(match &to_srgb {
+    // profile), a PNG's under its `cICP` as Firefox reads it, a BMP's through its
+    // calibrated RGB.
+    let firefox = match (firefox_avif, firefox_png) {
+        (Some(firefox), _) => Some(match &to_srgb {
             Some(to_srgb) => to_srgb.apply(firefox),
             None => firefox,
         }),
-        None => (format == ImageFormat::Bmp)
+        (None, Some(firefox)) => Some(firefox),
+        (None, None) => (format == ImageFormat::Bmp)
             .then(|| colour::bmp_calibrated(bytes))
             .flatten()
             .as_ref()
