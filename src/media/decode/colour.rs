@@ -13,8 +13,10 @@
 //! An AVIF's `nclx` (or AV1 sequence header) primaries and transfer are converted by its
 //! decoder through [`cicp_shown`]; an icon's PNG entries as PNG files are (`media::icon`).
 //!
-//! A BMP's calibrated RGB is what browsers disagree on (Firefox applies it, Chromium does
-//! not): [`bmp_calibrated`] describes it for a second rendering, judged beside the first.
+//! Where browsers disagree (a BMP's calibrated RGB, which Firefox applies and Chromium
+//! does not; a PNG `cICP`'s BT.709-family transfer, which each reads its own way),
+//! [`firefox_reading`] gives Firefox's reading for a second rendering, judged beside the
+//! first.
 //!
 //! Not converted: CMYK profiles (the decoder's own CMYK to RGB conversion stands) and HDR
 //! transfers (PQ, HLG) beyond what moxcms's curves give: browsers tone-map those, each its
@@ -165,6 +167,26 @@ pub fn firefox_cicp(description: &Description) -> Option<Option<Description>> {
         } => Some(cicp_shown(primaries, transfer)),
         _ => None,
     }
+}
+
+/// How Firefox ESR 153 shows a file's colours where Chromium 156 shows them otherwise:
+/// `None` where the two agree; `Some(None)` where Firefox shows the pixels as coded;
+/// `Some(Some(conversion))` where it converts them. Two cases: a PNG `cICP` with a
+/// BT.709-family transfer ([`firefox_cicp`]), and a BMP's calibrated RGB
+/// ([`bmp_calibrated`]; a calibration without a conversion, such as one with no gamut, is
+/// shown as coded by both).
+pub fn firefox_reading(
+    bytes: &[u8],
+    format: ImageFormat,
+    description: Option<&Description>,
+) -> Option<Option<ToSrgb>> {
+    if let Some(firefox) = description.and_then(firefox_cicp) {
+        return Some(firefox.as_ref().and_then(ToSrgb::new));
+    }
+    let calibrated = (format == ImageFormat::Bmp)
+        .then(|| bmp_calibrated(bytes))
+        .flatten()?;
+    ToSrgb::new(&calibrated).map(Some)
 }
 
 /// A PNG's colour chunks before its image data, weighed as Chromium weighs them: `cICP`,

@@ -167,8 +167,8 @@ pub fn decode_resumable(
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let description = colour::description(bytes, format, decoder.as_mut());
     let to_srgb = description.as_ref().and_then(colour::ToSrgb::new);
-    // Firefox's reading of a PNG `cICP`, where it differs from Chromium's.
-    let firefox_cicp = description.as_ref().and_then(colour::firefox_cicp);
+    // Firefox's reading of the colours, where it differs from Chromium's.
+    let firefox_reading = colour::firefox_reading(bytes, format, description.as_ref());
     let (width, height) = decoder.dimensions();
     let plain_jpeg = matches!(decoder.color_type(), ColorType::L8 | ColorType::Rgb8);
     let jpeg = format == ImageFormat::Jpeg && plain_jpeg && limits.reduce_jpeg;
@@ -208,13 +208,13 @@ pub fn decode_resumable(
         firefox.apply_orientation(orientation);
     }
     let mut image = image.ok_or_else(|| DecodeError::Corrupt("nothing decoded".into()))?;
-    let firefox_png =
-        firefox_cicp.map(
-            |firefox| match firefox.as_ref().and_then(colour::ToSrgb::new) {
-                Some(conversion) => conversion.apply(image.clone()),
-                None => image.clone(),
-            },
-        );
+    // Firefox's other rendering: an AVIF's under another matrix (through the same
+    // profile, below), a PNG's under its `cICP` as Firefox reads it, a BMP's through its
+    // calibrated RGB (both from the pixels as coded).
+    let firefox_read = firefox_reading.map(|reading| match reading {
+        Some(conversion) => conversion.apply(image.clone()),
+        None => image.clone(),
+    });
     if let Some(to_srgb) = &to_srgb {
         image = to_srgb.apply(image);
         if let Some(gathered) = gathered.as_mut() {
@@ -226,21 +226,12 @@ pub fn decode_resumable(
     } else {
         (width, height)
     };
-    // Firefox's other rendering: an AVIF's under another matrix (through the same
-    // profile), a PNG's under its `cICP` as Firefox reads it, a BMP's through its
-    // calibrated RGB.
-    let firefox = match (firefox_avif, firefox_png) {
-        (Some(firefox), _) => Some(match &to_srgb {
+    let firefox = match firefox_avif {
+        Some(firefox) => Some(match &to_srgb {
             Some(to_srgb) => to_srgb.apply(firefox),
             None => firefox,
         }),
-        (None, Some(firefox)) => Some(firefox),
-        (None, None) => (format == ImageFormat::Bmp)
-            .then(|| colour::bmp_calibrated(bytes))
-            .flatten()
-            .as_ref()
-            .and_then(colour::ToSrgb::new)
-            .map(|calibrated| calibrated.apply(image.clone())),
+        None => firefox_read,
     };
     let also_shown = firefox.map(|image| AlsoShown {
         by: "Firefox",
