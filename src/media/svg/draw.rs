@@ -47,6 +47,11 @@ pub const RASTER_SIDE: u32 = 1024;
 /// rectangles took 33 ms natively to parse, convert and draw (Zen 5); the sibling drawing
 /// them in Wasm took 77 ms of CPU, and 51 ms for 7,500 (`examples/requests.rs`).
 pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
+/// Most pixels of pattern tiles one drawing renders, every use of a pattern counted (see
+/// `tiles_within`): four drawings' worth at the largest size drawn (memory: a tile inside
+/// a tile is held with it; CPU: each is drawn and tiled). A drawing that needs more is
+/// refused (`on_oversize`), as one with too many elements is.
+pub const MAX_PATTERN_PIXELS: f64 = 4.0 * 1024.0 * 1024.0;
 
 /// The typeface all text is drawn in: DejaVu Sans (Bitstream Vera licence, which allows
 /// shipping it; `assets/fonts`). A Compute instance has no fonts, and a browser draws an
@@ -128,6 +133,12 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
     let scale = drawn_scale(size.width(), size.height());
     let side = |length: f32| ((length * scale).round() as u32).clamp(1, DRAWN_WIDE_SIDE as u32);
     let (width, height) = (side(size.width()), side(size.height()));
+    let mut tile_pixels_left = MAX_PATTERN_PIXELS;
+    tiles_within(
+        tree.root(),
+        tiny_skia::Transform::from_scale(scale, scale),
+        &mut tile_pixels_left,
+    )?;
     let Some(mut pixmap) = tiny_skia::Pixmap::new(width, height) else {
         return Ok(None);
     };
@@ -145,6 +156,72 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
         height,
         pixmap.take_demultiplied(),
     ))
+}
+
+/// Refuses a drawing whose pattern tiles would take more than [`MAX_PATTERN_PIXELS`]:
+/// `left` is what remains of it. resvg draws a pattern's tile into a pixmap of its own, at
+/// the scale the pattern is used at, for every use (and a pattern inside a tile for every
+/// use of that tile), bounded by nothing: one tile 55,554 user units wide, used on a 30×30
+/// square, asked for 33 GB. The walk follows resvg's drawing (its transforms, and the
+/// groups of masks, clips, `feImage`s, text and nested SVGs).
+fn tiles_within(
+    group: &usvg::Group,
+    transform: tiny_skia::Transform,
+    left: &mut f64,
+) -> Result<(), SvgError> {
+    let too_large = SvgError::TooComplex("pattern tiles too large to draw");
+    for node in group.children() {
+        match node {
+            usvg::Node::Group(inner) => {
+                let transform = transform.pre_concat(inner.transform());
+                if let Some(clip) = inner.clip_path() {
+                    tiles_within(clip.root(), transform.pre_concat(clip.transform()), left)?;
+                }
+                let mut mask = inner.mask();
+                while let Some(current) = mask {
+                    tiles_within(current.root(), transform, left)?;
+                    mask = current.mask();
+                }
+                for filter in inner.filters() {
+                    for primitive in filter.primitives() {
+                        if let usvg::filter::Kind::Image(image) = primitive.kind() {
+                            tiles_within(image.root(), transform, left)?;
+                        }
+                    }
+                }
+                tiles_within(inner, transform, left)?;
+            }
+            usvg::Node::Path(path) => {
+                let paints = [
+                    path.fill().map(|f| f.paint()),
+                    path.stroke().map(|s| s.paint()),
+                ];
+                for paint in paints.into_iter().flatten() {
+                    let usvg::Paint::Pattern(pattern) = paint else {
+                        continue;
+                    };
+                    // As resvg sizes the tile (`render_pattern_pixmap`).
+                    let (sx, sy) = transform.pre_concat(pattern.transform()).get_scale();
+                    let rect = pattern.rect();
+                    let pixels = (f64::from(rect.width() * sx)).round()
+                        * (f64::from(rect.height() * sy)).round();
+                    if !pixels.is_finite() || pixels > *left {
+                        return Err(too_large);
+                    }
+                    *left -= pixels;
+                    let inside = tiny_skia::Transform::from_scale(sx, sy);
+                    tiles_within(pattern.root(), inside, left)?;
+                }
+            }
+            usvg::Node::Image(image) => {
+                if let usvg::ImageKind::SVG(tree) = image.kind() {
+                    tiles_within(tree.root(), transform, left)?;
+                }
+            }
+            usvg::Node::Text(text) => tiles_within(text.flattened(), transform, left)?,
+        }
+    }
+    Ok(())
 }
 
 /// The scale the drawing is judged at (see [`DRAWN_MAX_SIDE`]).
@@ -423,6 +500,37 @@ mod tests {
         ));
         assert_eq!(drawn.dimensions(), (2048, 68));
         assert_eq!(drawn.get_pixel(2046, 5).0, [0, 0, 255, 255]);
+    }
+
+    #[test]
+    fn pattern_tiles_beyond_the_bound_are_refused() {
+        // A pattern used as designed is drawn: a red and blue tile repeated.
+        let tiled = |tile_width: &str, uses: usize| {
+            let squares = r##"<rect width="30" height="30" fill="url(#p)"/>"##.repeat(uses);
+            format!(
+                r##"<svg xmlns="http://www.w3.org/2000/svg" width="30" height="30">
+                  <pattern id="p" width="{tile_width}" height="0.5">
+                    <rect width="30" height="8" fill="red"/><rect y="8" width="30" height="7" fill="blue"/>
+                  </pattern>{squares}</svg>"##
+            )
+        };
+        let drawn = drawing(&tiled("1", 1));
+        assert_eq!(drawn.get_pixel(10, 10).0, [255, 0, 0, 255]);
+        assert_eq!(drawn.get_pixel(10, 100).0, [0, 0, 255, 255]);
+        // A tile 55,554 times the square's width (the fuzzer's find: 33 GB asked of the
+        // allocator), and a fair tile used on too many squares, are refused.
+        let refused = Err(SvgError::TooComplex("pattern tiles too large to draw"));
+        assert_eq!(draw(tiled("55554", 1).as_bytes(), LIMITS), refused);
+        assert_eq!(draw(tiled("1", 200).as_bytes(), LIMITS), refused);
+        assert!(draw(tiled("1", 60).as_bytes(), LIMITS).is_ok());
+        // A tile drawn inside a tile counts at its own scale, for each use.
+        let nested = r##"<svg xmlns="http://www.w3.org/2000/svg" width="30" height="30">
+            <pattern id="inner" width="0.001" height="0.001" patternTransform="scale(2000)">
+              <rect width="10" height="10" fill="red"/></pattern>
+            <pattern id="outer" width="1" height="1">
+              <rect width="30" height="30" fill="url(#inner)" transform="scale(40)"/></pattern>
+            <rect width="30" height="30" fill="url(#outer)"/></svg>"##;
+        assert_eq!(draw(nested.as_bytes(), LIMITS), refused);
     }
 
     #[test]
