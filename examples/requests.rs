@@ -1,10 +1,12 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
 //! loopback origin: image pass (JPEG sizes, progressive, PNG with alpha, an 8-frame GIF,
-//! an SVG embedding two rasters, BMP, and AVIF and JPEG XL, each decoded in a sibling),
+//! an SVG embedding two rasters, BMP (plain, and calibrated: judged as each browser shows
+//! it), and AVIF and JPEG XL, each decoded in a sibling),
 //! image rewrite, verdict cache hits, non-image pass-through, uploads (one raw image; a
 //! multipart form with 4 images), and the plain proxy
 //! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
-//!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM
+//!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM [ONLY]
+//! (ONLY: run just the scenarios whose name contains it.)
 //! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
 //! includes preprocessing, plus inference: the per-request figure in a fresh instance).
@@ -32,6 +34,8 @@ fn main() {
     let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let inputs = Path::new(&args[2]);
     let plain_proxy = Path::new(&args[3]);
+    // Only the scenarios whose name holds this (a quick comparison; `make bench` runs all).
+    let only = args.get(4).cloned();
 
     let mut resources = HashMap::new();
     for name in [
@@ -69,6 +73,17 @@ fn main() {
         ("/animation_8_frames.gif", "image/gif", gif),
         ("/two_rasters.svg", "image/svg+xml", svg),
         ("/bitmap_800x600.bmp", "image/bmp", bmp.into_inner()),
+        // Firefox applies a calibrated RGB header, Chromium does not: both renderings are
+        // judged, the second in a sibling (sRGB's primaries, gamma 2.2).
+        (
+            "/calibrated_800x600.bmp",
+            "image/bmp",
+            support::fixtures::calibrated_bmp(
+                &image::DynamicImage::ImageRgb8(bitmap.clone()),
+                [[0.64, 0.33], [0.30, 0.60], [0.15, 0.06]],
+                [2.2; 3],
+            ),
+        ),
         (
             "/traced_800x600.svg",
             "image/svg+xml",
@@ -204,6 +219,11 @@ fn main() {
                     get("/bitmap_800x600.bmp"),
                 ),
                 (
+                    "filter pass: BMP 800x600, calibrated RGB (judged as each browser shows it)",
+                    "/calibrated_800x600.bmp",
+                    get("/calibrated_800x600.bmp"),
+                ),
+                (
                     "filter pass: AVIF 800x600 (decoded in a sibling)",
                     "/avif_800x600.avif",
                     get("/avif_800x600.avif"),
@@ -260,6 +280,16 @@ fn main() {
     ];
     let mut report = serde_json::Map::new();
     for (start, scenarios) in services {
+        let scenarios: Scenarios = scenarios
+            .into_iter()
+            .filter(|(name, _, _)| {
+                only.as_ref()
+                    .is_none_or(|only| name.contains(only.as_str()))
+            })
+            .collect();
+        if scenarios.is_empty() {
+            continue;
+        }
         let service = start();
         for (name, path, request) in scenarios {
             report.insert(name.into(), measure(&service, name, path, &request, runs));
