@@ -48,10 +48,21 @@ pub const RASTER_SIDE: u32 = 1024;
 /// them in Wasm took 77 ms of CPU, and 51 ms for 7,500 (`examples/requests.rs`).
 pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
 /// Most pixels of pattern tiles one drawing renders, every use of a pattern counted (see
-/// `tiles_within`): four drawings' worth at the largest size drawn (memory: a tile inside
+/// `costs_within`): four drawings' worth at the largest size drawn (memory: a tile inside
 /// a tile is held with it; CPU: each is drawn and tiled). A drawing that needs more is
 /// refused (`on_oversize`), as one with too many elements is.
 pub const MAX_PATTERN_PIXELS: f64 = 4.0 * 1024.0 * 1024.0;
+/// Most filter work one drawing does, in steps of a window or kernel over a pixel (see
+/// `costs_within`): 64 Mi, sixteen primitives over the largest canvas drawn, each pass
+/// counted as [`FILTER_PASS_TAPS`] steps, or one `feMorphology` of radius 3 over it. A
+/// drawing that needs more is refused (`on_oversize`).
+pub const MAX_FILTER_WORK: f64 = 64.0 * 1024.0 * 1024.0;
+/// Most dashes one drawing strokes, every dashed path counted by its length over its dash
+/// pattern's (see `costs_within`): what a drawing of dashed lines needs many times over.
+pub const MAX_DASHES: f64 = 100_000.0;
+/// What one pass of a filter primitive over a pixel weighs, in steps: a blur or a
+/// lighting pass does several times a morphology step's arithmetic.
+const FILTER_PASS_TAPS: f64 = 4.0;
 
 /// The typeface all text is drawn in: DejaVu Sans (Bitstream Vera licence, which allows
 /// shipping it; `assets/fonts`). A Compute instance has no fonts, and a browser draws an
@@ -133,11 +144,17 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
     let scale = drawn_scale(size.width(), size.height());
     let side = |length: f32| ((length * scale).round() as u32).clamp(1, DRAWN_WIDE_SIDE as u32);
     let (width, height) = (side(size.width()), side(size.height()));
-    let mut tile_pixels_left = MAX_PATTERN_PIXELS;
-    tiles_within(
+    let mut left = Left {
+        tile_pixels: MAX_PATTERN_PIXELS,
+        filter_work: MAX_FILTER_WORK,
+        dashes: MAX_DASHES,
+    };
+    let canvas = (width as f32, height as f32);
+    costs_within(
         tree.root(),
         tiny_skia::Transform::from_scale(scale, scale),
-        &mut tile_pixels_left,
+        canvas,
+        &mut left,
     )?;
     let Some(mut pixmap) = tiny_skia::Pixmap::new(width, height) else {
         return Ok(None);
@@ -158,40 +175,68 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
     ))
 }
 
-/// Refuses a drawing whose pattern tiles would take more than [`MAX_PATTERN_PIXELS`]:
-/// `left` is what remains of it. resvg draws a pattern's tile into a pixmap of its own, at
-/// the scale the pattern is used at, for every use (and a pattern inside a tile for every
-/// use of that tile), bounded by nothing: one tile 55,554 user units wide, used on a 30×30
-/// square, asked for 33 GB. The walk follows resvg's drawing (its transforms, and the
-/// groups of masks, clips, `feImage`s, text and nested SVGs).
-fn tiles_within(
+/// What a drawing costs resvg beyond its elements, counted down as [`costs_within`] walks
+/// it: pattern tiles (pixels), filter work (pixels × taps) and dashes.
+struct Left {
+    tile_pixels: f64,
+    filter_work: f64,
+    dashes: f64,
+}
+
+/// Refuses a drawing whose pattern tiles, filters or dashes would cost more than
+/// [`MAX_PATTERN_PIXELS`], [`MAX_FILTER_WORK`] or [`MAX_DASHES`], walking it as resvg draws it (its
+/// transforms; the groups of masks, clips, `feImage`s, text and nested SVGs) on a
+/// `canvas` of this size (the drawing's, or a tile's inside a pattern). Neither is bounded
+/// by resvg:
+/// - it draws each use of a pattern into a tile of its own, at the scale it is used at
+///   (and a pattern inside a tile for every use of that tile): one tile 55,554 user units
+///   wide, used on a 30×30 square, asked for 33 GB;
+/// - a filter primitive works over its region (at most the canvas) once per pixel, but
+///   `feMorphology` once per pixel of its radius's window, `feConvolveMatrix` once per
+///   kernel entry, `feTurbulence` once per octave: a radius of 2000 is 16 million steps a
+///   pixel;
+/// - a dashed stroke is cut into up to a million dashes per path, each stroked and filled:
+///   five thousand such paths would take hours.
+fn costs_within(
     group: &usvg::Group,
     transform: tiny_skia::Transform,
-    left: &mut f64,
+    canvas: (f32, f32),
+    left: &mut Left,
 ) -> Result<(), SvgError> {
-    let too_large = SvgError::TooComplex("pattern tiles too large to draw");
     for node in group.children() {
         match node {
             usvg::Node::Group(inner) => {
                 let transform = transform.pre_concat(inner.transform());
+                filters_within(inner, transform, canvas, left)?;
                 if let Some(clip) = inner.clip_path() {
-                    tiles_within(clip.root(), transform.pre_concat(clip.transform()), left)?;
+                    let at = transform.pre_concat(clip.transform());
+                    costs_within(clip.root(), at, canvas, left)?;
                 }
                 let mut mask = inner.mask();
                 while let Some(current) = mask {
-                    tiles_within(current.root(), transform, left)?;
+                    costs_within(current.root(), transform, canvas, left)?;
                     mask = current.mask();
                 }
-                for filter in inner.filters() {
-                    for primitive in filter.primitives() {
-                        if let usvg::filter::Kind::Image(image) = primitive.kind() {
-                            tiles_within(image.root(), transform, left)?;
-                        }
-                    }
-                }
-                tiles_within(inner, transform, left)?;
+                costs_within(inner, transform, canvas, left)?;
             }
             usvg::Node::Path(path) => {
+                if let Some(dashes) = path.stroke().and_then(|s| s.dasharray()) {
+                    // tiny-skia cuts the path into its dashes first (up to a million a
+                    // path): their count is the path's length over the pattern's. The
+                    // length is bounded by the control polygon's.
+                    let length: f32 = path
+                        .data()
+                        .points()
+                        .windows(2)
+                        .map(|pair| pair[0].distance(pair[1]))
+                        .sum();
+                    let period: f32 = dashes.iter().sum();
+                    let count = f64::from(length / period.max(f32::MIN_POSITIVE)).min(1e6);
+                    if count.is_nan() || count > left.dashes {
+                        return Err(SvgError::TooComplex("too many dashes to draw"));
+                    }
+                    left.dashes -= count;
+                }
                 let paints = [
                     path.fill().map(|f| f.paint()),
                     path.stroke().map(|s| s.paint()),
@@ -203,22 +248,75 @@ fn tiles_within(
                     // As resvg sizes the tile (`render_pattern_pixmap`).
                     let (sx, sy) = transform.pre_concat(pattern.transform()).get_scale();
                     let rect = pattern.rect();
-                    let pixels = (f64::from(rect.width() * sx)).round()
-                        * (f64::from(rect.height() * sy)).round();
-                    if !pixels.is_finite() || pixels > *left {
-                        return Err(too_large);
+                    let tile = ((rect.width() * sx).round(), (rect.height() * sy).round());
+                    let pixels = f64::from(tile.0) * f64::from(tile.1);
+                    if !pixels.is_finite() || pixels > left.tile_pixels {
+                        return Err(SvgError::TooComplex("pattern tiles too large to draw"));
                     }
-                    *left -= pixels;
+                    left.tile_pixels -= pixels;
                     let inside = tiny_skia::Transform::from_scale(sx, sy);
-                    tiles_within(pattern.root(), inside, left)?;
+                    costs_within(pattern.root(), inside, tile, left)?;
                 }
             }
             usvg::Node::Image(image) => {
                 if let usvg::ImageKind::SVG(tree) = image.kind() {
-                    tiles_within(tree.root(), transform, left)?;
+                    costs_within(tree.root(), transform, canvas, left)?;
                 }
             }
-            usvg::Node::Text(text) => tiles_within(text.flattened(), transform, left)?,
+            usvg::Node::Text(text) => costs_within(text.flattened(), transform, canvas, left)?,
+        }
+    }
+    Ok(())
+}
+
+/// The work of a group's filters (see [`costs_within`]), and of the drawings its
+/// `feImage`s hold.
+fn filters_within(
+    group: &usvg::Group,
+    transform: tiny_skia::Transform,
+    canvas: (f32, f32),
+    left: &mut Left,
+) -> Result<(), SvgError> {
+    if group.filters().is_empty() {
+        return Ok(());
+    }
+    // The region a filter works over: the group's layer, within the canvas (as resvg
+    // fits it).
+    let (width, height) = group
+        .layer_bounding_box()
+        .transform(transform)
+        .map_or(canvas, |r| {
+            (r.width().min(canvas.0), r.height().min(canvas.1))
+        });
+    let pixels = f64::from(width.ceil()) * f64::from(height.ceil());
+    let (sx, sy) = transform.get_scale();
+    for filter in group.filters() {
+        for primitive in filter.primitives() {
+            let taps = match primitive.kind() {
+                usvg::filter::Kind::Morphology(m) => {
+                    // resvg rounds the scaled radius and clamps it to the region.
+                    let radius = |r: f32, scale: f32, side: f32| (r * scale).round().min(side);
+                    let rx = radius(m.radius_x().get(), sx, width);
+                    let ry = radius(m.radius_y().get(), sy, height);
+                    f64::from(2.0 * rx + 1.0) * f64::from(2.0 * ry + 1.0)
+                }
+                usvg::filter::Kind::ConvolveMatrix(c) => {
+                    f64::from(c.matrix().columns()) * f64::from(c.matrix().rows())
+                }
+                usvg::filter::Kind::Turbulence(t) => {
+                    f64::from(t.num_octaves().max(1)) * FILTER_PASS_TAPS
+                }
+                usvg::filter::Kind::Image(image) => {
+                    costs_within(image.root(), transform, canvas, left)?;
+                    FILTER_PASS_TAPS
+                }
+                _ => FILTER_PASS_TAPS,
+            };
+            let work = pixels * taps;
+            if !work.is_finite() || work > left.filter_work {
+                return Err(SvgError::TooComplex("filters too costly to draw"));
+            }
+            left.filter_work -= work;
         }
     }
     Ok(())
@@ -531,6 +629,63 @@ mod tests {
               <rect width="30" height="30" fill="url(#inner)" transform="scale(40)"/></pattern>
             <rect width="30" height="30" fill="url(#outer)"/></svg>"##;
         assert_eq!(draw(nested.as_bytes(), LIMITS), refused);
+    }
+
+    #[test]
+    fn filter_work_beyond_the_bound_is_refused() {
+        let filtered = |primitive: &str| {
+            format!(
+                r##"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">
+                  <filter id="f">{primitive}</filter>
+                  <rect x="200" y="200" width="600" height="600" fill="red" filter="url(#f)"/></svg>"##
+            )
+        };
+        let refused = Err(SvgError::TooComplex("filters too costly to draw"));
+        // What illustrations use is drawn: a blurred shadow, a thin outline, a noise
+        // texture, a sharpening kernel.
+        for fair in [
+            r#"<feGaussianBlur stdDeviation="8"/><feOffset dx="4" dy="4"/><feMerge><feMergeNode/><feMergeNode in="SourceGraphic"/></feMerge>"#,
+            r#"<feMorphology operator="dilate" radius="2"/>"#,
+            r#"<feTurbulence baseFrequency="0.05" numOctaves="4"/>"#,
+            r#"<feConvolveMatrix order="3" kernelMatrix="0 -1 0 -1 5 -1 0 -1 0"/>"#,
+        ] {
+            let drawn = drawing(&filtered(fair));
+            assert_eq!(drawn.dimensions(), (1024, 1024), "{fair}");
+        }
+        // A window of 4001 × 4001 pixels per pixel, a million octaves, a 60×60 kernel:
+        // hours of CPU, refused before drawing.
+        let kernel = format!(
+            r#"<feConvolveMatrix order="60" kernelMatrix="{}"/>"#,
+            "1 ".repeat(3600)
+        );
+        for costly in [
+            r#"<feMorphology operator="erode" radius="2000"/>"#,
+            r#"<feTurbulence baseFrequency="0.05" numOctaves="1000000"/>"#,
+            &kernel,
+        ] {
+            assert_eq!(
+                draw(filtered(costly).as_bytes(), LIMITS),
+                refused,
+                "{costly}"
+            );
+        }
+        // Dashes: a dashed outline is drawn; a million dashes a path, many paths, are not.
+        let dashed = |dash: &str, paths: usize| {
+            let path = format!(
+                r#"<path d="M10 10 H1000 V1000 H10 Z" stroke="red" fill="none" stroke-dasharray="{dash}"/>"#
+            );
+            format!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">{}</svg>"#,
+                path.repeat(paths)
+            )
+        };
+        assert_eq!(drawing(&dashed("8 4", 10)).get_pixel(12, 10).0[0], 255);
+        let too_many = Err(SvgError::TooComplex("too many dashes to draw"));
+        assert_eq!(draw(dashed("0.002", 1).as_bytes(), LIMITS), too_many);
+        assert_eq!(draw(dashed("0.5 0.5", 200).as_bytes(), LIMITS), too_many);
+        // Many fair passes add up.
+        let many = r#"<feGaussianBlur stdDeviation="1"/>"#.repeat(100);
+        assert_eq!(draw(filtered(&many).as_bytes(), LIMITS), refused);
     }
 
     #[test]
