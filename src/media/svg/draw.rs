@@ -52,11 +52,12 @@ pub const MAX_DRAWN_ELEMENTS: u64 = 5_000;
 /// a tile is held with it; CPU: each is drawn and tiled). A drawing that needs more is
 /// refused (`on_oversize`), as one with too many elements is.
 pub const MAX_PATTERN_PIXELS: f64 = 4.0 * 1024.0 * 1024.0;
-/// Most filter work one drawing does, in steps of a window or kernel over a pixel (see
-/// `costs_within`): 64 Mi, sixteen primitives over the largest canvas drawn, each pass
-/// counted as [`FILTER_PASS_TAPS`] steps, or one `feMorphology` of radius 3 over it. A
-/// drawing that needs more is refused (`on_oversize`).
-pub const MAX_FILTER_WORK: f64 = 64.0 * 1024.0 * 1024.0;
+/// Most pixel work one drawing does, in steps of a paint, a window or a kernel over a pixel
+/// (see `costs_within`): 64 Mi, sixty-four paints or sixteen filter primitives (each pass
+/// counted as [`FILTER_PASS_TAPS`] steps) over the largest canvas drawn, or one
+/// `feMorphology` of radius 3 over it. A drawing that needs more is refused
+/// (`on_oversize`).
+pub const MAX_PIXEL_WORK: f64 = 64.0 * 1024.0 * 1024.0;
 /// Most dashes one drawing strokes, every dashed path counted by its length over its dash
 /// pattern's (see `costs_within`): what a drawing of dashed lines needs many times over.
 pub const MAX_DASHES: f64 = 100_000.0;
@@ -146,7 +147,7 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
     let (width, height) = (side(size.width()), side(size.height()));
     let mut left = Left {
         tile_pixels: MAX_PATTERN_PIXELS,
-        filter_work: MAX_FILTER_WORK,
+        pixel_work: MAX_PIXEL_WORK,
         dashes: MAX_DASHES,
     };
     let canvas = (width as f32, height as f32);
@@ -176,18 +177,18 @@ pub fn draw(svg: &[u8], limits: DecodeLimits) -> Result<Option<RgbaImage>, SvgEr
 }
 
 /// What a drawing costs resvg beyond its elements, counted down as [`costs_within`] walks
-/// it: pattern tiles (pixels), filter work (pixels × taps) and dashes.
+/// it: pattern tiles (pixels), pixel work (paints and filters: pixels × steps) and dashes.
 struct Left {
     tile_pixels: f64,
-    filter_work: f64,
+    pixel_work: f64,
     dashes: f64,
 }
 
-/// Refuses a drawing whose pattern tiles, filters or dashes would cost more than
-/// [`MAX_PATTERN_PIXELS`], [`MAX_FILTER_WORK`] or [`MAX_DASHES`], walking it as resvg draws it (its
-/// transforms; the groups of masks, clips, `feImage`s, text and nested SVGs) on a
-/// `canvas` of this size (the drawing's, or a tile's inside a pattern). Neither is bounded
-/// by resvg:
+/// Refuses a drawing whose pattern tiles, paints and filters, or dashes would cost more
+/// than [`MAX_PATTERN_PIXELS`], [`MAX_PIXEL_WORK`] or [`MAX_DASHES`], walking it as resvg
+/// draws it (its transforms; the groups of masks, clips, `feImage`s, text and nested
+/// SVGs) on a `canvas` of this size (the drawing's, or a tile's inside a pattern). None is
+/// bounded by resvg, and the element bound does not weigh them:
 /// - it draws each use of a pattern into a tile of its own, at the scale it is used at
 ///   (and a pattern inside a tile for every use of that tile): one tile 55,554 user units
 ///   wide, used on a 30×30 square, asked for 33 GB;
@@ -195,6 +196,8 @@ struct Left {
 ///   `feMorphology` once per pixel of its radius's window, `feConvolveMatrix` once per
 ///   kernel entry, `feTurbulence` once per octave: a radius of 2000 is 16 million steps a
 ///   pixel;
+/// - every paint covers its shape's box once per pixel, a gradient once per stop: 5,000
+///   elements are 5,000 full-canvas squares, or a gradient of 4,900 stops over the canvas;
 /// - a dashed stroke is cut into up to a million dashes per path, each stroked and filled:
 ///   five thousand such paths would take hours.
 fn costs_within(
@@ -232,16 +235,28 @@ fn costs_within(
                         .sum();
                     let period: f32 = dashes.iter().sum();
                     let count = f64::from(length / period.max(f32::MIN_POSITIVE)).min(1e6);
-                    if count.is_nan() || count > left.dashes {
-                        return Err(SvgError::TooComplex("too many dashes to draw"));
-                    }
-                    left.dashes -= count;
+                    spend(&mut left.dashes, count, "too many dashes to draw")?;
                 }
                 let paints = [
                     path.fill().map(|f| f.paint()),
                     path.stroke().map(|s| s.paint()),
                 ];
+                // Each paint covers the path's box (stroke included) once per pixel, a
+                // gradient once per stop (tiny-skia finds a pixel's stop one by one).
+                let area = path
+                    .stroke_bounding_box()
+                    .transform(transform)
+                    .map_or(0.0, |r| {
+                        f64::from(r.width().min(canvas.0)) * f64::from(r.height().min(canvas.1))
+                    });
                 for paint in paints.into_iter().flatten() {
+                    let steps = match paint {
+                        usvg::Paint::LinearGradient(g) => g.stops().len(),
+                        usvg::Paint::RadialGradient(g) => g.stops().len(),
+                        _ => 1,
+                    };
+                    let work = area * steps.max(1) as f64;
+                    spend(&mut left.pixel_work, work, "too costly to paint")?;
                     let usvg::Paint::Pattern(pattern) = paint else {
                         continue;
                     };
@@ -250,10 +265,11 @@ fn costs_within(
                     let rect = pattern.rect();
                     let tile = ((rect.width() * sx).round(), (rect.height() * sy).round());
                     let pixels = f64::from(tile.0) * f64::from(tile.1);
-                    if !pixels.is_finite() || pixels > left.tile_pixels {
-                        return Err(SvgError::TooComplex("pattern tiles too large to draw"));
-                    }
-                    left.tile_pixels -= pixels;
+                    spend(
+                        &mut left.tile_pixels,
+                        pixels,
+                        "pattern tiles too large to draw",
+                    )?;
                     let inside = tiny_skia::Transform::from_scale(sx, sy);
                     costs_within(pattern.root(), inside, tile, left)?;
                 }
@@ -266,6 +282,15 @@ fn costs_within(
             usvg::Node::Text(text) => costs_within(text.flattened(), transform, canvas, left)?,
         }
     }
+    Ok(())
+}
+
+/// Takes `cost` from what is `left`, or refuses the drawing with `why`.
+fn spend(left: &mut f64, cost: f64, why: &'static str) -> Result<(), SvgError> {
+    if cost.is_nan() || cost > *left {
+        return Err(SvgError::TooComplex(why));
+    }
+    *left -= cost;
     Ok(())
 }
 
@@ -312,11 +337,11 @@ fn filters_within(
                 }
                 _ => FILTER_PASS_TAPS,
             };
-            let work = pixels * taps;
-            if !work.is_finite() || work > left.filter_work {
-                return Err(SvgError::TooComplex("filters too costly to draw"));
-            }
-            left.filter_work -= work;
+            spend(
+                &mut left.pixel_work,
+                pixels * taps,
+                "filters too costly to draw",
+            )?;
         }
     }
     Ok(())
@@ -632,7 +657,7 @@ mod tests {
     }
 
     #[test]
-    fn filter_work_beyond_the_bound_is_refused() {
+    fn pixel_work_beyond_the_bound_is_refused() {
         let filtered = |primitive: &str| {
             format!(
                 r##"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">
@@ -683,6 +708,29 @@ mod tests {
         let too_many = Err(SvgError::TooComplex("too many dashes to draw"));
         assert_eq!(draw(dashed("0.002", 1).as_bytes(), LIMITS), too_many);
         assert_eq!(draw(dashed("0.5 0.5", 200).as_bytes(), LIMITS), too_many);
+        // Paints: a five-stop gradient over the canvas is drawn; 200 stops over it, or
+        // 4,000 squares covering it, are not.
+        let painted = |stops: usize, squares: usize| {
+            let stops: String = (0..stops)
+                .map(|i| {
+                    format!(
+                        r#"<stop offset="{}" stop-color="rgb({},0,0)"/>"#,
+                        i as f32 / stops as f32,
+                        i % 256
+                    )
+                })
+                .collect();
+            format!(
+                r##"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">
+                  <linearGradient id="g">{stops}</linearGradient>
+                  <rect width="1024" height="1024" fill="url(#g)"/>{}</svg>"##,
+                r#"<rect width="1024" height="1024" fill="blue"/>"#.repeat(squares)
+            )
+        };
+        assert_eq!(drawing(&painted(5, 10)).dimensions(), (1024, 1024));
+        let costly = Err(SvgError::TooComplex("too costly to paint"));
+        assert_eq!(draw(painted(200, 0).as_bytes(), LIMITS), costly);
+        assert_eq!(draw(painted(2, 4000).as_bytes(), LIMITS), costly);
         // Many fair passes add up.
         let many = r#"<feGaussianBlur stdDeviation="1"/>"#.repeat(100);
         assert_eq!(draw(filtered(&many).as_bytes(), LIMITS), refused);
