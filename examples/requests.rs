@@ -6,7 +6,7 @@
 //! multipart form with 4 images), and the plain proxy
 //! (`examples/plain_proxy.rs`) as the baseline. Run by `scripts/bench.sh`:
 //!     cargo run --release --example requests -- RUNS INPUT_DIR PLAIN_PROXY_WASM [ONLY]
-//! (ONLY: run just the scenarios whose name contains it.)
+//! (ONLY: run just the scenarios whose name contains one of its comma-separated parts.)
 //! Prints one JSON object: milliseconds per scenario (median, p90, min) for the whole request
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
 //! includes preprocessing, plus inference: the per-request figure in a fresh instance).
@@ -34,7 +34,8 @@ fn main() {
     let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let inputs = Path::new(&args[2]);
     let plain_proxy = Path::new(&args[3]);
-    // Only the scenarios whose name holds this (a quick comparison; `make bench` runs all).
+    // Only the scenarios whose name holds one of these, comma-separated (a quick
+    // comparison; `make bench` runs all).
     let only = args.get(4).cloned();
 
     let mut resources = HashMap::new();
@@ -284,7 +285,7 @@ fn main() {
             .into_iter()
             .filter(|(name, _, _)| {
                 only.as_ref()
-                    .is_none_or(|only| name.contains(only.as_str()))
+                    .is_none_or(|only| only.split(',').any(|part| name.contains(part)))
             })
             .collect();
         if scenarios.is_empty() {
