@@ -210,6 +210,18 @@ fn costs_within(
         match node {
             usvg::Node::Group(inner) => {
                 let transform = transform.pre_concat(inner.transform());
+                // A group drawn apart (opacity, blending, a filter, a clip, a mask) is
+                // drawn on a layer of its box within the canvas, then composited; each
+                // clip and mask draws on a layer of the whole canvas.
+                if inner.should_isolate() {
+                    let layer =
+                        area_within(inner.layer_bounding_box().to_rect(), transform, canvas);
+                    let canvases = f64::from(canvas.0) * f64::from(canvas.1);
+                    let masks = std::iter::successors(inner.mask(), |m| m.mask()).count();
+                    let clips = usize::from(inner.clip_path().is_some());
+                    let work = 2.0 * layer + canvases * (2 * (masks + clips)) as f64;
+                    spend(&mut left.pixel_work, work, "too costly to paint")?;
+                }
                 filters_within(inner, transform, canvas, left)?;
                 if let Some(clip) = inner.clip_path() {
                     let at = transform.pre_concat(clip.transform());
@@ -243,12 +255,7 @@ fn costs_within(
                 ];
                 // Each paint covers the path's box (stroke included) once per pixel, a
                 // gradient once per stop (tiny-skia finds a pixel's stop one by one).
-                let area = path
-                    .stroke_bounding_box()
-                    .transform(transform)
-                    .map_or(0.0, |r| {
-                        f64::from(r.width().min(canvas.0)) * f64::from(r.height().min(canvas.1))
-                    });
+                let area = area_within(path.stroke_bounding_box(), transform, canvas);
                 for paint in paints.into_iter().flatten() {
                     let steps = match paint {
                         usvg::Paint::LinearGradient(g) => g.stops().len(),
@@ -283,6 +290,13 @@ fn costs_within(
         }
     }
     Ok(())
+}
+
+/// The pixels `rect` covers on the canvas once transformed, at most the canvas's.
+fn area_within(rect: usvg::Rect, transform: tiny_skia::Transform, canvas: (f32, f32)) -> f64 {
+    rect.transform(transform).map_or(0.0, |r| {
+        f64::from(r.width().min(canvas.0)) * f64::from(r.height().min(canvas.1))
+    })
 }
 
 /// Takes `cost` from what is `left`, or refuses the drawing with `why`.
@@ -731,6 +745,18 @@ mod tests {
         let costly = Err(SvgError::TooComplex("too costly to paint"));
         assert_eq!(draw(painted(200, 0).as_bytes(), LIMITS), costly);
         assert_eq!(draw(painted(2, 4000).as_bytes(), LIMITS), costly);
+        // Groups drawn apart: a few translucent or masked groups are drawn; a mask on
+        // each of many small squares (a layer of the whole canvas each) is not.
+        let masked = |groups: usize| {
+            let group = r##"<g mask="url(#m)" opacity="0.5"><rect width="10" height="10" fill="red"/></g>"##;
+            format!(
+                r##"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">
+                  <mask id="m"><rect width="1024" height="1024" fill="white"/></mask>{}</svg>"##,
+                group.repeat(groups)
+            )
+        };
+        assert_eq!(drawing(&masked(4)).get_pixel(5, 5).0[0], 255);
+        assert_eq!(draw(masked(40).as_bytes(), LIMITS), costly);
         // Many fair passes add up.
         let many = r#"<feGaussianBlur stdDeviation="1"/>"#.repeat(100);
         assert_eq!(draw(filtered(&many).as_bytes(), LIMITS), refused);
