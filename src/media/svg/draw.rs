@@ -282,6 +282,13 @@ fn costs_within(
                 }
             }
             usvg::Node::Image(image) => {
+                // A raster is drawn over its box; a nested SVG (which a reduced raster is
+                // too) on a layer of the whole canvas, then composited.
+                let work = match image.kind() {
+                    usvg::ImageKind::SVG(_) => 2.0 * f64::from(canvas.0) * f64::from(canvas.1),
+                    _ => area_within(image.bounding_box(), transform, canvas),
+                };
+                spend(&mut left.pixel_work, work, "too costly to paint")?;
                 if let usvg::ImageKind::SVG(tree) = image.kind() {
                     costs_within(tree.root(), transform, canvas, left)?;
                 }
