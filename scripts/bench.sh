@@ -24,8 +24,9 @@ echo "== building: native and wasm32 stage benchmark, baseline proxy"
 # costs the native build ~6 ms of inference (its depthwise convolutions run in tract-core;
 # in Wasm they run in tract-linalg's kernels), so the native side overrides that.
 cargo build --release --config 'profile.release.package.tract-core.opt-level=3' \
-  --example stages --example requests --example operators --example pdq
-cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators --example pdq
+  --example stages --example requests --example operators --example pdq --example svg_bounds
+cargo build --release --target wasm32-wasip1 --example stages --example plain_proxy --example operators --example pdq \
+  --example svg_bounds
 target/release/examples/stages 1 "$out/inputs"
 # libjpeg's own progression (refinement scans: what Pillow, cjpeg -progressive and
 # mozjpeg write), which jpeg-encoder cannot: the 12 MP photo recoded by Pillow.
@@ -54,6 +55,13 @@ echo "== PDQ hashing and 100k-entry list matching: native, then wasm32 under vic
   target/release/examples/pdq bench "$runs"
   viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/pdq.wasm -- bench "$runs" | grep '^{'
 } > "$out/pdq.jsonl"
+
+echo "== SVG drawings at each drawing bound: native, then wasm32 under viceroy run"
+{
+  target/release/examples/svg_bounds "$runs" | sed 's/^{/{"target":"native",/'
+  viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/svg_bounds.wasm -- svg_bounds "$runs" \
+    | grep '^{' | sed 's/^{/{"target":"wasm32",/'
+} > "$out/svg_bounds.jsonl"
 
 echo "== whole requests through viceroy serve"
 target/release/examples/requests "$runs" "$out/inputs" target/wasm32-wasip1/release/examples/plain_proxy.wasm \

@@ -102,6 +102,17 @@ for target in ("native", "wasm32"):
 md += ["", "Medians in ms (`examples/pdq.rs bench`). The service hashes the image as decoded for "
        "judging (large JPEGs at a reduced size), so a 12 MP photo costs far less than the 4000x3000 row.", ""]
 
+svg_rows = [json.loads(line) for line in (out / "svg_bounds.jsonl").read_text().splitlines() if line.strip()]
+md += ["### SVG drawings at each drawing bound", ""]
+md += ["| kind of work | largest accepted | native | wasm32 |", "|---|---|---|---|"]
+for r in (r for r in svg_rows if r["target"] == "native"):
+    w = next(w for w in svg_rows if w["target"] == "wasm32" and w["kind"] == r["kind"])
+    md.append(f"| {r['kind']} | {r['largest_accepted']} | {r['median_ms']:.1f} | {w['median_ms']:.1f} |")
+md += ["", "Medians in ms of one whole `svg::draw` (parse, bounds, drawing) of the largest drawing of "
+       "each kind the bounds accept (`examples/svg_bounds.rs`); a drawing costlier than the bound "
+       "at its own size is drawn smaller, down to 224 on its shorter side. A sibling that draws "
+       "must fit it in Compute's 50 ms with its own start.", ""]
+
 load = json.loads((out / "load.json").read_text())
 md += ["### Load: mixed traffic through `viceroy serve` (tests/load.rs)", ""]
 md += [f"{load['requests']} requests at concurrency {load['concurrency']} (60% pages, 30% images in 7 formats "
@@ -126,4 +137,4 @@ for name, r in nsfwjs["inputs"].items():
 Path("bench/results.md").write_text("\n".join(md) + "\n")
 Path("bench/results.json").write_text(json.dumps(
     {"runs": int(runs), "wasm_size_bytes": wasm_size, "stages_native": native, "stages_wasm": wasm,
-     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "pdq": pdq_rows, "load": load, "host": host}, indent=1) + "\n")
+     "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "pdq": pdq_rows, "svg_bounds": svg_rows, "load": load, "host": host}, indent=1) + "\n")
