@@ -247,19 +247,21 @@ fn costs_within(
                 let transform = transform.pre_concat(inner.transform());
                 // A group drawn apart (opacity, blending, a filter, a clip, a mask) is
                 // drawn on a layer of its box within the canvas, then composited; each
-                // clip and mask draws on a layer of the whole canvas.
+                // clip and mask draws on a layer of the whole canvas, and so does each
+                // clip or mask a clip or mask is itself clipped or masked by.
+                let clips = || std::iter::successors(inner.clip_path(), |c| c.clip_path());
                 if inner.should_isolate() {
                     let layer =
                         area_within(inner.layer_bounding_box().to_rect(), transform, canvas);
                     let canvases = f64::from(canvas.0) * f64::from(canvas.1);
                     let masks = std::iter::successors(inner.mask(), |m| m.mask()).count();
-                    let clips = usize::from(inner.clip_path().is_some());
+                    let clips = clips().count();
                     let layers = 2.0 * layer + canvases * (2 * (masks + clips)) as f64;
                     let work = layers * LAYER_PIXEL;
                     spend(&mut left.pixel_work, work, "too costly to paint")?;
                 }
                 filters_within(inner, transform, canvas, left)?;
-                if let Some(clip) = inner.clip_path() {
+                for clip in clips() {
                     let at = transform.pre_concat(clip.transform());
                     costs_within(clip.root(), at, canvas, left)?;
                 }
@@ -823,6 +825,25 @@ mod tests {
         };
         assert_eq!(drawing(&masked(1)).get_pixel(5, 5).0[0], 255);
         assert_eq!(draw(masked(200).as_bytes(), LIMITS), costly);
+        // A clip path clipped by a clip path, and so on: a layer of the canvas each.
+        let chained = |links: usize| {
+            let clips: String = (0..links)
+                .map(|i| {
+                    format!(
+                        r##"<clipPath id="c{i}" clip-path="url(#c{})"><rect width="1000" height="1000"/></clipPath>"##,
+                        i + 1
+                    )
+                })
+                .collect();
+            format!(
+                r##"<svg xmlns="http://www.w3.org/2000/svg" width="1024" height="1024">{clips}
+                  <clipPath id="c{links}"><rect width="1000" height="1000"/></clipPath>
+                  <rect width="1024" height="1024" fill="red" clip-path="url(#c0)"/></svg>"##
+            )
+        };
+        assert_eq!(drawing(&chained(1)).get_pixel(5, 5).0[0], 255);
+        assert!(drawing(&chained(20)).width() < 1024);
+        assert_eq!(draw(chained(60).as_bytes(), LIMITS), costly);
         // Many fair passes add up.
         let many = r#"<feGaussianBlur stdDeviation="1"/>"#.repeat(100);
         assert_eq!(draw(filtered(&many).as_bytes(), LIMITS), refused);
