@@ -9,6 +9,7 @@ use super::respond::Report;
 use super::siblings::{self, Relay};
 use super::{cache, known};
 use edge_moderation::classifier::{Classifier, ModelError, ModelIdentity, MODEL_ONNX};
+use edge_moderation::media::frames;
 use edge_moderation::media::mixed_replace::{self, PartImage};
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::known::KnownLists;
@@ -180,6 +181,11 @@ pub fn judge_known(
             Subject::Raster(format) if format.decoded_in_isolation() => {
                 moderate_isolated(bytes, format, policy, host)
             }
+            Subject::Raster(format)
+                if siblings::available() && frames::read_apart(bytes, format) =>
+            {
+                moderate_in_sibling(bytes, policy, host)
+            }
             Subject::Svg if siblings::available() => moderate_svg_in_parts(bytes, policy, host),
             _ => moderate(bytes, subject, policy, host),
         };
@@ -214,6 +220,12 @@ fn moderate_isolated(
         );
         return (Moderation::undecodable(policy, why), Vec::new());
     }
+    moderate_in_sibling(bytes, policy, host)
+}
+
+/// Moderates an image wholly in a sibling instance, which judges it as this one would
+/// (handing its inferences on to siblings of its own); its failure gets `on_error`.
+fn moderate_in_sibling(bytes: &[u8], policy: &Policy, host: &str) -> (Moderation, Vec<u64>) {
     let judged = siblings::dispatch(bytes, policy, host).wait(policy);
     (judged.moderation, judged.cpu)
 }

@@ -57,6 +57,17 @@ pub fn judged_by_frames(bytes: &[u8], format: ImageFormat) -> bool {
     }
 }
 
+/// Whether an image's frames are read in a sibling instance rather than in the one that
+/// answers the client: an animation (GIF, APNG, animated WebP) may hold up to
+/// [`MAX_FRAMES_READ`] frames and [`MAX_PIXELS_READ`] pixels, more than one instance's CPU
+/// reads (eight 400×300 GIF frames took 28 ms on a Zen 3). A sibling that runs out of CPU
+/// is a failed sub-request, which gets the policy's `on_error`; the answering instance
+/// running out would be an error with no reason. An icon's entries are few and small:
+/// read where it is judged.
+pub fn read_apart(bytes: &[u8], format: ImageFormat) -> bool {
+    format != ImageFormat::Ico && judged_by_frames(bytes, format)
+}
+
 /// What a GIF's block structure says of its images, read without decoding a pixel.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GifImages {
