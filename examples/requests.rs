@@ -428,6 +428,10 @@ fn measure(
         }
         // The largest single instance: this one's CPU, or a sibling's.
         let siblings = reply.header("x-moderation-sibling-cpu").unwrap_or("");
+        // REQUESTS_SHOW=1 prints every reply's instances, to see which one is largest.
+        if std::env::var_os("REQUESTS_SHOW").is_some() {
+            eprintln!("{name}: cpu {:?}, siblings [{siblings}]", timing.get("cpu"));
+        }
         let largest = siblings
             .split(',')
             .filter_map(|ms| ms.trim().parse::<f64>().ok())
