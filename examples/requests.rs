@@ -11,6 +11,9 @@
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
 //! includes preprocessing, plus inference: the per-request figure in a fresh instance).
 
+/// The animated GIF `examples/stages.rs` writes among its inputs.
+const ANIMATION: &str = "gif_animated_400x300_8_frames.gif";
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -64,7 +67,7 @@ fn main() {
         image::load_from_memory(&std::fs::read(inputs.join("png_alpha_800x600.png")).unwrap())
             .unwrap()
             .to_rgb8();
-    let gif = animation(&bitmap, 8);
+    let gif = std::fs::read(inputs.join(ANIMATION)).unwrap();
     let svg = svg_with_rasters(&bitmap, 2);
     let mut bmp = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(bitmap.clone())
@@ -323,31 +326,6 @@ impl Request {
             }
         }
     }
-}
-
-/// An animated GIF of `frames` frames (each `image` shifted further, shown 100 ms) at
-/// half `image`'s size.
-fn animation(image: &image::RgbImage, frames: u32) -> Vec<u8> {
-    use image::codecs::gif::{GifEncoder, Repeat};
-    let (width, height) = (image.width() / 2, image.height() / 2);
-    let small = image::imageops::thumbnail(image, width, height);
-    let mut out = Vec::new();
-    {
-        let mut encoder = GifEncoder::new_with_speed(&mut out, 30);
-        encoder.set_repeat(Repeat::Infinite).unwrap();
-        for k in 0..frames {
-            let shift = k * width / frames;
-            let frame = image::RgbaImage::from_fn(width, height, |x, y| {
-                let p = small.get_pixel((x + shift) % width, y).0;
-                image::Rgba([p[0], p[1], p[2], 255])
-            });
-            let delay = image::Delay::from_numer_denom_ms(100, 1);
-            encoder
-                .encode_frame(image::Frame::from_parts(frame, 0, 0, delay))
-                .unwrap();
-        }
-    }
-    out
 }
 
 /// An SVG embedding `count` PNG rasters (`image` at half size, each shifted) as `data:`

@@ -12,11 +12,12 @@ use edge_moderation::classifier::{preprocess, Classifier};
 use edge_moderation::media::decode::{decode, decode_reduced, DecodeLimits};
 use edge_moderation::media::encode::encode as encode_as;
 use edge_moderation::media::obscure::obscure;
-use edge_moderation::media::ImageFormat;
+use edge_moderation::media::{frames, gif, ImageFormat};
 use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::{budget, moderate};
 use edge_moderation::policy::Policy;
-use image::{DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
+use image::codecs::gif::GifDecoder;
+use image::{AnimationDecoder, DynamicImage, Rgb, RgbImage, Rgba, RgbaImage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -70,6 +71,31 @@ fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
         image.write_to(&mut out, format).unwrap();
     }
     out.into_inner()
+}
+
+/// An animated GIF of `frames` frames at half `image`'s size, each `image` shifted further
+/// and shown 100 ms: every frame differs, so all are read and several chosen.
+fn animation(image: &RgbImage, frames: u32) -> Vec<u8> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    let (width, height) = (image.width() / 2, image.height() / 2);
+    let small = image::imageops::thumbnail(image, width, height);
+    let mut out = Vec::new();
+    {
+        let mut encoder = GifEncoder::new_with_speed(&mut out, 30);
+        encoder.set_repeat(Repeat::Infinite).unwrap();
+        for k in 0..frames {
+            let shift = k * width / frames;
+            let frame = RgbaImage::from_fn(width, height, |x, y| {
+                let p = small.get_pixel((x + shift) % width, y).0;
+                Rgba([p[0], p[1], p[2], 255])
+            });
+            let delay = image::Delay::from_numer_denom_ms(100, 1);
+            encoder
+                .encode_frame(image::Frame::from_parts(frame, 0, 0, delay))
+                .unwrap();
+        }
+    }
+    out
 }
 
 /// Inputs measured only natively and through the real service (`examples/requests.rs`):
@@ -156,6 +182,11 @@ pub fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("webp_800x600", Box::new(|| photo(800, 600, WebP))),
         ("gif_400x300", Box::new(|| photo(400, 300, Gif))),
+        // The request benchmark's animation (examples/requests.rs reads it from here).
+        (
+            "gif_animated_400x300_8_frames",
+            Box::new(|| animation(&synthetic(800, 600), 8)),
+        ),
     ];
     all.into_iter()
         // Not even made inside Wasm: see `LARGE_INPUTS`.
@@ -278,6 +309,30 @@ fn main() {
         entry.insert("decode_full".into(), summary(decode_full));
         if !dct_scaled.is_empty() {
             entry.insert("decode_dct_scaled".into(), summary(dct_scaled));
+        }
+        // An animated GIF: the frames read as the service reads them (all drawn, then the
+        // judged ones chosen), and the drawing alone against image-rs's reader, alternated.
+        if format == ImageFormat::Gif && frames::judged_by_frames(&bytes, format) {
+            let limits = budget::decode_limits(&policy.limits);
+            let max_frames = policy.animations.max_frames;
+            let mut read: [Vec<f64>; 3] = Default::default();
+            for _ in 0..runs {
+                read[0].push(
+                    time(|| frames::judged_frames(&bytes, format, limits, max_frames).unwrap()).1,
+                );
+                read[1].push(time(|| gif::GifFrames::new(&bytes).unwrap().count()).1);
+                read[2].push(
+                    time(|| {
+                        let decoder = GifDecoder::new(Cursor::new(&bytes)).unwrap();
+                        decoder.into_frames().count()
+                    })
+                    .1,
+                );
+            }
+            let [judged, ours, image_rs] = read;
+            entry.insert("frames_judged".into(), summary(judged));
+            entry.insert("frames_drawn".into(), summary(ours));
+            entry.insert("frames_drawn_image_rs".into(), summary(image_rs));
         }
         // What one request holds at its peak above the loaded model: the service's own path,
         // default policy (a large image that would need rewriting is blocked, not rewritten).

@@ -31,6 +31,19 @@ for name, n in native["inputs"].items():
         md.append(f"| {name} ({label}) | {r['bytes']} | {cell(r['decode'])} | {scaled} | {cell(r['decode_full'])} | {cell(r['preprocess'])} | "
                   f"{cell(r['inference'])} | {cell(r['rewrite'])} | {total:.1f} | "
                   f"{ratio:.2f} | {r['peak_heap_mb']:.1f} |")
+drawn = [(name, side, r) for name in native["inputs"]
+         for side, r in (("wasm", wasm["inputs"].get(name)), ("native", native["inputs"][name]))
+         if r and "frames_drawn" in r]
+if drawn:
+    md += ["", "An animated GIF's frames: all read and drawn (`media::gif`) against image-rs's "
+           "reader of the same frames, alternated; and the whole step as the service runs it "
+           "(read, compared, the judged ones chosen).", "",
+           "| input | drawn (`media::gif`) | drawn (image-rs) | image-rs/ours | whole step |",
+           "|---|---|---|---|---|"]
+    for name, side, r in drawn:
+        ratio = r["frames_drawn_image_rs"]["median"] / r["frames_drawn"]["median"]
+        md.append(f"| {name} ({side}) | {cell(r['frames_drawn'])} | {cell(r['frames_drawn_image_rs'])} | "
+                  f"{ratio:.2f} | {cell(r['frames_judged'])} |")
 md += ["", f"Model load + optimise (what the Wizer snapshot saves per request): native "
        f"{native['model_load_ms']:.0f} ms, Wasm {wasm['model_load_ms']:.0f} ms; model heap "
        f"{wasm['model_heap_mb']:.1f} MB. Snapshotted module `bin/main.wasm`: {wasm_size / 1e6:.1f} MB.",

@@ -11,6 +11,7 @@
 
 use super::decode::{colour, DecodeError, DecodeLimits};
 use super::format::ImageFormat;
+use super::gif::GifFrames;
 use super::icon;
 use image::codecs::gif::GifDecoder;
 use image::codecs::png::PngDecoder;
@@ -155,9 +156,7 @@ fn frames(
 ) -> Result<Frames<'_>, DecodeError> {
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     Ok(match format {
-        ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
-            .map_err(corrupt)?
-            .into_frames(),
+        ImageFormat::Gif => Frames::new(Box::new(GifFrames::new(bytes).map_err(corrupt)?)),
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.apng())
             .map_err(corrupt)?

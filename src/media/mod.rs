@@ -8,6 +8,7 @@ pub mod decode;
 pub mod encode;
 pub mod format;
 pub mod frames;
+pub mod gif;
 pub mod icon;
 pub mod jpeg;
 pub mod mixed_replace;
