@@ -320,7 +320,7 @@ fn main() {
                 read[0].push(
                     time(|| frames::judged_frames(&bytes, format, limits, max_frames).unwrap()).1,
                 );
-                read[1].push(time(|| gif::GifFrames::new(&bytes).unwrap().count()).1);
+                read[1].push(time(|| gif::GifFrames::new(&bytes, limits).unwrap().count()).1);
                 read[2].push(
                     time(|| {
                         let decoder = GifDecoder::new(Cursor::new(&bytes)).unwrap();

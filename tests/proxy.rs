@@ -240,6 +240,17 @@ fn fixtures() -> HashMap<&'static str, Resource> {
             animated_gif(&[(&photo_small, 500), (&photo_small.fliph(), 500)]),
         ),
     );
+    // A still GIF whose logical screen says 1×1 over its whole frame: browsers grow the
+    // screen to hold the first frame and show it whole; read clipped to the screen, it
+    // was judged on one pixel.
+    for (path, image) in [
+        ("/screen-1x1-drawing.gif", &drawing_like),
+        ("/screen-1x1-photo.gif", &photo_small),
+    ] {
+        let mut bytes = animated_gif(&[(image, 0)]);
+        bytes[6..10].copy_from_slice(&[1, 0, 1, 0]);
+        fixtures.insert(path, Resource::bytes("image/gif", bytes));
+    }
     // Animated WebP (libwebp through Pillow, tests/fixtures; image-rs cannot write one):
     // the same benign 80 ms first frame then the stand-in, and a photo flipped.
     for stem in ["animated_drawing", "animated_photo"] {
@@ -918,6 +929,15 @@ fn svgs_are_judged_as_drawn() {
             "{path}: {reason}"
         );
     }
+}
+
+#[test]
+fn a_gif_is_judged_on_the_canvas_a_browser_shows_not_its_declared_screen() {
+    let reason = blocked_by_test_policy("/screen-1x1-drawing.gif");
+    assert!(reason.contains("Drawing"), "{reason}");
+    let photo = world().test_policy.get("/screen-1x1-photo.gif");
+    assert_eq!((photo.status, photo.verdict()), (200, Some("pass")));
+    assert_eq!(photo.body, origin_bytes("/screen-1x1-photo.gif"));
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! Animations and icons on arbitrary bytes: telling an animation from a still (for GIF,
 //! from its block structure without decoding), reading an icon's directory, and choosing
 //! the frames (entries) to judge, under small limits. No panic, no more frames than asked for, every frame within the limits.
+//! A GIF within the limits is also read by `media::gif` and by image-rs's reader: the
+//! same frames, delays, and first error.
 #![no_main]
 
 use edge_moderation::media::decode::DecodeLimits;
 use edge_moderation::media::frames;
+use edge_moderation::media::gif::GifFrames;
 use edge_moderation::media::ImageFormat;
+use image::AnimationDecoder;
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: DecodeLimits = DecodeLimits {
@@ -15,7 +19,54 @@ const LIMITS: DecodeLimits = DecodeLimits {
     reduce_jpeg: true,
 };
 
+/// At most this many frames are compared (each a canvas-sized buffer in both readers).
+const COMPARED_FRAMES: usize = 16;
+
+/// Each frame's pixels and delay in ms until the first error, and whether one came.
+fn read(frames: impl Iterator<Item = image::ImageResult<image::Frame>>) -> (Vec<(Vec<u8>, u32)>, bool) {
+    let mut read = Vec::new();
+    for frame in frames.take(COMPARED_FRAMES) {
+        match frame {
+            Ok(frame) => {
+                let (numerator, denominator) = frame.delay().numer_denom_ms();
+                read.push((frame.into_buffer().into_raw(), numerator / denominator.max(1)));
+            }
+            Err(_) => return (read, true),
+        }
+    }
+    (read, false)
+}
+
+fn same_gif_frames(data: &[u8]) {
+    // A first frame past the screen grows the canvas (as in a browser) where image-rs
+    // clips it: compared only where the two agree on the canvas.
+    let scan = frames::gif_scan(data, usize::MAX);
+    if scan.canvas != scan.screen || frames::check_gif_frames(data, LIMITS).is_err() {
+        return;
+    }
+    let Ok(ours) = GifFrames::new(data, LIMITS) else {
+        assert!(image::codecs::gif::GifDecoder::new(std::io::Cursor::new(data)).is_err());
+        return;
+    };
+    let Ok(reference) = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(data)) else {
+        panic!("image-rs refused a GIF media::gif opened");
+    };
+    let ours = read(ours);
+    let reference = read(reference.into_frames());
+    // Damage can make the block scan and the decoder disagree on the first image.
+    let size = |frames: &[(Vec<u8>, u32)]| frames.first().map(|frame| frame.0.len());
+    if size(&ours.0) != size(&reference.0) {
+        return;
+    }
+    assert_eq!(ours.0.len(), reference.0.len(), "frame count");
+    assert!(ours.0 == reference.0, "frames differ");
+    if ours.0.len() < COMPARED_FRAMES {
+        assert_eq!(ours.1, reference.1, "an error in one reader only");
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    same_gif_frames(data);
     for format in [
         ImageFormat::Gif,
         ImageFormat::Png,

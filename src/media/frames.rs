@@ -13,7 +13,6 @@ use super::decode::{colour, DecodeError, DecodeLimits};
 use super::format::ImageFormat;
 use super::gif::GifFrames;
 use super::icon;
-use image::codecs::gif::GifDecoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, DynamicImage, Frames, ImageDecoder};
@@ -47,7 +46,12 @@ pub struct Frame {
 pub fn judged_by_frames(bytes: &[u8], format: ImageFormat) -> bool {
     match format {
         ImageFormat::Ico => icon::entry_count(bytes) > 0,
-        ImageFormat::Gif => gif_scan(bytes, 2).images > 1,
+        // A still whose frame reaches past the logical screen is drawn here too: the
+        // browser shows it on the larger canvas, which image-rs's still decode clips.
+        ImageFormat::Gif => {
+            let scan = gif_scan(bytes, 2);
+            scan.images > 1 || (scan.images == 1 && scan.canvas != scan.screen)
+        }
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.is_apng())
             .unwrap_or(false),
@@ -77,6 +81,12 @@ pub struct GifImages {
     /// The largest width and the largest height any image's descriptor declares: a frame
     /// may declare more than the canvas, and decoders allocate what it declares.
     pub largest: (u32, u32),
+    /// The logical screen's width and height, as the header declares them.
+    pub screen: (u32, u32),
+    /// The canvas a browser shows: the logical screen grown to hold the first image's
+    /// rectangle (Chromium shows a 1×1 screen whose first frame is 64×48 at (10, 10) as
+    /// 74×58, as Firefox and Pillow do), where image-rs clips the frames to the screen.
+    pub canvas: (u32, u32),
 }
 
 /// Reads a GIF's block structure: the header, the colour tables, and each block's
@@ -113,6 +123,8 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
         let high = bytes.get(at + 1).copied().unwrap_or(0);
         u32::from(u16::from_le_bytes([low, high]))
     };
+    found.screen = (le16(6), le16(8));
+    found.canvas = found.screen;
     while found.images < enough {
         match bytes.get(at) {
             // Image descriptor: position and size (4 × 2 bytes), a packed field, a local
@@ -124,6 +136,13 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
                 found.images += 1;
                 // Each side's largest: a bound on every frame, conservative for the area.
                 let (width, height) = (le16(at + 5), le16(at + 7));
+                if found.images == 1 {
+                    let (left, top) = (le16(at + 1), le16(at + 3));
+                    found.canvas = (
+                        found.canvas.0.max(left + width),
+                        found.canvas.1.max(top + height),
+                    );
+                }
                 found.largest = (found.largest.0.max(width), found.largest.1.max(height));
                 match skip_sub_blocks(bytes, at + 10 + table(local) + 1) {
                     Some(next) => at = next,
@@ -145,8 +164,9 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
 /// Refuses a GIF with a frame larger than the limits allow, before any decoder allocates
 /// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451).
 pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
-    let (width, height) = gif_scan(bytes, usize::MAX).largest;
-    limits.check_rgba(width, height)
+    let scan = gif_scan(bytes, usize::MAX);
+    limits.check_rgba(scan.largest.0, scan.largest.1)?;
+    limits.check_rgba(scan.canvas.0, scan.canvas.1)
 }
 
 fn frames(
@@ -156,7 +176,7 @@ fn frames(
 ) -> Result<Frames<'_>, DecodeError> {
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
     Ok(match format {
-        ImageFormat::Gif => Frames::new(Box::new(GifFrames::new(bytes).map_err(corrupt)?)),
+        ImageFormat::Gif => Frames::new(Box::new(GifFrames::new(bytes, limits).map_err(corrupt)?)),
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .and_then(|decoder| decoder.apng())
             .map_err(corrupt)?
@@ -200,9 +220,7 @@ fn checked_size(
         return icon::largest_pixels(bytes, limits);
     }
     let (width, height) = match format {
-        ImageFormat::Gif => GifDecoder::new(Cursor::new(bytes))
-            .map_err(corrupt)?
-            .dimensions(),
+        ImageFormat::Gif => gif_scan(bytes, 1).canvas,
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .map_err(corrupt)?
             .dimensions(),
@@ -435,6 +453,32 @@ mod tests {
                 assert_eq!(read.image, kept.image);
             }
         }
+    }
+
+    #[test]
+    fn a_gif_still_past_its_screen_is_judged_on_the_canvas_a_browser_shows() {
+        let bytes = crate::media::gif::tests::past_the_screen((1, 1), (10, 10), 0);
+        assert_eq!(gif_scan(&bytes, 2).canvas, (74, 58));
+        assert!(judged_by_frames(&bytes, ImageFormat::Gif));
+        let frames = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 4).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(
+            (frames[0].image.width(), frames[0].image.height()),
+            (74, 58)
+        );
+        // Its size is checked against the limits before any frame is decoded.
+        let tight = DecodeLimits {
+            max_pixels: 74 * 58 - 1,
+            ..LIMITS
+        };
+        assert!(matches!(
+            judged_frames(&bytes, ImageFormat::Gif, tight, 4),
+            Err(DecodeError::TooLarge { width: 74, .. })
+        ));
+        assert!(check_gif_frames(&bytes, tight).is_err());
+        // Within its screen, a still is one image, as before.
+        let inside = crate::media::gif::tests::past_the_screen((64, 48), (0, 0), 0);
+        assert!(!judged_by_frames(&inside, ImageFormat::Gif));
     }
 
     #[test]

@@ -11,10 +11,15 @@
 //! The frames are exactly image-rs's (its reader is the reference in the tests):
 //! transparent pixels, and indices beyond the palette, show what is under them; disposal
 //! restores the frame's rectangle to transparent (`Background`, as browsers do, ignoring
-//! the background colour) or to what it was before (`Previous`).
+//! the background colour) or to what it was before (`Previous`). Except in one thing,
+//! where browsers differ from image-rs: a first frame that reaches past the logical
+//! screen grows the canvas to hold it (`frames::GifImages::canvas`), where image-rs
+//! clips it, and a GIF declaring a 1×1 screen would be judged on one pixel of a picture
+//! the browser shows whole.
 
+use super::decode::DecodeLimits;
 use gif::{ColorOutput, DecodeOptions, DisposalMethod};
-use image::error::{DecodingError, ImageFormatHint};
+use image::error::{DecodingError, ImageFormatHint, LimitError, LimitErrorKind};
 use image::{Delay, ImageError, ImageResult, RgbaImage};
 use std::io::Cursor;
 
@@ -29,6 +34,10 @@ pub struct GifFrames<'a> {
     indices: Vec<u8>,
     /// An error ends the frames.
     ended: bool,
+    /// The canvas the first frame may grow to.
+    limits: DecodeLimits,
+    /// Whether the canvas has its size (from the first frame).
+    sized: bool,
 }
 
 fn decoding_error(e: gif::DecodingError) -> ImageError {
@@ -42,9 +51,10 @@ fn decoding_error(e: gif::DecodingError) -> ImageError {
 }
 
 impl<'a> GifFrames<'a> {
-    /// Reads the GIF's header; no frame is decoded yet, and the canvas is allocated with
-    /// the first (the caller checks the declared sizes against its limits first).
-    pub fn new(bytes: &'a [u8]) -> ImageResult<Self> {
+    /// Reads the GIF's header; no frame is decoded yet. The canvas is allocated with the
+    /// first, at the size it shows, which must be within `limits` (the caller checks the
+    /// frames' declared sizes before: `frames::check_gif_frames`).
+    pub fn new(bytes: &'a [u8], limits: DecodeLimits) -> ImageResult<Self> {
         let mut options = DecodeOptions::new();
         options.set_color_output(ColorOutput::Indexed);
         let decoder = options
@@ -58,12 +68,9 @@ impl<'a> GifFrames<'a> {
             canvas: Vec::new(),
             indices: Vec::new(),
             ended: false,
+            limits,
+            sized: false,
         })
-    }
-
-    /// The canvas's width and height.
-    pub fn dimensions(&self) -> (u32, u32) {
-        (self.width, self.height)
     }
 
     fn next_frame(&mut self) -> ImageResult<Option<image::Frame>> {
@@ -92,10 +99,21 @@ impl<'a> GifFrames<'a> {
             .read_into_buffer(&mut self.indices)
             .map_err(decoding_error)?;
 
-        let (width, height) = (self.width as usize, self.height as usize);
-        if self.canvas.is_empty() {
-            self.canvas = vec![0; width * height * 4];
+        if !self.sized {
+            // The first frame: the screen grows to hold its rectangle, as in a browser.
+            let right = (left + frame_width) as u32;
+            let bottom = (top + frame_height) as u32;
+            let (width, height) = (self.width.max(right), self.height.max(bottom));
+            if self.limits.check_rgba(width, height).is_err() {
+                return Err(ImageError::Limits(LimitError::from_kind(
+                    LimitErrorKind::DimensionError,
+                )));
+            }
+            (self.width, self.height) = (width, height);
+            self.canvas = vec![0; width as usize * height as usize * 4];
+            self.sized = true;
         }
+        let (width, height) = (self.width as usize, self.height as usize);
         // The frame's rectangle on the canvas (a frame may reach beyond it: clipped).
         let columns = frame_width.min(width.saturating_sub(left));
         let rows = match columns {
@@ -164,11 +182,18 @@ impl Iterator for GifFrames<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::codecs::gif::GifDecoder;
-    use image::AnimationDecoder;
+    use image::{AnimationDecoder, ImageDecoder};
     use std::borrow::Cow;
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_pixels: 1_000_000,
+        max_dimension: 4096,
+        max_canvas_bytes: 40_000_000,
+        reduce_jpeg: true,
+    };
 
     /// A deterministic byte stream (xorshift).
     struct Noise(u64);
@@ -195,8 +220,23 @@ mod tests {
         {
             let mut encoder = gif::Encoder::new(&mut out, canvas.0, canvas.1, &global).unwrap();
             for i in 0..frames {
-                let width = 1 + noise.below(canvas.0 + 4);
-                let height = 1 + noise.below(canvas.1 + 4);
+                // The first frame within the screen (beyond it, the canvas grows: see
+                // `a_first_frame_past_the_screen_grows_the_canvas_as_in_a_browser`).
+                let (width, height, left, top) = if i == 0 {
+                    let width = 1 + noise.below(canvas.0);
+                    let height = 1 + noise.below(canvas.1);
+                    let left = noise.below(canvas.0 - width + 1);
+                    (width, height, left, noise.below(canvas.1 - height + 1))
+                } else {
+                    let width = 1 + noise.below(canvas.0 + 4);
+                    let height = 1 + noise.below(canvas.1 + 4);
+                    (
+                        width,
+                        height,
+                        noise.below(canvas.0 + 2),
+                        noise.below(canvas.1 + 2),
+                    )
+                };
                 let colours = [2usize, 7, 16, 64, 256][usize::from(noise.below(5))];
                 let palette =
                     (i % 3 != 1).then(|| (0..3 * colours).map(|_| noise.byte()).collect());
@@ -219,8 +259,8 @@ mod tests {
                         DisposalMethod::Previous,
                     ][usize::from(noise.below(4))],
                     transparent: (noise.below(3) > 0).then(|| noise.byte() % 20),
-                    left: noise.below(canvas.0 + 2),
-                    top: noise.below(canvas.1 + 2),
+                    left,
+                    top,
                     width,
                     height,
                     interlaced: noise.below(2) == 0,
@@ -256,7 +296,7 @@ mod tests {
             Ok(decoder) => read(&mut decoder.into_frames()),
             Err(_) => (Vec::new(), true),
         };
-        let ours = match GifFrames::new(bytes) {
+        let ours = match GifFrames::new(bytes, LIMITS) {
             Ok(mut frames) => read(&mut frames),
             Err(_) => (Vec::new(), true),
         };
@@ -300,5 +340,70 @@ mod tests {
             damaged[at] ^= noise.byte() | 1;
             assert_same(&damaged, &format!("byte {at} changed"));
         }
+    }
+
+    /// One 64×48 frame at `offset` on a `screen`, opaque, index 1 (blue) but a red pixel
+    /// at its top-left, then `more` 1×1 frames at the origin.
+    pub(crate) fn past_the_screen(screen: (u16, u16), offset: (u16, u16), more: usize) -> Vec<u8> {
+        let palette = [255, 0, 0, 0, 0, 255];
+        let mut out = Vec::new();
+        {
+            let mut encoder = gif::Encoder::new(&mut out, screen.0, screen.1, &palette).unwrap();
+            let mut buffer = vec![1u8; 64 * 48];
+            buffer[0] = 0;
+            let frame = gif::Frame {
+                left: offset.0,
+                top: offset.1,
+                width: 64,
+                height: 48,
+                buffer: Cow::Owned(buffer),
+                ..gif::Frame::default()
+            };
+            encoder.write_frame(&frame).unwrap();
+            for _ in 0..more {
+                let frame = gif::Frame {
+                    width: 1,
+                    height: 1,
+                    buffer: Cow::Owned(vec![0]),
+                    ..gif::Frame::default()
+                };
+                encoder.write_frame(&frame).unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_first_frame_past_the_screen_grows_the_canvas_as_in_a_browser() {
+        // Headless Chromium shows these as 64×48 and 74×58 (`naturalWidth`), Pillow opens
+        // them at those sizes; image-rs clips them to the 1×1 screen: a picture shown
+        // whole would be judged on one pixel.
+        for (offset, size) in [((0, 0), (64, 48)), ((10, 10), (74, 58))] {
+            let bytes = past_the_screen((1, 1), offset, 0);
+            let reference = GifDecoder::new(Cursor::new(&bytes[..])).unwrap();
+            assert_eq!(reference.dimensions(), (1, 1), "image-rs clips");
+            let frames: Vec<_> = GifFrames::new(&bytes, LIMITS).unwrap().collect();
+            assert_eq!(frames.len(), 1);
+            let frame = frames.into_iter().next().unwrap().unwrap().into_buffer();
+            assert_eq!(frame.dimensions(), size);
+            let (x, y) = (u32::from(offset.0), u32::from(offset.1));
+            assert_eq!(frame.get_pixel(x, y).0, [255, 0, 0, 255]);
+            assert_eq!(frame.get_pixel(x + 1, y + 1).0, [0, 0, 255, 255]);
+            if x > 0 {
+                assert_eq!(frame.get_pixel(0, 0).0, [0, 0, 0, 0], "outside the frame");
+            }
+        }
+        // Later frames do not grow it; past the limits, the first frame is refused.
+        let bytes = past_the_screen((1, 1), (0, 0), 2);
+        for frame in GifFrames::new(&bytes, LIMITS).unwrap() {
+            assert_eq!(frame.unwrap().buffer().dimensions(), (64, 48));
+        }
+        let tight = DecodeLimits {
+            max_pixels: 1000,
+            ..LIMITS
+        };
+        let mut frames = GifFrames::new(&bytes, tight).unwrap();
+        assert!(matches!(frames.next(), Some(Err(ImageError::Limits(_)))));
+        assert!(frames.next().is_none());
     }
 }
