@@ -85,7 +85,7 @@ pub struct GifImages {
     pub screen: (u32, u32),
     /// The canvas a browser shows: the logical screen grown to hold the first image's
     /// rectangle (Chromium shows a 1×1 screen whose first frame is 64×48 at (10, 10) as
-    /// 74×58, as Firefox and Pillow do), where image-rs clips the frames to the screen.
+    /// 74×58, as Pillow reads it), where image-rs clips the frames to the screen.
     pub canvas: (u32, u32),
 }
 
