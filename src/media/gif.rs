@@ -93,6 +93,17 @@ impl<'a> GifFrames<'a> {
         if let Some(transparent) = transparent {
             colours[usize::from(transparent)] = 0;
         }
+        // The indices take what the frame declares: within the limits, even where the
+        // caller's block scan saw another structure than the decoder (a damaged file).
+        if self
+            .limits
+            .check_rgba(frame_width as u32, frame_height as u32)
+            .is_err()
+        {
+            return Err(ImageError::Limits(LimitError::from_kind(
+                LimitErrorKind::DimensionError,
+            )));
+        }
         self.indices.clear();
         self.indices.resize(self.decoder.buffer_size(), 0);
         self.decoder
