@@ -40,6 +40,13 @@ fn world() -> &'static World {
         );
         let gif = support::fixtures::animated_gif(&[(&photo, 500), (&drawing, 500)]);
         fixtures.insert("/animated.gif", Resource::bytes("image/gif", gif));
+        // Six frames, a picture the model takes for a drawing third and last: read by one
+        // instance per frame when every instance hands on as soon as it may.
+        let small = photo.thumbnail(400, 400);
+        let drawing_like = support::fidelity_image("panorama_wide.png");
+        let frames = [&small, &small, &drawing_like, &small, &small, &drawing_like];
+        let long = support::fixtures::animated_gif(&frames.map(|f| (f, 200)));
+        fixtures.insert("/long.gif", Resource::bytes("image/gif", long));
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let start = |name: &'static str, policy: String, siblings| {
@@ -161,23 +168,38 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
 
 #[test]
 fn frames_judged_at_once_in_siblings_score_like_one_instance() {
-    // The frames are read in a sibling (never in the instance answering the client); the
-    // first frame's inference runs in that sibling's chain, every other frame's in its
-    // own, all sent at once: one sibling per segment per judged frame, after it.
-    let handed = world().handing_off.get("/animated.gif");
-    let alone = world().alone.get("/animated.gif");
-    assert_eq!(
-        handed.header(headers::SCORES),
-        alone.header(headers::SCORES)
-    );
-    assert_eq!(handed.verdict(), alone.verdict());
-    assert_eq!(handed.status, alone.status);
-    let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
-    let count = siblings.split(',').count() - 1;
-    assert!(
-        count > SEGMENTS && count.is_multiple_of(SEGMENTS),
-        "{siblings}: the sibling reading the frames, then a chain of {SEGMENTS} per frame"
-    );
+    // The frames are read in a sibling (never in the instance answering the client),
+    // which stops after each frame and hands the reading on (the canvas and the frames
+    // kept so far travel with it); the last reader judges: its first frame's inference
+    // runs in its chain, every other frame's in its own, all sent at once: one sibling
+    // per segment per judged frame, after the readers.
+    for (path, frames, judged) in [("/animated.gif", 2, 2), ("/long.gif", 6, 2)] {
+        let handed = world().handing_off.get(path);
+        let alone = world().alone.get(path);
+        assert_eq!(
+            handed.header(headers::SCORES),
+            alone.header(headers::SCORES),
+            "{path}"
+        );
+        assert_eq!(handed.verdict(), alone.verdict(), "{path}");
+        assert_eq!(handed.status, alone.status, "{path}");
+        assert_eq!(
+            handed.header(headers::REASON),
+            alone.header(headers::REASON),
+            "{path}"
+        );
+        let siblings = handed.header(headers::SIBLING_CPU).expect("sibling CPU");
+        assert_eq!(
+            siblings.split(',').count(),
+            frames + judged * SEGMENTS,
+            "{path}: {siblings}: {frames} readers, then a chain of {SEGMENTS} per judged frame"
+        );
+    }
+    // The drawing, read by the third instance, decided.
+    let long = world().handing_off.get("/long.gif");
+    assert_ne!(long.verdict(), Some("pass"));
+    let reason = long.header(headers::REASON).unwrap_or_default();
+    assert!(reason.contains("frame 3"), "{reason}");
 }
 
 #[test]

@@ -73,17 +73,25 @@ pub fn moderate_drawing(svg: &[u8], policy: &Policy, host: &str) -> (Moderation,
     })
 }
 
-/// Moderates a JPEG whose decode another instance stopped, from the decoder's `state`
-/// (a resumed job); its decode may stop again here and go on in a further sibling.
+/// Moderates an image whose decode (a JPEG's) or reading (a GIF's frames) another
+/// instance stopped, from the state it left (a resumed job); it may stop again here and
+/// go on in a further sibling.
 pub fn moderate_resumed(
     bytes: &[u8],
     state: &[u8],
     policy: &Policy,
     host: &str,
 ) -> (Moderation, Vec<u64>) {
+    // The job keeps the file's header: its format is the one the state was made for.
+    let Some(format) = ImageFormat::sniff(bytes) else {
+        return (
+            Moderation::undecodable(policy, "a resumed job that is not an image".into()),
+            Vec::new(),
+        );
+    };
     relayed(policy, host, |relay, known| {
         relay.resuming_decode();
-        moderate_from(bytes, ImageFormat::Jpeg, policy, known, relay, Some(state))
+        moderate_from(bytes, format, policy, known, relay, Some(state))
     })
 }
 

@@ -163,6 +163,10 @@ pub struct Relay<'a> {
     decoded_here: bool,
     /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
+    /// The CPU when an animation's reading last asked before a frame, and the most a
+    /// frame has cost here since: the next may cost as much.
+    frame_asked_at: Option<u64>,
+    frame_cost_ms: u64,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -177,6 +181,8 @@ impl<'a> Relay<'a> {
             must_run_one: false,
             decoded_here: false,
             reserved_ms: 0,
+            frame_asked_at: None,
+            frame_cost_ms: 0,
             sibling_cpu: Vec::new(),
         }
     }
@@ -192,8 +198,8 @@ impl<'a> Relay<'a> {
         PACE.get_or_init(Pace::measure).scale(ms)
     }
 
-    /// Marks this instance as one continuing a large JPEG's decode: it hands the whole
-    /// inference on.
+    /// Marks this instance as one continuing a large JPEG's decode (or a long GIF's
+    /// reading): it hands the whole inference on.
     pub fn resuming_decode(&mut self) {
         self.decoded_here = true;
     }
@@ -321,6 +327,20 @@ impl Inference for Relay<'_> {
             DECODE_HANDOFF_RESERVE_MS
         };
         cpu_ms() + self.paced(reserve) > self.budget_ms && available()
+    }
+
+    fn frame_budget_spent(&mut self, finishing: bool) -> bool {
+        let now = cpu_ms();
+        if let Some(before) = self.frame_asked_at {
+            self.frame_cost_ms = self.frame_cost_ms.max(now.saturating_sub(before));
+        }
+        self.frame_asked_at = Some(now);
+        let reserve = if finishing {
+            DECODE_FINISH_RESERVE_MS
+        } else {
+            DECODE_HANDOFF_RESERVE_MS
+        };
+        now + self.frame_cost_ms + self.paced(reserve) > self.budget_ms && available()
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {

@@ -22,11 +22,15 @@ use super::decode::DecodeLimits;
 use gif::{ColorOutput, DecodeOptions, DisposalMethod};
 use image::error::{DecodingError, ImageFormatHint, LimitError, LimitErrorKind};
 use image::{Delay, ImageError, ImageResult, RgbaImage};
-use std::io::Cursor;
+use std::io::{Chain, Cursor, Read};
+
+/// The bytes the decoder reads: the whole file, or (resumed) its header and global
+/// palette followed by the blocks from where another reading stopped.
+type Source<'a> = Chain<Cursor<&'a [u8]>, Cursor<&'a [u8]>>;
 
 /// The frames of a GIF, drawn in order.
 pub struct GifFrames<'a> {
-    decoder: gif::Decoder<Cursor<&'a [u8]>>,
+    decoder: gif::Decoder<Source<'a>>,
     width: u32,
     height: u32,
     /// What the next frame is drawn over: the previous frames after their disposal.
@@ -39,6 +43,17 @@ pub struct GifFrames<'a> {
     limits: DecodeLimits,
     /// Whether the canvas has its size (from the first frame).
     sized: bool,
+}
+
+/// Where a GIF's reading stopped: the canvas the next frame is drawn over, and the
+/// offset in the file where that frame's blocks start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+    /// RGBA, row by row.
+    pub pixels: Vec<u8>,
+    pub blocks_at: usize,
 }
 
 fn decoding_error(e: gif::DecodingError) -> ImageError {
@@ -56,11 +71,7 @@ impl<'a> GifFrames<'a> {
     /// first, at the size it shows, which must be within `limits` (the caller checks the
     /// frames' declared sizes before: `frames::check_gif_frames`).
     pub fn new(bytes: &'a [u8], limits: DecodeLimits) -> ImageResult<Self> {
-        let mut options = DecodeOptions::new();
-        options.set_color_output(ColorOutput::Indexed);
-        let decoder = options
-            .read_info(Cursor::new(bytes))
-            .map_err(decoding_error)?;
+        let decoder = Self::decoder(Cursor::new(bytes).chain(Cursor::new(&[])))?;
         let (width, height) = (u32::from(decoder.width()), u32::from(decoder.height()));
         Ok(GifFrames {
             decoder,
@@ -71,6 +82,58 @@ impl<'a> GifFrames<'a> {
             ended: false,
             limits,
             sized: false,
+        })
+    }
+
+    /// Reads on from where another reading stopped (`Canvas::blocks_at`, after at least
+    /// one frame): the decoder reads the header and global palette (the file's first
+    /// `header` bytes), then the blocks from there, and draws over the canvas as those
+    /// frames left it. The bytes between are never read.
+    pub fn resume(
+        bytes: &'a [u8],
+        header: usize,
+        at: Canvas,
+        limits: DecodeLimits,
+    ) -> ImageResult<Self> {
+        let (Some(head), Some(rest)) = (bytes.get(..header), bytes.get(at.blocks_at..)) else {
+            return Err(ImageError::Decoding(DecodingError::new(
+                ImageFormatHint::Exact(image::ImageFormat::Gif),
+                "a resumed reading past the end of the file",
+            )));
+        };
+        let sized = u64::from(at.width) * u64::from(at.height) * 4;
+        if limits.check_rgba(at.width, at.height).is_err() || sized != at.pixels.len() as u64 {
+            return Err(ImageError::Limits(LimitError::from_kind(
+                LimitErrorKind::DimensionError,
+            )));
+        }
+        Ok(GifFrames {
+            decoder: Self::decoder(Cursor::new(head).chain(Cursor::new(rest)))?,
+            width: at.width,
+            height: at.height,
+            canvas: at.pixels,
+            indices: Vec::new(),
+            ended: false,
+            limits,
+            sized: true,
+        })
+    }
+
+    fn decoder(source: Source<'a>) -> ImageResult<gif::Decoder<Source<'a>>> {
+        let mut options = DecodeOptions::new();
+        options.set_color_output(ColorOutput::Indexed);
+        options.read_info(source).map_err(decoding_error)
+    }
+
+    /// The canvas as the frames so far left it (nothing before the first frame), for a
+    /// reading that goes on elsewhere from `blocks_at`: where the next frame's blocks
+    /// start (`frames::gif_blocks_after`).
+    pub fn into_canvas(self, blocks_at: usize) -> Option<Canvas> {
+        self.sized.then_some(Canvas {
+            width: self.width,
+            height: self.height,
+            pixels: self.canvas,
+            blocks_at,
         })
     }
 
@@ -226,7 +289,7 @@ pub(crate) mod tests {
     /// A GIF of frames with every feature that changes what is drawn: offsets (some
     /// beyond the canvas), sizes, local and global palettes (some shorter than the
     /// indices used), transparency, each disposal method, interlacing.
-    fn varied_gif(seed: u64, canvas: (u16, u16), frames: usize) -> Vec<u8> {
+    pub(crate) fn varied_gif(seed: u64, canvas: (u16, u16), frames: usize) -> Vec<u8> {
         let mut noise = Noise(seed);
         let mut global: Vec<u8> = (0..3 * 16).map(|_| noise.byte()).collect();
         global.truncate(3 * 13);

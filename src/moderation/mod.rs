@@ -15,6 +15,7 @@ use crate::classifier::preprocess::preprocess_gathered;
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
 use crate::media::decode::{decode_resumable, Decoded, Decoding};
 use crate::media::encode::encode;
+use crate::media::frames::Reading;
 use crate::media::obscure::obscure;
 use crate::media::ImageFormat;
 use crate::media::{frames, pdq, svg};
@@ -38,6 +39,12 @@ pub trait Inference {
         false
     }
 
+    /// The same, asked before each frame of an animation's reading (`finishing` before
+    /// the last): a frame may cost far more than a row of JPEG blocks.
+    fn frame_budget_spent(&mut self, finishing: bool) -> bool {
+        self.decode_budget_spent(finishing)
+    }
+
     /// The scores of several independent inputs (frames, backdrops), in order: one by
     /// one unless the glue runs them at once.
     fn infer_all(
@@ -53,8 +60,9 @@ pub trait Inference {
         let _ = ms;
     }
 
-    /// The moderation of an image whose decode stopped here, by a sibling that resumes
-    /// it from `state` (only asked after [`Inference::decode_budget_spent`] said yes).
+    /// The moderation of an image whose decode (or animation's reading) stopped here, by
+    /// a sibling that resumes it from `state` (only asked after
+    /// [`Inference::decode_budget_spent`] or [`Inference::frame_budget_spent`] said yes).
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
         let _ = job.state;
         Moderation::sibling_failed(job.policy, "no sibling to resume a decode".into())
@@ -65,7 +73,8 @@ pub trait Inference {
 pub struct Resumed<'a> {
     pub image: &'a [u8],
     pub policy: &'a Policy,
-    /// The decoder's state (`media::jpeg`'s `EMD2`, or `EMP2` for a progressive JPEG).
+    /// The decoder's state (`media::jpeg`'s `EMD2`, or `EMP2` for a progressive JPEG;
+    /// `media::frames`'s `EMG1` for a GIF's reading).
     pub state: &'a [u8],
 }
 
@@ -82,6 +91,9 @@ impl<T: Inference + ?Sized> Inference for &mut T {
     }
     fn decode_budget_spent(&mut self, finishing: bool) -> bool {
         (**self).decode_budget_spent(finishing)
+    }
+    fn frame_budget_spent(&mut self, finishing: bool) -> bool {
+        (**self).frame_budget_spent(finishing)
     }
     fn reserve_ms(&mut self, ms: u64) {
         (**self).reserve_ms(ms)
@@ -205,9 +217,23 @@ pub fn moderate_from(
     // An animation is judged on the frames a browser would show longest and most unlike
     // each other (decoded once, there), an icon on its entries alike; a still on its one
     // image, oriented as shown.
-    let (still, frames) = if frames::judged_by_frames(bytes, format) {
-        match frames::judged_frames(bytes, format, limits, policy.animations.max_frames) {
-            Ok(frames) => (None, frames),
+    // A long animation's reading, like a long JPEG decode, may stop and go on elsewhere.
+    let resumes_frames = from.is_some_and(frames::is_state);
+    let (still, frames) = if resumes_frames || frames::judged_by_frames(bytes, format) {
+        let reading = {
+            let mut spent = |finishing| inference.frame_budget_spent(finishing);
+            let max_frames = policy.animations.max_frames;
+            frames::judged_frames_resumable(bytes, format, limits, max_frames, from, &mut spent)
+        };
+        match reading {
+            Ok(Reading::Done(frames)) => (None, frames),
+            Ok(Reading::Suspended { state }) => {
+                return inference.judge_elsewhere(Resumed {
+                    image: bytes,
+                    policy,
+                    state: &state,
+                })
+            }
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     } else {

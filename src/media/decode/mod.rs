@@ -24,7 +24,7 @@ use image::metadata::Orientation;
 use image::{ColorType, DynamicImage};
 
 pub use avif::declared_avif_size;
-pub use jpeg::{unread_span, REDUCED_MIN_SIDE};
+pub use jpeg::REDUCED_MIN_SIDE;
 pub use jxl::declared_jxl_size;
 
 /// Bounds on what we agree to decode.
@@ -131,6 +131,15 @@ pub fn decode_reduced(
     match decode_resumable(bytes, format, limits, None, &mut |_| false)? {
         Decoding::Done(decoded) => Ok(decoded),
         Decoding::Suspended { .. } => Err(DecodeError::Corrupt("stopped unasked".into())),
+    }
+}
+
+/// The bytes of `image` a decode (or a GIF's reading) resumed from `state` never reads,
+/// which a resumed job leaves out.
+pub fn unread_span(image: &[u8], state: &[u8]) -> Option<std::ops::Range<usize>> {
+    match super::frames::is_state(state) {
+        true => super::frames::unread_span(image, state),
+        false => jpeg::unread_span(image, state),
     }
 }
 

@@ -6,8 +6,13 @@
 //! pixels) into a 16×16 grey signature and its display time; then up to `max_frames` are
 //! chosen: the first (the still a page shows before playing), then greedily the frame
 //! that differs most from those already chosen, weighted by how long it is shown; frames
-//! that look like a chosen one add nothing. The chosen frames are taken from those kept
-//! in that reading (up to `KEPT_FRAME_BYTES` together), or decoded again beyond it.
+//! that look like a chosen one add nothing. The choice is made as the frames are read,
+//! among the frames kept so far and the one read (`Candidates`), so that no frame is
+//! decoded twice and no more than `max_frames + 1` are held.
+//!
+//! A GIF's reading may stop between two frames and go on in another instance
+//! (`judged_frames_resumable`, state in `resume`): a long animation takes more CPU than
+//! one instance has.
 
 use super::decode::{colour, DecodeError, DecodeLimits};
 use super::format::ImageFormat;
@@ -15,8 +20,13 @@ use super::gif::GifFrames;
 use super::icon;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
+use image::RgbaImage;
 use image::{AnimationDecoder, DynamicImage, Frames, ImageDecoder};
 use std::io::Cursor;
+
+mod resume;
+
+pub use resume::{is_state, unread_span};
 
 /// Most frames read from one animation; beyond them the rest is not played here.
 pub const MAX_FRAMES_READ: usize = 1000;
@@ -24,13 +34,13 @@ pub const MAX_FRAMES_READ: usize = 1000;
 /// 160 frames of 640×480. An animation with more is not fully inspected, and gets the
 /// policy's oversize outcome rather than a verdict on part of it.
 pub const MAX_PIXELS_READ: u64 = 50_000_000;
-/// Frames kept as decoded in the first reading, while together they take at most this many
-/// bytes, so that the chosen ones need no second decode (which, for a GIF, composites every
-/// frame again up to the last chosen: half of an 8-frame 400×300 GIF's decode). An
-/// animation whose frames take more is read twice, holding one frame at a time.
-const KEPT_FRAME_BYTES: usize = 16 << 20;
+/// The largest state a GIF's reading hands on with (the canvas and the frames kept): the
+/// instances on both sides hold it twice, beside the image, within 128 MB. A larger
+/// animation's reading never stops part-way.
+const MAX_STATE_BYTES: usize = 24 << 20;
 /// Side of the grey signature frames are compared by.
 const SIGNATURE_SIDE: u32 = 16;
+const SIGNATURE_BYTES: usize = (SIGNATURE_SIDE * SIGNATURE_SIDE) as usize;
 /// Mean absolute difference (0–255) under which two frames look alike.
 const ALIKE: f32 = 4.0;
 
@@ -89,35 +99,57 @@ pub struct GifImages {
     pub canvas: (u32, u32),
 }
 
+/// The size of a GIF colour table announced by a packed field.
+fn table(packed: u8) -> usize {
+    if packed & 0x80 == 0 {
+        0
+    } else {
+        3 << ((packed & 0x07) + 1)
+    }
+}
+
+/// Where the sub-blocks starting at `at` end (after their 0-length terminator).
+fn skip_sub_blocks(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let length = usize::from(*bytes.get(at)?);
+        at += 1;
+        if length == 0 {
+            return Some(at);
+        }
+        at += length;
+    }
+}
+
+/// Where a GIF's blocks start: after the header (6 bytes), the logical screen descriptor
+/// (7, whose packed field is byte 10) and the global colour table.
+pub fn gif_blocks_start(bytes: &[u8]) -> Option<usize> {
+    Some(13 + table(*bytes.get(10)?))
+}
+
+/// Where the blocks after the next image end, from a block boundary `at`: the
+/// extensions before it, its descriptor, colour table and data. `None` where the
+/// structure breaks or no image follows.
+pub fn gif_blocks_after(bytes: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        match bytes.get(at)? {
+            0x2C => {
+                let local = *bytes.get(at + 9)?;
+                return skip_sub_blocks(bytes, at + 10 + table(local) + 1);
+            }
+            0x21 => at = skip_sub_blocks(bytes, at + 2)?,
+            _ => return None,
+        }
+    }
+}
+
 /// Reads a GIF's block structure: the header, the colour tables, and each block's
 /// length-prefixed sub-blocks, up to `enough` images. A damaged structure ends the scan
 /// where it breaks.
 pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
-    /// The size of a colour table announced by a packed field.
-    fn table(packed: u8) -> usize {
-        if packed & 0x80 == 0 {
-            0
-        } else {
-            3 << ((packed & 0x07) + 1)
-        }
-    }
-    /// Where the sub-blocks starting at `at` end (after their 0-length terminator).
-    fn skip_sub_blocks(bytes: &[u8], mut at: usize) -> Option<usize> {
-        loop {
-            let length = usize::from(*bytes.get(at)?);
-            at += 1;
-            if length == 0 {
-                return Some(at);
-            }
-            at += length;
-        }
-    }
     let mut found = GifImages::default();
-    // Header (6) and logical screen descriptor (7), whose packed field is byte 10.
-    let Some(&packed) = bytes.get(10) else {
+    let Some(mut at) = gif_blocks_start(bytes) else {
         return found;
     };
-    let mut at = 13 + table(packed);
     let le16 = |at: usize| -> u32 {
         let low = bytes.get(at).copied().unwrap_or(0);
         let high = bytes.get(at + 1).copied().unwrap_or(0);
@@ -299,6 +331,55 @@ pub fn choose(signatures: &[Vec<u8>], delays_ms: &[u32], max_frames: usize) -> V
     chosen
 }
 
+/// Frames kept while reading, as candidates to judge: at most `max`, chosen among those
+/// kept and the one offered as [`choose`] would choose, so that an animation's frames
+/// need no second decode and no more memory than `max + 1` frames. A frame like one
+/// kept adds nothing; the first is always kept, and so is the frame most unlike it
+/// (weighted by how long it is shown), whenever it comes.
+struct Candidates {
+    max: usize,
+    kept: Vec<Candidate>,
+}
+
+/// A frame read, kept while it may be judged.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Candidate {
+    index: usize,
+    delay_ms: u32,
+    signature: Vec<u8>,
+    image: RgbaImage,
+}
+
+impl Candidates {
+    fn offer(&mut self, candidate: Candidate) {
+        let alike = |kept: &Candidate| distance(&kept.signature, &candidate.signature) <= ALIKE;
+        if self.max == 0 || (!self.kept.is_empty() && self.kept.iter().any(alike)) {
+            return;
+        }
+        self.kept.push(candidate);
+        if self.kept.len() > self.max {
+            let signatures: Vec<Vec<u8>> = self.kept.iter().map(|c| c.signature.clone()).collect();
+            let delays: Vec<u32> = self.kept.iter().map(|c| c.delay_ms).collect();
+            let chosen = choose(&signatures, &delays, self.max);
+            let mut position = 0;
+            self.kept.retain(|_| {
+                position += 1;
+                chosen.contains(&(position - 1))
+            });
+        }
+    }
+}
+
+/// How reading an animation's frames ended.
+pub enum Reading {
+    Done(Vec<Frame>),
+    /// A GIF's reading stopped between two frames, as asked: `state` resumes it (in
+    /// another instance, with the same bytes).
+    Suspended {
+        state: Vec<u8>,
+    },
+}
+
 /// The frames of an animation to judge, at most `max_frames`, each as shown.
 pub fn judged_frames(
     bytes: &[u8],
@@ -306,77 +387,180 @@ pub fn judged_frames(
     limits: DecodeLimits,
     max_frames: usize,
 ) -> Result<Vec<Frame>, DecodeError> {
-    read_frames(bytes, format, limits, max_frames, KEPT_FRAME_BYTES)
+    match judged_frames_resumable(bytes, format, limits, max_frames, None, &mut |_| false)? {
+        Reading::Done(frames) => Ok(frames),
+        Reading::Suspended { .. } => Err(DecodeError::Corrupt("stopped unasked".into())),
+    }
 }
 
-/// [`judged_frames`], keeping decoded frames up to `keep_bytes` together.
-fn read_frames(
+/// The frames read and where they come from.
+enum Source<'a> {
+    Gif {
+        frames: Box<GifFrames<'a>>,
+        /// The header's length, which a resumed reading reads first.
+        header: usize,
+        /// Where the next frame's blocks start (`None` where the structure breaks: the
+        /// reading then never stops).
+        next_at: Option<usize>,
+        /// Images the block scan counts.
+        images: usize,
+    },
+    Other(Frames<'a>),
+}
+
+/// [`judged_frames`], which may stop a GIF's reading between two frames when `stop`
+/// says so (asked before each frame; `finishing` before the last, after which the rest
+/// of the judging runs here) and resume one `from` the state it left. At least one
+/// frame is read before a stop, so a chain of readings always ends.
+pub fn judged_frames_resumable(
     bytes: &[u8],
     format: ImageFormat,
     limits: DecodeLimits,
     max_frames: usize,
-    keep_bytes: usize,
-) -> Result<Vec<Frame>, DecodeError> {
-    let canvas = checked_size(bytes, format, limits)?;
+    from: Option<&[u8]>,
+    stop: &mut dyn FnMut(bool) -> bool,
+) -> Result<Reading, DecodeError> {
+    let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
+    let mut candidates = Candidates {
+        max: max_frames,
+        kept: Vec::new(),
+    };
+    let (mut source, mut read, canvas) = match from {
+        None => {
+            let canvas = checked_size(bytes, format, limits)?;
+            let source = match format {
+                ImageFormat::Gif => Source::Gif {
+                    frames: Box::new(GifFrames::new(bytes, limits).map_err(corrupt)?),
+                    header: gif_blocks_start(bytes).unwrap_or(bytes.len()),
+                    next_at: gif_blocks_start(bytes),
+                    images: gif_scan(bytes, usize::MAX).images,
+                },
+                _ => Source::Other(frames(bytes, format, limits)?),
+            };
+            (source, 0, canvas)
+        }
+        Some(state) => {
+            let stopped = resume::Stopped::decode(state)?;
+            if format != ImageFormat::Gif {
+                return Err(DecodeError::Corrupt(format!(
+                    "{} cannot resume a GIF's reading",
+                    format.name()
+                )));
+            }
+            let canvas = u64::from(stopped.canvas.width) * u64::from(stopped.canvas.height);
+            let next_at = Some(stopped.canvas.blocks_at);
+            candidates.kept = stopped.candidates;
+            let frames = GifFrames::resume(bytes, stopped.header, stopped.canvas, limits)
+                .map_err(corrupt)?;
+            let source = Source::Gif {
+                frames: Box::new(frames),
+                header: stopped.header,
+                next_at,
+                images: stopped.images,
+            };
+            (source, stopped.read, canvas.max(1))
+        }
+    };
     let readable = (MAX_PIXELS_READ / canvas).clamp(1, MAX_FRAMES_READ as u64) as usize;
-    let mut signatures = Vec::new();
-    let mut delays = Vec::new();
-    let (mut kept, mut kept_bytes) = (Some(Vec::new()), 0usize);
-    let mut all = frames(bytes, format, limits)?;
-    for frame in all.by_ref().take(readable) {
-        let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+    let canvas_bytes = canvas as usize * 4;
+    let mut read_here = 0;
+    loop {
+        if read >= readable {
+            if source.next().is_some() {
+                return Err(DecodeError::TooManyFrames { read: readable });
+            }
+            break;
+        }
+        // Asked before every frame of a GIF (the glue learns a frame's cost between two
+        // asks), heeded once a frame was read here and while the state stays small.
+        let stop_at = match &source {
+            Source::Gif {
+                next_at, images, ..
+            } => {
+                let asked = stop(read + 1 >= *images);
+                let fits =
+                    resume::encoded_size(canvas_bytes, candidates.kept.len()) <= MAX_STATE_BYTES;
+                // Only before an image the blocks hold: a resumed decoder must find one.
+                let ahead = |&at: &usize| gif_blocks_after(bytes, at).is_some();
+                next_at.filter(|at| asked && read_here > 0 && fits && ahead(at))
+            }
+            Source::Other(_) => None,
+        };
+        if let Some(at) = stop_at {
+            return match source {
+                Source::Gif {
+                    frames,
+                    header,
+                    images,
+                    ..
+                } => {
+                    let canvas = frames
+                        .into_canvas(at)
+                        .ok_or_else(|| DecodeError::Corrupt("stopped before a frame".into()))?;
+                    let stopped = resume::Stopped {
+                        read,
+                        images,
+                        header,
+                        canvas,
+                        candidates: candidates.kept,
+                    };
+                    Ok(Reading::Suspended {
+                        state: stopped.encode(),
+                    })
+                }
+                Source::Other(_) => Err(DecodeError::Corrupt("stopped unasked".into())),
+            };
+        }
+        let Some(frame) = source.next() else {
+            break;
+        };
+        let frame = frame.map_err(corrupt)?;
+        if let Source::Gif { next_at, .. } = &mut source {
+            *next_at = next_at.and_then(|at| gif_blocks_after(bytes, at));
+        }
         let (numerator, denominator) = frame.delay().numer_denom_ms();
-        delays.push(numerator / denominator.max(1));
-        signatures.push(signature(frame.buffer()));
-        kept_bytes = kept_bytes.saturating_add(frame.buffer().len());
-        kept = kept.filter(|_| kept_bytes <= keep_bytes).map(|mut kept| {
-            kept.push(frame.into_buffer());
-            kept
+        let image = frame.into_buffer();
+        candidates.offer(Candidate {
+            index: read,
+            delay_ms: numerator / denominator.max(1),
+            signature: signature(&image),
+            image,
         });
+        read += 1;
+        read_here += 1;
     }
-    if all.next().is_some() {
-        return Err(DecodeError::TooManyFrames { read: readable });
-    }
-    let chosen = choose(&signatures, &delays, max_frames);
     // Frames are chosen as coded (conversion keeps what is alike alike) and judged as
     // shown: in sRGB, under the file's colour description (APNG, animated WebP).
     let to_srgb = colour::description_of(bytes, format)
         .as_ref()
         .and_then(colour::ToSrgb::new);
-    let shown = |frames: Vec<Frame>| match &to_srgb {
-        Some(to_srgb) => frames
+    Ok(Reading::Done(
+        candidates
+            .kept
             .into_iter()
-            .map(|frame| Frame {
-                index: frame.index,
-                image: to_srgb.apply(frame.image),
+            .map(|candidate| {
+                let image = DynamicImage::ImageRgba8(candidate.image);
+                Frame {
+                    index: candidate.index,
+                    image: match &to_srgb {
+                        Some(to_srgb) => to_srgb.apply(image),
+                        None => image,
+                    },
+                }
             })
             .collect(),
-        None => frames,
-    };
-    if let Some(kept) = kept {
-        return Ok(shown(
-            kept.into_iter()
-                .enumerate()
-                .filter(|(index, _)| chosen.contains(index))
-                .map(|(index, buffer)| Frame {
-                    index,
-                    image: DynamicImage::ImageRgba8(buffer),
-                })
-                .collect(),
-        ));
-    }
-    let last = chosen.last().copied().unwrap_or(0);
-    let mut out = Vec::with_capacity(chosen.len());
-    for (index, frame) in frames(bytes, format, limits)?.take(last + 1).enumerate() {
-        if chosen.contains(&index) {
-            let frame = frame.map_err(|e| DecodeError::Corrupt(e.to_string()))?;
-            out.push(Frame {
-                index,
-                image: DynamicImage::ImageRgba8(frame.into_buffer()),
-            });
+    ))
+}
+
+impl Iterator for Source<'_> {
+    type Item = image::ImageResult<image::Frame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Source::Gif { frames, .. } => frames.next(),
+            Source::Other(frames) => frames.next(),
         }
     }
-    Ok(shown(out))
 }
 
 #[cfg(test)]
@@ -444,15 +628,137 @@ mod tests {
         let two = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 2).unwrap();
         assert_eq!(two.iter().map(|f| f.index).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(two[1].image.to_rgba8().get_pixel(5, 5)[0], 200);
-        // Frames kept from the first reading, or (over the bound) decoded again: the same.
-        for keep_bytes in [0, 2 * 32 * 24 * 4, usize::MAX] {
-            let read = read_frames(&bytes, ImageFormat::Gif, LIMITS, 4, keep_bytes).unwrap();
-            assert_eq!(read.len(), frames.len());
-            for (read, kept) in read.iter().zip(&frames) {
-                assert_eq!(read.index, kept.index);
-                assert_eq!(read.image, kept.image);
+    }
+
+    #[test]
+    fn the_frame_most_unlike_the_first_is_kept_wherever_it_comes() {
+        // Many frames a little unlike each other, and one far unlike the first: chosen
+        // first, last or between, with room for only one besides the first.
+        for at in [1, 5, 11] {
+            let frames: Vec<(RgbaImage, u32)> = (0..12)
+                .map(|i| match i == at {
+                    true => (flat(250), 100),
+                    false => (flat(10 + 6 * i as u8), 100),
+                })
+                .collect();
+            let bytes = gif(&frames);
+            let chosen = judged_frames(&bytes, ImageFormat::Gif, LIMITS, 2).unwrap();
+            let indices: Vec<usize> = chosen.iter().map(|f| f.index).collect();
+            assert_eq!(indices, [0, at]);
+        }
+    }
+
+    /// Reads `bytes` as a chain of instances would when each stops as soon as it may:
+    /// each resumes from the state the one before left, with the bytes it never reads
+    /// zeroed (as the job leaves them out). Returns the frames and how many stops.
+    fn read_in_chain(bytes: &[u8], max_frames: usize) -> Result<(Vec<Frame>, usize), DecodeError> {
+        let mut state: Option<Vec<u8>> = None;
+        for stops in 0.. {
+            let mut job = bytes.to_vec();
+            if let Some(span) = state.as_deref().and_then(|s| unread_span(bytes, s)) {
+                job[span].fill(0);
+            }
+            let reading = judged_frames_resumable(
+                &job,
+                ImageFormat::Gif,
+                LIMITS,
+                max_frames,
+                state.as_deref(),
+                &mut |_| true,
+            );
+            match reading? {
+                Reading::Done(frames) => return Ok((frames, stops)),
+                Reading::Suspended { state: next } => {
+                    assert!(is_state(&next));
+                    state = Some(next);
+                }
             }
         }
+        unreachable!()
+    }
+
+    #[test]
+    fn a_gif_read_across_instances_gives_the_frames_of_one_reading() {
+        let mut errors = 0;
+        for seed in 1..=24 {
+            let count = 2 + seed as usize % 7;
+            let bytes = crate::media::gif::tests::varied_gif(seed, (40, 30), count);
+            for max_frames in [1, 3, 16] {
+                let whole = judged_frames(&bytes, ImageFormat::Gif, LIMITS, max_frames);
+                let chained = read_in_chain(&bytes, max_frames);
+                // A damaged frame ends the reading in error, wherever it is read.
+                let (Ok(whole), Ok((chained, stops))) = (&whole, &chained) else {
+                    assert_eq!(
+                        whole.err().map(|e| e.to_string()),
+                        chained.err().map(|e| e.to_string()),
+                        "seed {seed}"
+                    );
+                    errors += 1;
+                    continue;
+                };
+                // One frame per instance: a stop before each frame but the first.
+                assert_eq!(*stops, count - 1, "seed {seed}");
+                assert_eq!(chained.len(), whole.len(), "seed {seed}");
+                for (chained, whole) in chained.iter().zip(whole.iter()) {
+                    assert_eq!(chained.index, whole.index, "seed {seed}");
+                    assert_eq!(chained.image, whole.image, "seed {seed}");
+                }
+            }
+        }
+        // (9 of the 72 readings end in a damaged frame's error.)
+        assert!(errors <= 18, "most varied GIFs are read: {errors} errors");
+        // Real frames too: every chosen frame the same as read in one instance.
+        let bytes = gif(&[(flat(10), 80), (flat(200), 500), (flat(100), 80)]);
+        let (chained, stops) = read_in_chain(&bytes, 4).unwrap();
+        assert_eq!(stops, 2);
+        assert_eq!(chained.len(), 3);
+        assert_eq!(chained[1].image.to_rgba8().get_pixel(3, 3)[0], 200);
+    }
+
+    #[test]
+    fn a_damaged_reading_state_is_refused_without_panicking() {
+        let bytes = gif(&[(flat(10), 80), (flat(200), 500), (flat(100), 80)]);
+        let mut stopped = None;
+        let first =
+            judged_frames_resumable(&bytes, ImageFormat::Gif, LIMITS, 4, None, &mut |_| true);
+        if let Ok(Reading::Suspended { state }) = first {
+            stopped = Some(state);
+        }
+        let state = stopped.expect("a stop after the first frame");
+        let resume = |state: &[u8]| {
+            judged_frames_resumable(
+                &bytes,
+                ImageFormat::Gif,
+                LIMITS,
+                4,
+                Some(state),
+                &mut |_| false,
+            )
+        };
+        assert!(matches!(resume(&state), Ok(Reading::Done(frames)) if frames.len() == 3));
+        for cut in 0..state.len() {
+            assert!(resume(&state[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = state.clone();
+        for at in (0..flipped.len()).step_by(7) {
+            flipped[at] ^= 0x5A;
+            let _ = resume(&flipped);
+            flipped[at] ^= 0x5A;
+        }
+        // A state with a canvas beyond the limits is refused before any frame.
+        let mut large = state.clone();
+        large[20..24].copy_from_slice(&5000u32.to_le_bytes());
+        assert!(resume(&large).is_err());
+        // Another format does not resume a GIF's reading.
+        let other = judged_frames_resumable(
+            &bytes,
+            ImageFormat::Png,
+            LIMITS,
+            4,
+            Some(&state),
+            &mut |_| false,
+        );
+        assert!(other.is_err());
     }
 
     #[test]
