@@ -1,5 +1,5 @@
 //! Whole-request latency through `viceroy serve`, each request a fresh instance, against a
-//! loopback origin: image pass (JPEG sizes, progressive, PNG with alpha, an 8-frame GIF,
+//! loopback origin: image pass (JPEG sizes, progressive, PNG with alpha, GIFs of 8 and 48 frames,
 //! an SVG embedding two rasters, BMP (plain, and calibrated: judged as each browser shows
 //! it), and AVIF and JPEG XL, each decoded in a sibling),
 //! image rewrite, verdict cache hits, non-image pass-through, uploads (one raw image; a
@@ -11,8 +11,10 @@
 //! and for each stage the service reports in `Server-Timing` (`classify` is decode, which
 //! includes preprocessing, plus inference: the per-request figure in a fresh instance).
 
-/// The animated GIF `examples/stages.rs` writes among its inputs.
+/// The animated GIFs `examples/stages.rs` writes among its inputs: one whose frames one
+/// instance reads, and one whose reading goes on in further instances.
 const ANIMATION: &str = "gif_animated_400x300_8_frames.gif";
+const LONG_ANIMATION: &str = "gif_animated_400x300_48_frames.gif";
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -68,6 +70,7 @@ fn main() {
             .unwrap()
             .to_rgb8();
     let gif = std::fs::read(inputs.join(ANIMATION)).unwrap();
+    let long_gif = std::fs::read(inputs.join(LONG_ANIMATION)).unwrap();
     let svg = svg_with_rasters(&bitmap, 2);
     let mut bmp = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(bitmap.clone())
@@ -75,6 +78,7 @@ fn main() {
         .unwrap();
     for (path, mime, bytes) in [
         ("/animation_8_frames.gif", "image/gif", gif),
+        ("/animation_48_frames.gif", "image/gif", long_gif),
         ("/two_rasters.svg", "image/svg+xml", svg),
         ("/bitmap_800x600.bmp", "image/bmp", bmp.into_inner()),
         // Firefox applies a calibrated RGB header, Chromium does not: both renderings are
@@ -206,6 +210,11 @@ fn main() {
                     "filter pass: GIF 400x300, 8 frames",
                     "/animation_8_frames.gif",
                     get("/animation_8_frames.gif"),
+                ),
+                (
+                    "filter pass: GIF 400x300, 48 frames",
+                    "/animation_48_frames.gif",
+                    get("/animation_48_frames.gif"),
                 ),
                 (
                     "filter pass: SVG with 2 embedded PNG 400x300",

@@ -3,7 +3,9 @@
 //! the frames (entries) to judge, under small limits. No panic, no more frames than asked for, every frame within the limits.
 //! A GIF within the limits is also read by `media::gif` and by image-rs's reader: the
 //! same frames, delays, and first error, and the same pixels but where an index beyond
-//! the palette is black here.
+//! the palette is black here. A GIF is also read as a chain of instances would, each
+//! stopping as soon as it may and the next resuming (with the bytes it never reads
+//! zeroed): the same frames as one reading, or the same error.
 #![no_main]
 
 use edge_moderation::media::decode::DecodeLimits;
@@ -74,8 +76,41 @@ fn same_gif_frames(data: &[u8]) {
     }
 }
 
+/// The frames read in one go and read by a chain of readings stopping after every frame.
+fn same_in_chain(data: &[u8]) {
+    let whole = frames::judged_frames(data, ImageFormat::Gif, LIMITS, 4);
+    let mut state: Option<Vec<u8>> = None;
+    let chained = loop {
+        let mut job = data.to_vec();
+        if let Some(span) = state.as_deref().and_then(|s| frames::unread_span(data, s)) {
+            job[span].fill(0);
+        }
+        let reading =
+            frames::judged_frames_resumable(&job, ImageFormat::Gif, LIMITS, 4, state.as_deref(), &mut |_| true);
+        match reading {
+            Ok(frames::Reading::Suspended { state: next }) => state = Some(next),
+            Ok(frames::Reading::Done(frames)) => break Ok(frames),
+            Err(e) => break Err(e),
+        }
+    };
+    match (whole, chained) {
+        (Ok(whole), Ok(chained)) => {
+            assert_eq!(whole.len(), chained.len(), "frames chosen");
+            for (whole, chained) in whole.iter().zip(&chained) {
+                assert_eq!(whole.index, chained.index, "frame chosen");
+                assert!(whole.image == chained.image, "frame pixels");
+            }
+        }
+        (Err(whole), Err(chained)) => assert_eq!(whole.to_string(), chained.to_string()),
+        (whole, chained) => panic!("one reading failed: {:?} / {:?}", whole.err(), chained.err()),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     same_gif_frames(data);
+    if frames::judged_by_frames(data, ImageFormat::Gif) {
+        same_in_chain(data);
+    }
     for format in [
         ImageFormat::Gif,
         ImageFormat::Png,

@@ -97,6 +97,12 @@ pub struct GifImages {
     /// rectangle (Chromium shows a 1×1 screen whose first frame is 64×48 at (10, 10) as
     /// 74×58, as Pillow reads it), where image-rs clips the frames to the screen.
     pub canvas: (u32, u32),
+    /// An image whose data ends at once (its first sub-block empty). The `gif` crate
+    /// then reads the next block's first byte as a data length (found by fuzzing),
+    /// where the GIF specification ends the data there and goes on to the next block:
+    /// what follows would be read otherwise than the block structure says (Pillow
+    /// refuses such a file as truncated).
+    pub empty_data: bool,
 }
 
 /// The size of a GIF colour table announced by a packed field.
@@ -176,7 +182,9 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
                     );
                 }
                 found.largest = (found.largest.0.max(width), found.largest.1.max(height));
-                match skip_sub_blocks(bytes, at + 10 + table(local) + 1) {
+                let data = at + 10 + table(local) + 1;
+                found.empty_data |= bytes.get(data) == Some(&0);
+                match skip_sub_blocks(bytes, data) {
                     Some(next) => at = next,
                     None => break,
                 }
@@ -194,9 +202,15 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
 }
 
 /// Refuses a GIF with a frame larger than the limits allow, before any decoder allocates
-/// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451).
+/// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451), and
+/// one with a frame without image data ([`GifImages::empty_data`]).
 pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
     let scan = gif_scan(bytes, usize::MAX);
+    if scan.empty_data {
+        return Err(DecodeError::Corrupt(
+            "a GIF frame without image data (decoders disagree on what follows it)".into(),
+        ));
+    }
     limits.check_rgba(scan.largest.0, scan.largest.1)?;
     limits.check_rgba(scan.canvas.0, scan.canvas.1)
 }
@@ -831,6 +845,31 @@ mod tests {
             }
         }
         assert_eq!(gif_scan(b"GIF89a", 2).images, 0);
+    }
+
+    #[test]
+    fn a_gif_frame_without_image_data_is_refused() {
+        // Found by fuzzing: the `gif` crate reads the byte after an empty first data
+        // sub-block as a length, so it reads the next blocks otherwise than their
+        // structure says (and than a reading resumed at the next block would).
+        let bytes = gif(&[(flat(10), 80), (flat(200), 80), (flat(100), 80)]);
+        // The second image's descriptor, after its extensions.
+        let mut second = gif_blocks_after(&bytes, gif_blocks_start(&bytes).unwrap()).unwrap();
+        while bytes[second] == 0x21 {
+            second = skip_sub_blocks(&bytes, second + 2).unwrap();
+        }
+        let data = second + 10 + table(bytes[second + 9]);
+        let end = skip_sub_blocks(&bytes, data + 1).unwrap();
+        let mut damaged = bytes[..data + 1].to_vec();
+        damaged.push(0);
+        damaged.extend_from_slice(&bytes[end..]);
+        let scan = gif_scan(&damaged, usize::MAX);
+        assert_eq!((scan.images, scan.empty_data), (3, true));
+        assert!(!gif_scan(&bytes, usize::MAX).empty_data);
+        assert!(matches!(
+            judged_frames(&damaged, ImageFormat::Gif, LIMITS, 4),
+            Err(DecodeError::Corrupt(why)) if why.contains("without image data")
+        ));
     }
 
     #[test]
