@@ -163,10 +163,12 @@ pub struct Relay<'a> {
     decoded_here: bool,
     /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
-    /// The CPU when an animation's reading last asked before a frame, and the most a
-    /// frame has cost here since: the next may cost as much.
-    frame_asked_at: Option<u64>,
-    frame_cost_ms: u64,
+    /// The CPU when an animation's reading first asked before a frame here, and how
+    /// many times it has asked: the frames read since cost their mean each. (Viceroy's
+    /// CPU clock moves in steps of several milliseconds, so one frame's own reading
+    /// is no measure; the mean over several is.)
+    frames_since: Option<u64>,
+    frames_asked: u64,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -181,8 +183,8 @@ impl<'a> Relay<'a> {
             must_run_one: false,
             decoded_here: false,
             reserved_ms: 0,
-            frame_asked_at: None,
-            frame_cost_ms: 0,
+            frames_since: None,
+            frames_asked: 0,
             sibling_cpu: Vec::new(),
         }
     }
@@ -331,16 +333,15 @@ impl Inference for Relay<'_> {
 
     fn frame_budget_spent(&mut self, finishing: bool) -> bool {
         let now = cpu_ms();
-        if let Some(before) = self.frame_asked_at {
-            self.frame_cost_ms = self.frame_cost_ms.max(now.saturating_sub(before));
-        }
-        self.frame_asked_at = Some(now);
+        let since = *self.frames_since.get_or_insert(now);
+        let frame_ms = now.saturating_sub(since).div_ceil(self.frames_asked.max(1));
+        self.frames_asked += 1;
         let reserve = if finishing {
             DECODE_FINISH_RESERVE_MS
         } else {
             DECODE_HANDOFF_RESERVE_MS
         };
-        now + self.frame_cost_ms + self.paced(reserve) > self.budget_ms && available()
+        now + frame_ms + self.paced(reserve) > self.budget_ms && available()
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
