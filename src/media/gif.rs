@@ -17,6 +17,10 @@
 //! declaring a 1×1 screen would be judged on one pixel of a picture the browser shows
 //! whole); and an index beyond the palette is opaque black, where image-rs shows what is
 //! under it.
+//!
+//! A reading may stop between two frames and go on elsewhere ([`GifFrames::into_canvas`],
+//! [`GifFrames::resume`]): the canvas is the whole drawing state, since each frame's
+//! disposal is applied as soon as it is drawn.
 
 use super::decode::DecodeLimits;
 use gif::{ColorOutput, DecodeOptions, DisposalMethod};

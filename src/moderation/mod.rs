@@ -188,8 +188,9 @@ fn probe(image: &image::DynamicImage, dihedral: bool) -> Option<Probe> {
 
 /// Moderates one raster image: decode (within the limits), PDQ and the known lists (a
 /// match decides without inference), inference on each view, the policy's decision,
-/// the rewrite. A long JPEG decode may stop part-way and the rest go to a sibling
-/// instance ([`Inference::judge_elsewhere`]), whose moderation is then this one.
+/// the rewrite. A long JPEG decode (or a long GIF's reading, between two frames) may
+/// stop part-way and the rest go to a sibling instance
+/// ([`Inference::judge_elsewhere`]), whose moderation is then this one.
 pub fn moderate(
     bytes: &[u8],
     format: ImageFormat,
@@ -200,7 +201,8 @@ pub fn moderate(
     moderate_from(bytes, format, policy, known, inference, None)
 }
 
-/// [`moderate`], resuming a JPEG decode another instance stopped (`from`: its state).
+/// [`moderate`], resuming a JPEG decode or a GIF's reading another instance stopped
+/// (`from`: its state).
 pub fn moderate_from(
     bytes: &[u8],
     format: ImageFormat,
