@@ -169,6 +169,8 @@ pub struct Relay<'a> {
     /// is no measure; the mean over several is.)
     frames_since: Option<u64>,
     frames_asked: u64,
+    /// The most frames an animation's reading hands to judging (the policy's).
+    max_frames: u64,
     /// The CPU milliseconds of every sibling that took part, in order.
     pub sibling_cpu: Vec<u64>,
 }
@@ -185,6 +187,7 @@ impl<'a> Relay<'a> {
             reserved_ms: 0,
             frames_since: None,
             frames_asked: 0,
+            max_frames: policy.animations.max_frames as u64,
             sibling_cpu: Vec::new(),
         }
     }
@@ -336,12 +339,18 @@ impl Inference for Relay<'_> {
         let since = *self.frames_since.get_or_insert(now);
         let frame_ms = now.saturating_sub(since).div_ceil(self.frames_asked.max(1));
         self.frames_asked += 1;
-        let reserve = if finishing {
-            DECODE_FINISH_RESERVE_MS
+        // Before the last frame: room for it and for what follows here, hashing the
+        // chosen frames and preparing their model inputs (each about twice a frame's
+        // reading, at this instance's measured cost; +1 for the clock's whole
+        // milliseconds). The decode's finishing reserve is sized for a 12 MP JPEG's
+        // assembly and would send every animation's last frame to another reader.
+        // Otherwise: room for the next frame and for handing the reading on.
+        let ahead = if finishing {
+            frame_ms * (1 + 2 * self.max_frames) + 1
         } else {
-            DECODE_HANDOFF_RESERVE_MS
+            frame_ms + self.paced(DECODE_HANDOFF_RESERVE_MS)
         };
-        now + frame_ms + self.paced(reserve) > self.budget_ms && available()
+        now + ahead > self.budget_ms && available()
     }
 
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
