@@ -123,6 +123,21 @@ fn decode_stops(jpeg: &[u8]) -> usize {
     }
 }
 
+/// `path` judged by the service handing every step on and by one instance alone: the
+/// same scores, verdict and status.
+fn handed_and_alone(path: &str) -> (support::Reply, support::Reply) {
+    let handed = world().handing_off.get(path);
+    let alone = world().alone.get(path);
+    assert_eq!(
+        handed.header(headers::SCORES),
+        alone.header(headers::SCORES),
+        "{path}"
+    );
+    assert_eq!(handed.verdict(), alone.verdict(), "{path}");
+    assert_eq!(handed.status, alone.status, "{path}");
+    (handed, alone)
+}
+
 #[test]
 fn an_inference_handed_across_instances_scores_like_one_instance() {
     for path in [
@@ -132,15 +147,7 @@ fn an_inference_handed_across_instances_scores_like_one_instance() {
         "/rocket.png",
         "/drawing.webp",
     ] {
-        let handed = world().handing_off.get(path);
-        let alone = world().alone.get(path);
-        assert_eq!(
-            handed.header(headers::SCORES),
-            alone.header(headers::SCORES),
-            "{path}"
-        );
-        assert_eq!(handed.verdict(), alone.verdict(), "{path}");
-        assert_eq!(handed.status, alone.status, "{path}");
+        let (handed, alone) = handed_and_alone(path);
         // A JPEG's decode crosses instances first (a sixteenth of its MCU rows or more in
         // each, a 32nd for a progressive one), then one sibling per segment: each hands
         // on as soon as it may.
@@ -174,15 +181,7 @@ fn frames_judged_at_once_in_siblings_score_like_one_instance() {
     // runs in its chain, every other frame's in its own, all sent at once: one sibling
     // per segment per judged frame, after the readers.
     for (path, frames, judged) in [("/animated.gif", 2, 2), ("/long.gif", 6, 2)] {
-        let handed = world().handing_off.get(path);
-        let alone = world().alone.get(path);
-        assert_eq!(
-            handed.header(headers::SCORES),
-            alone.header(headers::SCORES),
-            "{path}"
-        );
-        assert_eq!(handed.verdict(), alone.verdict(), "{path}");
-        assert_eq!(handed.status, alone.status, "{path}");
+        let (handed, alone) = handed_and_alone(path);
         assert_eq!(
             handed.header(headers::REASON),
             alone.header(headers::REASON),

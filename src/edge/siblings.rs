@@ -164,9 +164,9 @@ pub struct Relay<'a> {
     /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
     /// The CPU when an animation's reading first asked before a frame here, and how
-    /// many times it has asked: the frames read since cost their mean each. (Viceroy's
-    /// CPU clock moves in steps of several milliseconds, so one frame's own reading
-    /// is no measure; the mean over several is.)
+    /// many times it has asked: the frames read since cost their mean each. (The CPU
+    /// clock counts whole milliseconds, about one frame of 400×300: one frame's own
+    /// reading is no measure, the mean over several is.)
     frames_since: Option<u64>,
     frames_asked: u64,
     /// The most frames an animation's reading hands to judging (the policy's).

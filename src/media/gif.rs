@@ -51,7 +51,7 @@ pub struct GifFrames<'a> {
 
 /// Where a GIF's reading stopped: the canvas the next frame is drawn over, and the
 /// offset in the file where that frame's blocks start.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Canvas {
     pub width: u32,
     pub height: u32,
@@ -269,12 +269,7 @@ pub(crate) mod tests {
     use image::{AnimationDecoder, ImageDecoder};
     use std::borrow::Cow;
 
-    const LIMITS: DecodeLimits = DecodeLimits {
-        max_pixels: 1_000_000,
-        max_dimension: 4096,
-        max_canvas_bytes: 40_000_000,
-        reduce_jpeg: true,
-    };
+    use crate::media::decode::FRAME_TEST_LIMITS as LIMITS;
 
     /// A deterministic byte stream (xorshift).
     struct Noise(u64);

@@ -169,12 +169,7 @@ mod tests {
     use super::*;
     use image::{ImageFormat, Rgba, RgbaImage};
 
-    const LIMITS: DecodeLimits = DecodeLimits {
-        max_pixels: 1_000_000,
-        max_dimension: 4096,
-        max_canvas_bytes: 40_000_000,
-        reduce_jpeg: true,
-    };
+    use crate::media::decode::FRAME_TEST_LIMITS as LIMITS;
 
     /// An icon of PNG entries, each with the bits per pixel its directory claims.
     pub(crate) fn icon(entries: &[(DynamicImage, u16)]) -> Vec<u8> {

@@ -134,6 +134,15 @@ pub fn decode_reduced(
     }
 }
 
+/// The limits the frame readers' tests share (GIF, icon, animation frames).
+#[cfg(test)]
+pub(crate) const FRAME_TEST_LIMITS: DecodeLimits = DecodeLimits {
+    max_pixels: 1_000_000,
+    max_dimension: 4096,
+    max_canvas_bytes: 40_000_000,
+    reduce_jpeg: true,
+};
+
 /// The bytes of `image` a decode (or a GIF's reading) resumed from `state` never reads,
 /// which a resumed job leaves out.
 pub fn unread_span(image: &[u8], state: &[u8]) -> Option<std::ops::Range<usize>> {

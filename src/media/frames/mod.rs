@@ -204,7 +204,7 @@ pub fn gif_scan(bytes: &[u8], enough: usize) -> GifImages {
 /// Refuses a GIF with a frame larger than the limits allow, before any decoder allocates
 /// what the frame declares (a 16×12 canvas may hold a frame declared 62451×62451), and
 /// one with a frame without image data ([`GifImages::empty_data`]).
-pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), DecodeError> {
+pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<GifImages, DecodeError> {
     let scan = gif_scan(bytes, usize::MAX);
     if scan.empty_data {
         return Err(DecodeError::Corrupt(
@@ -212,7 +212,8 @@ pub fn check_gif_frames(bytes: &[u8], limits: DecodeLimits) -> Result<(), Decode
         ));
     }
     limits.check_rgba(scan.largest.0, scan.largest.1)?;
-    limits.check_rgba(scan.canvas.0, scan.canvas.1)
+    limits.check_rgba(scan.canvas.0, scan.canvas.1)?;
+    Ok(scan)
 }
 
 fn frames(
@@ -252,21 +253,19 @@ fn frames(
 }
 
 /// The canvas size an animation declares, checked against the limits before any frame
-/// is decoded.
+/// is decoded; for a GIF, with its block scan.
 fn checked_size(
     bytes: &[u8],
     format: ImageFormat,
     limits: DecodeLimits,
-) -> Result<u64, DecodeError> {
+) -> Result<(u64, Option<GifImages>), DecodeError> {
     let corrupt = |e: image::ImageError| DecodeError::Corrupt(e.to_string());
-    if format == ImageFormat::Gif {
-        check_gif_frames(bytes, limits)?;
-    }
     if format == ImageFormat::Ico {
-        return icon::largest_pixels(bytes, limits);
+        return Ok((icon::largest_pixels(bytes, limits)?, None));
     }
+    let mut scan = None;
     let (width, height) = match format {
-        ImageFormat::Gif => gif_scan(bytes, 1).canvas,
+        ImageFormat::Gif => scan.insert(check_gif_frames(bytes, limits)?).canvas,
         ImageFormat::Png => PngDecoder::new(Cursor::new(bytes))
             .map_err(corrupt)?
             .dimensions(),
@@ -276,7 +275,7 @@ fn checked_size(
         _ => return Err(DecodeError::Unsupported("not an animation".into())),
     };
     limits.check_rgba(width, height)?;
-    Ok((u64::from(width) * u64::from(height)).max(1))
+    Ok(((u64::from(width) * u64::from(height)).max(1), scan))
 }
 
 /// A frame's grey 16×16 thumbnail.
@@ -356,7 +355,7 @@ struct Candidates {
 }
 
 /// A frame read, kept while it may be judged.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(crate) struct Candidate {
     index: usize,
     delay_ms: u32,
@@ -441,15 +440,18 @@ pub fn judged_frames_resumable(
     };
     let (mut source, mut read, canvas) = match from {
         None => {
-            let canvas = checked_size(bytes, format, limits)?;
-            let source = match format {
-                ImageFormat::Gif => Source::Gif {
-                    frames: Box::new(GifFrames::new(bytes, limits).map_err(corrupt)?),
-                    header: gif_blocks_start(bytes).unwrap_or(bytes.len()),
-                    next_at: gif_blocks_start(bytes),
-                    images: gif_scan(bytes, usize::MAX).images,
-                },
-                _ => Source::Other(frames(bytes, format, limits)?),
+            let (canvas, scan) = checked_size(bytes, format, limits)?;
+            let source = match scan {
+                Some(scan) => {
+                    let start = gif_blocks_start(bytes);
+                    Source::Gif {
+                        frames: Box::new(GifFrames::new(bytes, limits).map_err(corrupt)?),
+                        header: start.unwrap_or(bytes.len()),
+                        next_at: start,
+                        images: scan.images,
+                    }
+                }
+                None => Source::Other(frames(bytes, format, limits)?),
             };
             (source, 0, canvas)
         }
@@ -583,12 +585,7 @@ mod tests {
     use image::codecs::gif::GifEncoder;
     use image::{Delay, Rgba, RgbaImage};
 
-    const LIMITS: DecodeLimits = DecodeLimits {
-        max_pixels: 1_000_000,
-        max_dimension: 4096,
-        max_canvas_bytes: 40_000_000,
-        reduce_jpeg: true,
-    };
+    use crate::media::decode::FRAME_TEST_LIMITS as LIMITS;
 
     pub(crate) fn gif(frames: &[(RgbaImage, u32)]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -22,7 +22,7 @@ use std::ops::Range;
 const MAGIC: &[u8; 4] = b"EMG1";
 
 /// A GIF's reading stopped between two frames.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub(super) struct Stopped {
     /// Frames read so far (the index of the next).
     pub read: usize,
@@ -50,7 +50,8 @@ pub fn unread_span(image: &[u8], state: &[u8]) -> Option<Range<usize>> {
 
 /// The encoded size of a state holding `candidates` besides the canvas of `canvas_bytes`.
 pub(super) fn encoded_size(canvas_bytes: usize, candidates: usize) -> usize {
-    40 + canvas_bytes + candidates * (8 + SIGNATURE_BYTES + canvas_bytes)
+    // The magic, six numbers and the candidates' count.
+    MAGIC.len() + 7 * 4 + canvas_bytes + candidates * (8 + SIGNATURE_BYTES + canvas_bytes)
 }
 
 fn damaged() -> DecodeError {
