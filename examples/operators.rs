@@ -4,8 +4,10 @@
 //!     viceroy run -C fastly.toml target/wasm32-wasip1/release/examples/operators.wasm -- RUNS
 //! Prints one JSON object: the scores of one fixed input (native and Wasm must agree) and,
 //! per node, its operator and its median milliseconds over RUNS inferences of that input.
+//! A second argument, `float` or `integer`, picks the 1×1 convolutions' arithmetic
+//! (default: what the build ships, integers in Wasm and f32 natively).
 
-use edge_moderation::classifier::{preprocess, Classifier, INPUT_SIDE};
+use edge_moderation::classifier::{preprocess, Arithmetic, Classifier, INPUT_SIDE};
 use image::{DynamicImage, Rgb, RgbImage};
 
 fn main() {
@@ -14,7 +16,12 @@ fn main() {
         .filter(|a| a != "operators")
         .collect();
     let runs: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(15);
-    let classifier = Classifier::load().expect("the shipped model loads");
+    let arithmetic = match args.get(1).map(String::as_str) {
+        Some("float") => Arithmetic::Float,
+        Some("integer") => Arithmetic::Integer,
+        _ => Arithmetic::SHIPPED,
+    };
+    let classifier = Classifier::load_with(arithmetic).expect("the shipped model loads");
     let side = INPUT_SIDE as u32;
     let pattern = RgbImage::from_fn(side, side, |x, y| {
         let i = 3 * (y * side + x);
@@ -41,6 +48,11 @@ fn main() {
         .to_string();
     println!(
         "{}",
-        serde_json::json!({ "runs": runs, "scores": scores, "nodes": nodes })
+        serde_json::json!({
+            "runs": runs,
+            "arithmetic": format!("{arithmetic:?}"),
+            "scores": scores,
+            "nodes": nodes,
+        })
     );
 }

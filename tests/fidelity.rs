@@ -2,13 +2,21 @@
 //! every image of `models/fidelity/` within 1e-3 per class and with the same top class.
 //! The references were produced by nsfwjs itself (`make model`), never by this code.
 
-use edge_moderation::classifier::{Class, Classifier};
+use edge_moderation::classifier::{Arithmetic, Class, Classifier};
 use std::path::Path;
 
 const TOLERANCE: f32 = 1e-3;
 
+/// Both arithmetics of the 1×1 convolutions: tract's f32 (the native build) and 16-bit
+/// integers (what the Wasm build ships), the latter run natively with the same integer sums.
 #[test]
 fn matches_upstream_nsfwjs_on_the_fidelity_set() {
+    for arithmetic in [Arithmetic::Float, Arithmetic::Integer] {
+        matches_upstream_in(arithmetic);
+    }
+}
+
+fn matches_upstream_in(arithmetic: Arithmetic) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fidelity");
     let reference: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("reference.json")).unwrap()).unwrap();
@@ -19,7 +27,7 @@ fn matches_upstream_nsfwjs_on_the_fidelity_set() {
         images.len()
     );
 
-    let classifier = Classifier::load().unwrap();
+    let classifier = Classifier::load_with(arithmetic).unwrap();
     let mut worst = (0.0f32, String::new());
     for (file, expected) in images {
         let image = image::open(root.join("images").join(file)).unwrap();
@@ -38,18 +46,18 @@ fn matches_upstream_nsfwjs_on_the_fidelity_set() {
         assert_eq!(
             scores.top(),
             expected_top,
-            "{file}: top class differs ({scores})"
+            "{arithmetic:?} {file}: top class differs ({scores})"
         );
     }
     println!(
-        "max |Δp| = {:.2e} ({}) over {} images",
+        "{arithmetic:?}: max |Δp| = {:.2e} ({}) over {} images",
         worst.0,
         worst.1,
         images.len()
     );
     assert!(
         worst.0 <= TOLERANCE,
-        "max |Δp| = {} at {}",
+        "{arithmetic:?}: max |Δp| = {} at {}",
         worst.0,
         worst.1
     );

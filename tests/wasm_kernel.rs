@@ -1,11 +1,13 @@
-//! Inside Wasm, inference runs on this crate's own matrix-multiply kernel
+//! Inside Wasm, inference runs its 1×1 convolutions in 16-bit integers
+//! (`src/classifier/pointwise.rs`), the rest on this crate's f32 matrix-multiply kernel
 //! (`src/classifier/wasm_gemm.rs`) and tract's Wasm kernels; natively, on tract's x86
 //! kernels. The scores the built module reports through `viceroy serve` must equal native
-//! inference's on the same bytes. Needs `bin/main.wasm` (`make test` builds it).
+//! inference's in the same arithmetic ([`Arithmetic::Integer`], whose integer sums are
+//! exact) on the same bytes. Needs `bin/main.wasm` (`make test` builds it).
 
 mod support;
 
-use edge_moderation::classifier::Classifier;
+use edge_moderation::classifier::{Arithmetic, Classifier};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
 use edge_moderation::moderation::known::KnownLists;
@@ -33,7 +35,7 @@ fn wasm_inference_scores_like_native_inference() {
     let fixtures = format_images();
     let origin = Origin::start(fixtures.clone());
     let service = Service::start("kernel", origin.port, None);
-    let classifier = Classifier::load().expect("the shipped model loads");
+    let classifier = Classifier::load_with(Arithmetic::Integer).expect("the shipped model loads");
     let policy = Policy::default();
     for path in ["/photo.jpg", "/rocket.png", "/rocket.webp", "/photo.gif"] {
         let reply = service.get(path);

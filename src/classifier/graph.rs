@@ -325,7 +325,7 @@ fn subgraph(
 mod tests {
     use super::*;
     use crate::classifier::preprocess::preprocess;
-    use crate::classifier::{Class, Classifier, MODEL_ONNX};
+    use crate::classifier::{Arithmetic, Class, Classifier, MODEL_ONNX};
     use image::{DynamicImage, Rgb, RgbImage};
     use tract_onnx::prelude::*;
 
@@ -342,13 +342,14 @@ mod tests {
             .filter(|n| n.op_type == "BatchNormalization");
         assert_eq!(remaining.count(), 52 - 17);
 
-        let folded = Classifier::build(MODEL_ONNX, ALL_EDITS).unwrap();
+        let folded = Classifier::build(MODEL_ONNX, ALL_EDITS, Arithmetic::SHIPPED).unwrap();
         let unfolded = Classifier::build(
             MODEL_ONNX,
             Edits {
                 fold_depthwise_batch_norms: false,
                 ..ALL_EDITS
             },
+            Arithmetic::SHIPPED,
         )
         .unwrap();
         let images = [
@@ -378,6 +379,7 @@ mod tests {
                 padding_in_input: false,
                 ..ALL_EDITS
             },
+            Arithmetic::SHIPPED,
         )
         .unwrap();
         let image = RgbImage::from_fn(300, 200, |x, y| {

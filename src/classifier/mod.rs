@@ -10,12 +10,14 @@
 //! [`Class`].
 
 mod graph;
+mod pointwise;
 pub mod preprocess;
 mod profile;
 mod scores;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_gemm;
 
+pub use pointwise::{Arithmetic, Rewritten};
 pub use preprocess::{
     preprocess, preprocess_over, transparency, Backdrop, INPUT_SIDE, TENSOR_SIDE,
 };
@@ -73,6 +75,7 @@ pub const SEGMENTS: usize = 4;
 pub struct Classifier {
     segments: Vec<Plan>,
     identity: ModelIdentity,
+    rewritten: Rewritten,
 }
 
 impl Classifier {
@@ -81,16 +84,27 @@ impl Classifier {
         Self::from_onnx(MODEL_ONNX)
     }
 
+    /// The shipped model with its 1×1 convolutions in the given arithmetic: tests run the
+    /// Wasm build's integers natively with it.
+    pub fn load_with(arithmetic: Arithmetic) -> Result<Self, ModelError> {
+        Self::build(MODEL_ONNX, graph::ALL_EDITS, arithmetic).map_err(ModelError::Load)
+    }
+
     /// Loads and optimises an ONNX model of this shape, with the load-time graph edits.
     pub fn from_onnx(onnx: &[u8]) -> Result<Self, ModelError> {
-        Self::build(onnx, graph::ALL_EDITS).map_err(ModelError::Load)
+        Self::build(onnx, graph::ALL_EDITS, Arithmetic::SHIPPED).map_err(ModelError::Load)
+    }
+
+    /// Which 1×1 convolutions run in integers ([`Arithmetic::Integer`]).
+    pub fn rewritten(&self) -> Rewritten {
+        self.rewritten
     }
 
     pub fn identity(&self) -> ModelIdentity {
         self.identity
     }
 
-    fn build(mut onnx: &[u8], edits: graph::Edits) -> anyhow::Result<Self> {
+    fn build(mut onnx: &[u8], edits: graph::Edits, arithmetic: Arithmetic) -> anyhow::Result<Self> {
         let identity = ModelIdentity(*blake3::hash(onnx).as_bytes());
         let framework = tract_onnx::onnx();
         let mut proto = framework
@@ -100,13 +114,23 @@ impl Classifier {
         let side = graph::apply(&mut graph, edits)?;
         let mut fact = f32::fact([1, side, side, 3]);
         let mut segments = Vec::with_capacity(SEGMENTS);
+        let mut rewritten = Rewritten::default();
         for (index, part) in graph::segments(&graph, SEGMENTS)?.into_iter().enumerate() {
             let mut model = proto.clone();
             model.graph = Some(part);
-            let plan = framework
+            let mut typed = framework
                 .model_for_proto_model(&model)
                 .with_context(|| format!("reading segment {index} of the ONNX graph"))?
                 .with_input_fact(0, fact.clone().into())?
+                .into_typed()?;
+            if arithmetic == Arithmetic::Integer {
+                typed = typed.into_decluttered()?;
+                let done = pointwise::rewrite(&mut typed)
+                    .with_context(|| format!("integer convolutions in segment {index}"))?;
+                rewritten.layers += done.layers;
+                rewritten.inexact_rows += done.inexact_rows;
+            }
+            let plan = typed
                 .into_optimized()
                 .with_context(|| format!("optimising segment {index}"))?
                 .into_runnable()?;
@@ -118,7 +142,11 @@ impl Classifier {
             fact = f32::fact(shape);
             segments.push(plan);
         }
-        Ok(Classifier { segments, identity })
+        Ok(Classifier {
+            segments,
+            identity,
+            rewritten,
+        })
     }
 
     /// How many segments an inference runs through.
