@@ -5,8 +5,9 @@
 //! upstream's own uint8 weights, which tract dequantises to f32 when the model is loaded
 //! (f32 compute: tract's int8 paths are far slower and static activation quantisation moved
 //! scores). [`preprocess`] reproduces nsfwjs's input exactly, [`graph`] edits the ONNX
-//! graph at load, and inside Wasm the 1×1 convolutions run on our own matrix-multiply
-//! kernel (`wasm_gemm`), registered with tract-linalg. The output is a softmax over
+//! graph at load. Inside Wasm the 1×1 convolutions run in 16-bit integers on our own
+//! operator ([`pointwise`], [`Arithmetic`]), and the remaining f32 matrix products on our
+//! own kernel (`wasm_gemm`), registered with tract-linalg. The output is a softmax over
 //! [`Class`].
 
 mod graph;

@@ -563,6 +563,7 @@ mod simd {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
+    use super::super::wasm_gemm::{broadcast, transpose};
     use super::{Epilogue, PIXELS, ROWS};
     use std::arch::wasm32::*;
 
@@ -611,21 +612,6 @@ mod simd {
             .iter()
             .chain(&pixel[whole..])
             .fold(0f32, |l, x| if l < x.abs() { x.abs() } else { l })
-    }
-
-    /// A 4×4 block of 32-bit lanes, transposed.
-    #[inline(always)]
-    fn transpose([c0, c1, c2, c3]: [v128; 4]) -> [v128; 4] {
-        let low01 = i32x4_shuffle::<0, 4, 1, 5>(c0, c1);
-        let low23 = i32x4_shuffle::<0, 4, 1, 5>(c2, c3);
-        let high01 = i32x4_shuffle::<2, 6, 3, 7>(c0, c1);
-        let high23 = i32x4_shuffle::<2, 6, 3, 7>(c2, c3);
-        [
-            i32x4_shuffle::<0, 1, 4, 5>(low01, low23),
-            i32x4_shuffle::<2, 3, 6, 7>(low01, low23),
-            i32x4_shuffle::<0, 1, 4, 5>(high01, high23),
-            i32x4_shuffle::<2, 3, 6, 7>(high01, high23),
-        ]
     }
 
     /// A whole panel of 16 pixels, channels last (`[n][k]`), from a multiple of 8
@@ -732,16 +718,6 @@ mod simd {
 
     /// `acc[c][i]`: output channel `c`, pixels `4i..4i + 4`.
     type Tile = [[v128; 4]; ROWS];
-
-    #[inline(always)]
-    fn broadcast(v: v128, c: usize) -> v128 {
-        match c {
-            0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
-            1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
-            2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
-            _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
-        }
-    }
 
     /// One pair of k: `acc[c][i] += A[i] · B[c]` over i16 pairs.
     #[inline(always)]

@@ -1,6 +1,9 @@
 //! The f32 matrix-multiply kernel that inference uses inside Wasm, shaped for Cranelift.
 //!
-//! MobileNetV2 spends most of its Wasm time in its 1×1 convolutions, which tract runs as
+//! Since the 1×1 convolutions run in integers (`super::pointwise`), this kernel carries
+//! the first 3×3 convolution and the classifier's dense layers in the shipped build, and
+//! every 1×1 convolution in [`super::Arithmetic::Float`] (`examples/operators.rs float`).
+//! It was written for those: MobileNetV2 spends most of its Wasm time in them, which tract runs as
 //! f32 GEMMs through register-tiled kernels. What bounds them in wasmtime: an
 //! epoch-interruption check (a possible call) sits at every loop header, and on x86-64
 //! every XMM register is caller-saved, so every `v128` live across the k loop's back-edge
@@ -128,7 +131,7 @@ unsafe fn write_rows(tile: &OutputStoreKer, row: usize, column: usize, v: v128) 
 
 /// Transposes a 4×4 block held as four vectors (columns to rows, or rows to columns).
 #[inline(always)]
-fn transpose(block: [v128; 4]) -> [v128; 4] {
+pub(super) fn transpose(block: [v128; 4]) -> [v128; 4] {
     let [c0, c1, c2, c3] = block;
     let low01 = i32x4_shuffle::<0, 4, 1, 5>(c0, c1);
     let low23 = i32x4_shuffle::<0, 4, 1, 5>(c2, c3);
@@ -162,7 +165,7 @@ unsafe fn write_row_block(tile: &OutputStoreKer, i: usize, columns: [v128; NR]) 
 
 /// Lane `c` of `v` in all four lanes.
 #[inline(always)]
-fn broadcast(v: v128, c: usize) -> v128 {
+pub(super) fn broadcast(v: v128, c: usize) -> v128 {
     match c {
         0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
         1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
