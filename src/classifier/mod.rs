@@ -63,8 +63,9 @@ impl std::error::Error for ModelError {
 
 type Plan = std::sync::Arc<TypedSimplePlan>;
 
-/// Which model judged: a digest of the ONNX file it was loaded from. Verdicts are only
-/// reused for the same model.
+/// Which model judged: a digest of the ONNX file it was loaded from and, for integer 1×1
+/// convolutions, of that arithmetic (it moves scores by up to ~1.5e-4, enough to move a
+/// score across a threshold). Verdicts are only reused for the same model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelIdentity(pub [u8; 32]);
 
@@ -106,7 +107,12 @@ impl Classifier {
     }
 
     fn build(mut onnx: &[u8], edits: graph::Edits, arithmetic: Arithmetic) -> anyhow::Result<Self> {
-        let identity = ModelIdentity(*blake3::hash(onnx).as_bytes());
+        let mut digest = blake3::Hasher::new();
+        digest.update(onnx);
+        if arithmetic == Arithmetic::Integer {
+            digest.update(pointwise::IDENTITY);
+        }
+        let identity = ModelIdentity(*digest.finalize().as_bytes());
         let framework = tract_onnx::onnx();
         let mut proto = framework
             .proto_model_for_read(&mut onnx)

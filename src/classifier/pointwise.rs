@@ -67,6 +67,10 @@ impl Arithmetic {
     };
 }
 
+/// Added to the model's identity when the 1×1 convolutions run in integers: a new
+/// version of this arithmetic must change it, so no verdict judged by another is reused.
+pub(super) const IDENTITY: &[u8] = b"1x1 convolutions in 16-bit integers, v1";
+
 /// The largest integer weight: uint8 less its zero point.
 const WEIGHT_LEVELS: usize = 255;
 /// The fewest levels an activation may have (14 bits, signed), which bounds K.
@@ -256,6 +260,9 @@ impl IntegerPointwise {
     /// Runs the convolution on an input of N pixels (`[K][N]`, or `[N][K]` channels
     /// last), into an output in the output's layout.
     fn run(&self, input: &[f32], n: usize, output: &mut [f32]) {
+        if n == 0 {
+            return;
+        }
         let panels = n.div_ceil(PIXELS);
         let pairs = self.pairs();
         let mut pixel_scale = vec![1.0f32; panels * PIXELS];
@@ -897,6 +904,9 @@ fn matched(
     let &[m, k] = weights.shape() else {
         return Ok(None);
     };
+    if m == 0 || k == 0 {
+        return Ok(None);
+    }
     let dims = input_fact.shape.to_tvec();
     let batch_of_one = !input_layout.batch || dims[0].is_one();
     if k > MAX_K || dims.len() != input_layout.rank() || !batch_of_one {
@@ -1083,6 +1093,18 @@ mod tests {
     }
 
     #[test]
+    fn an_image_without_pixels_gives_an_empty_output() {
+        let last = Layout {
+            batch: true,
+            channels_last: true,
+        };
+        let (op, _) = IntegerPointwise::new(&[0.5; 8], 2, 4, last, last);
+        let empty = Tensor::zero::<f32>(&[1, 0, 3, 4]).unwrap();
+        let out = op.eval(&EvalContext::out_of_plan(), tvec!(empty.into_tvalue()));
+        assert_eq!(out.unwrap()[0].shape(), &[1, 0, 3, 2]);
+    }
+
+    #[test]
     fn the_shipped_model_runs_every_pointwise_convolution_in_integers() {
         // Checked through the classifier, which builds each segment with the rewrite.
         let classifier =
@@ -1091,5 +1113,8 @@ mod tests {
         assert_eq!(rewritten.inexact_rows, 0, "{rewritten:?}");
         // MobileNetV2's 34 pointwise convolutions.
         assert_eq!(rewritten.layers, 34, "{rewritten:?}");
+        // Verdicts judged in f32 are not reused for integers (the cache key's model).
+        let onnx_only = *blake3::hash(crate::classifier::MODEL_ONNX).as_bytes();
+        assert_ne!(classifier.identity().0, onnx_only);
     }
 }
