@@ -387,9 +387,9 @@ fn quantize(x: &Activations, pixel_scale: &mut [f32], packed: &mut [i32]) {
         let first = panel * PIXELS;
         let whole = first + PIXELS <= n;
         if whole && !x.channels_last && k.is_multiple_of(2) {
-            simd::pack_panel(x.values, n, &inverse, first, chunk);
+            simd::pack_panel(x, &inverse, first, chunk);
         } else if whole && x.channels_last && k.is_multiple_of(8) {
-            simd::pack_panel_channels_last(x.values, k, &inverse, first, chunk);
+            simd::pack_panel_channels_last(x, &inverse, first, chunk);
         } else {
             pack_panel_scalar(x, &inverse, first, chunk);
         }
@@ -531,47 +531,15 @@ mod simd {
             .fold(0f32, |l, x| if l < x.abs() { x.abs() } else { l })
     }
 
-    /// A whole panel of 16 pixels from an even number of channels.
-    pub(super) fn pack_panel(
-        input: &[f32],
-        n: usize,
-        inverse: &[f32],
-        first: usize,
-        into: &mut [i32],
-    ) {
-        let x = super::Activations {
-            values: input,
-            k: input.len() / n,
-            n,
-            channels_last: false,
-        };
-        super::pack_panel_scalar(&x, inverse, first, into);
-    }
-
-    /// A whole panel of 16 pixels, channels last, from a multiple of 8 channels.
-    pub(super) fn pack_panel_channels_last(
-        input: &[f32],
-        k: usize,
-        inverse: &[f32],
-        first: usize,
-        into: &mut [i32],
-    ) {
-        let x = super::Activations {
-            values: input,
-            k,
-            n: input.len() / k,
-            channels_last: true,
-        };
-        super::pack_panel_scalar(&x, inverse, first, into);
-    }
-
+    pub(super) use super::pack_panel_scalar as pack_panel;
+    pub(super) use super::pack_panel_scalar as pack_panel_channels_last;
     pub(super) use super::store_channels_last_scalar as store_channels_last;
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use super::super::wasm_gemm::{broadcast, transpose};
-    use super::{Epilogue, PIXELS, ROWS};
+    use super::{Activations, Epilogue, PIXELS, ROWS};
     use std::arch::wasm32::*;
 
     /// `largest[p] = max(largest[p], |channel[p]|)`, four pixels per vector.
@@ -625,12 +593,12 @@ mod simd {
     /// channels: each pixel's 8 channels at a time become its 4 pairs (one vector), and
     /// 4 pixels' vectors transposed give 4 pairs of 4 pixels.
     pub(super) fn pack_panel_channels_last(
-        input: &[f32],
-        k: usize,
+        x: &Activations,
         inverse: &[f32],
         first: usize,
         into: &mut [i32],
     ) {
+        let (input, k) = (x.values, x.k);
         let inverse = &inverse[first..][..PIXELS];
         assert!(
             k.is_multiple_of(8)
@@ -641,12 +609,12 @@ mod simd {
         // 16`, within `input` (asserted); every store writes 4 lanes of `into`, whose
         // `k / 2` pairs of 16 lanes it holds.
         unsafe {
-            let x = input.as_ptr();
+            let base = input.as_ptr();
             for i in 0..PIXELS / 4 {
                 let scales: [v128; 4] = std::array::from_fn(|r| f32x4_splat(inverse[4 * i + r]));
                 for group in 0..k / 8 {
                     let pixels: [v128; 4] = std::array::from_fn(|r| {
-                        let at = x.add((first + 4 * i + r) * k + 8 * group);
+                        let at = base.add((first + 4 * i + r) * k + 8 * group);
                         let level = |v: *const f32| {
                             let v = f32x4_mul(v128_load(v as *const v128), scales[r]);
                             i32x4_trunc_sat_f32x4(f32x4_nearest(v))
@@ -690,13 +658,8 @@ mod simd {
 
     /// A whole panel of 16 pixels (`first..first + 16`, all below `n`) from an even
     /// number of channels: each lane the pixel's pair of channels as two i16.
-    pub(super) fn pack_panel(
-        input: &[f32],
-        n: usize,
-        inverse: &[f32],
-        first: usize,
-        into: &mut [i32],
-    ) {
+    pub(super) fn pack_panel(x: &Activations, inverse: &[f32], first: usize, into: &mut [i32]) {
+        let (input, n) = (x.values, x.n);
         let pairs = into.len() / PIXELS;
         let inverse = &inverse[first..][..PIXELS];
         assert!(first + PIXELS <= n && 2 * pairs * n <= input.len());
@@ -707,9 +670,9 @@ mod simd {
             let inverse: [v128; 4] =
                 std::array::from_fn(|i| v128_load(inverse.as_ptr().add(4 * i) as *const v128));
             let low = i32x4_splat(0xffff);
-            let x = input.as_ptr();
+            let base = input.as_ptr();
             for (pair, lanes) in into.chunks_exact_mut(PIXELS).enumerate() {
-                let even = x.add(2 * pair * n + first);
+                let even = base.add(2 * pair * n + first);
                 let odd = even.add(n);
                 for (i, inv) in inverse.iter().enumerate() {
                     let level = |at: *const f32| {
@@ -806,12 +769,11 @@ impl EvalOp for IntegerPointwise {
         let input = args_1!(inputs);
         let shape = input.shape();
         let batch_of_one = !self.input.batch || shape.first() == Some(&1);
-        let (k, h, w) = self
+        let (_, h, w) = self
             .input
             .split(shape)
             .filter(|&(k, _, _)| k == self.k && batch_of_one)
             .with_context(|| format!("IntegerPointwise of K {} given {shape:?}", self.k))?;
-        debug_assert_eq!(k, self.k);
         let storage = input.try_as_plain_ram()?;
         let x = storage.as_slice::<f32>()?;
         // SAFETY: `run` writes every element of the output.
