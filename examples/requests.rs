@@ -417,7 +417,8 @@ fn measure(
         let siblings = reply.header("x-moderation-sibling-cpu").unwrap_or("");
         // REQUESTS_SHOW=1 prints every reply's instances, to see which one is largest.
         if std::env::var_os("REQUESTS_SHOW").is_some() {
-            eprintln!("{name}: cpu {:?}, siblings [{siblings}]", timing.get("cpu"));
+            let (cpu, pace) = (timing.get("cpu"), timing.get("pace"));
+            eprintln!("{name}: cpu {cpu:?}, pace {pace:?}, siblings [{siblings}]");
         }
         let largest = siblings
             .split(',')
@@ -459,13 +460,16 @@ fn summary(mut ms: Vec<f64>) -> serde_json::Value {
     serde_json::json!({"median": at(0.5), "p90": at(0.9), "min": ms[0]})
 }
 
-/// `decode;dur=7.55, inference;dur=38.03` → {decode: 7.55, inference: 38.03}.
+/// `decode;dur=7.55, inference;dur=38.03, pace;desc=1.27` → {decode: 7.55, inference:
+/// 38.03, pace: 1.27} (the pace is a factor, not milliseconds).
 fn server_timing(header: &str) -> BTreeMap<String, f64> {
     header
         .split(',')
         .filter_map(|metric| {
             let (stage, params) = metric.trim().split_once(';')?;
-            let dur = params.trim().strip_prefix("dur=")?.parse().ok()?;
+            let params = params.trim();
+            let value = params.strip_prefix("dur=").or(params.strip_prefix("desc="));
+            let dur = value?.parse().ok()?;
             Some((stage.to_string(), dur))
         })
         .collect()

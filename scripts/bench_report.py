@@ -83,6 +83,12 @@ def stage(r, name):
 for name, r in requests.items():
     md.append(f"| {name} | {cell(r['request'])} | {stage(r, 'classify')} | {stage(r, 'decode')} | "
               f"{stage(r, 'inference')} | {stage(r, 'rewrite')} | {stage(r, 'cache')} | {stage(r, 'cpu')} | {stage(r, 'largest_instance_cpu')} | {stage(r, 'instances')} |")
+paces = sorted(r["server_timing"]["pace"]["median"] for r in requests.values() if "pace" in r["server_timing"])
+if paces:
+    md += ["", f"Pace the service's instances planned with (`pace` in `Server-Timing`; median over the "
+           f"{len(paces)} scenarios that planned): {paces[len(paces) // 2]:.2f}, range {paces[0]:.2f}–{paces[-1]:.2f}; "
+           f"the stages benchmark's, above: {wasm.get('pace', float('nan')):.2f}. Far apart, the instances plan "
+           f"with the wrong costs."]
 md += ["", "Stage columns are the service's own `Server-Timing`, each request a fresh instance; "
        "instance CPU is `elapsed_vcpu_ms()` at reply time (what Fastly's 50 ms limit counts), "
        "the largest instance the maximum of it and the siblings' (`x-moderation-sibling-cpu`)."]

@@ -12,6 +12,7 @@ use edge_moderation::classifier::Scores;
 use edge_moderation::decision_log::ImageFacts;
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::budget::Pace;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::Subject;
 use edge_moderation::moderation::{Moderation, Outcome};
@@ -87,7 +88,8 @@ impl Summary {
         }
     }
 
-    /// The headers, `Server-Timing` ending with this instance's CPU so far.
+    /// The headers, `Server-Timing` ending with this instance's CPU so far (and its pace,
+    /// when it planned with one).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let Report {
             cached, siblings, ..
@@ -120,7 +122,11 @@ impl Summary {
             }
             _ => self.stages.clone(),
         };
-        let timing = stages.into_iter().chain(cpu()).collect::<Vec<_>>();
+        let timing = stages
+            .into_iter()
+            .chain(cpu())
+            .chain(pace())
+            .collect::<Vec<_>>();
         out.push((headers::SERVER_TIMING, timing.join(", ")));
         out
     }
@@ -180,6 +186,13 @@ pub fn cpu_timing(used: u64) -> String {
 
 fn cpu() -> Option<String> {
     cpu_ms().map(cpu_timing)
+}
+
+/// The pace this instance planned its CPU with, as `pace;desc=1.27`: an operator (and the
+/// benchmark) can see when instances think their host slower than it is, which makes
+/// every request cross more instances.
+fn pace() -> Option<String> {
+    Pace::measured().map(|pace| format!("pace;desc={:.2}", pace.factor()))
 }
 
 /// Not one byte of the image: a short text reason, never cached so a policy change

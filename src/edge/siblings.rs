@@ -196,11 +196,10 @@ impl<'a> Relay<'a> {
     /// when a plan first needs it). Without siblings nothing is handed on, so there is no
     /// plan to make and nothing is measured.
     fn paced(&self, ms: u64) -> u64 {
-        static PACE: OnceLock<Pace> = OnceLock::new();
         if !available() {
             return ms;
         }
-        PACE.get_or_init(Pace::measure).scale(ms)
+        Pace::here().scale(ms)
     }
 
     /// Marks this instance as one continuing a large JPEG's decode (or a long GIF's
