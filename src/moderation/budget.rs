@@ -142,7 +142,7 @@ const CALIBRATION_WINDOWS: usize = 16;
 ///
 /// Never inlined: its speed is what [`REFERENCE_NANOS`] was measured for, so its code must
 /// not depend on where it is called from. Inlined (the whole program is one LTO unit), one
-/// build of the service read 2.5, the slowest bound, on the Zen 4 where it reads 1.25 as
+/// build of the service read 2.5, the slowest bound, on the Zen 4 where it reads 1.27 as
 /// compiled on its own; every estimate then doubled, and a 1024×768 JPEG crossed three
 /// instances instead of one or two.
 #[inline(never)]
