@@ -469,8 +469,7 @@ fn server_timing(header: &str) -> BTreeMap<String, f64> {
             let (stage, params) = metric.trim().split_once(';')?;
             let params = params.trim();
             let value = params.strip_prefix("dur=").or(params.strip_prefix("desc="));
-            let dur = value?.parse().ok()?;
-            Some((stage.to_string(), dur))
+            Some((stage.to_string(), value?.parse().ok()?))
         })
         .collect()
 }
