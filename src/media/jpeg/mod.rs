@@ -24,7 +24,7 @@ mod resume;
 
 use huffman::{Bits, Table};
 use image::{DynamicImage, GrayImage, RgbImage};
-use pixels::{BoxBasis, Coefficients, Idct, Upsampling, YccToRgb};
+use pixels::{BoxBasis, Coefficients, Idct, Picked, Upsampling, YccToRgb};
 pub use resume::unread_span;
 use resume::{Plane, Planes, ScanPosition, Stopped, StoppedBands};
 
@@ -260,6 +260,8 @@ struct Wanted {
     /// For each block row, the range of `rows` inside it (and the same for columns).
     row_ranges: Vec<(usize, usize)>,
     column_ranges: Vec<(usize, usize)>,
+    /// For each block column, the second pass's weights for its wanted columns.
+    picks: Vec<Picked>,
     /// `rows.len()` × `columns.len()` samples.
     samples: Vec<u8>,
     /// The preview plane: `per_block` samples per block side.
@@ -268,7 +270,7 @@ struct Wanted {
 }
 
 impl Wanted {
-    fn new(component: &Component, plan: &Plan, per_block: usize) -> Wanted {
+    fn new(component: &Component, plan: &Plan, per_block: usize, idct: &Idct) -> Wanted {
         let up = component.upsampling;
         let taps = |at: &[u32], factor: u32, size: u32| {
             let mut out: Vec<u32> = at
@@ -291,9 +293,15 @@ impl Wanted {
                 .collect::<Vec<_>>()
         };
         let preview_wide = component.blocks_wide as usize * per_block;
+        let column_ranges = ranges(&columns, component.blocks_wide);
+        let picks = column_ranges
+            .iter()
+            .map(|&(start, end)| idct.pick(columns[start..end].iter().map(|&c| c as usize % 8)))
+            .collect();
         Wanted {
             row_ranges: ranges(&rows, component.blocks_high),
-            column_ranges: ranges(&columns, component.blocks_wide),
+            column_ranges,
+            picks,
             samples: vec![128; rows.len() * columns.len()],
             preview: vec![128; preview_wide * component.blocks_high as usize * per_block],
             preview_wide,
@@ -580,7 +588,7 @@ impl Decoder<'_> {
         let wanted = frame
             .components
             .iter()
-            .map(|c| Wanted::new(c, &plan, plan.preview_per_block as usize))
+            .map(|c| Wanted::new(c, &plan, plan.preview_per_block as usize, &self.idct))
             .collect();
         Ok(Started {
             frame,
@@ -688,7 +696,7 @@ impl Decoder<'_> {
             }
             None => (Bits::new(self.bytes, data), vec![0i32; count], 0, 0),
         };
-        let mut nonzero: Vec<(u8, i32)> = Vec::with_capacity(64);
+        let mut block = Coefficients::new();
         let least_rows = mcus_high.div_ceil(LEAST_SHARE);
         for mcu_y in first_row..mcus_high {
             // The last row of a scan of every component is the decode's last.
@@ -724,7 +732,7 @@ impl Decoder<'_> {
                                 ac,
                                 &mut predictors[slot],
                                 quant,
-                                &mut nonzero,
+                                &mut block,
                             );
                             let block_y = mcu_y * v + by;
                             let block_x = mcu_x * h + bx;
@@ -734,9 +742,10 @@ impl Decoder<'_> {
                                     &mut wanted[index],
                                     block_y as usize,
                                     block_x as usize,
-                                    &nonzero,
+                                    &block,
                                 );
                             }
+                            block.clear();
                         }
                     }
                 }
@@ -747,47 +756,47 @@ impl Decoder<'_> {
 
     /// Takes what the plan needs from one decoded block: its wanted samples and its
     /// preview samples.
-    fn use_block(
-        &self,
-        wanted: &mut Wanted,
-        block_y: usize,
-        block_x: usize,
-        nonzero: &[(u8, i32)],
-    ) {
+    fn use_block(&self, wanted: &mut Wanted, block_y: usize, block_x: usize, block: &Coefficients) {
         let (row_start, row_end) = wanted.row_ranges[block_y];
         let (column_start, column_end) = wanted.column_ranges[block_x];
         if row_start < row_end && column_start < column_end {
             let stride = wanted.columns.len();
-            let block = Coefficients::new(nonzero);
+            let pick = &wanted.picks[block_x];
             for r in row_start..row_end {
                 let local_row = (wanted.rows[r] as usize) - 8 * block_y;
-                let workspace = self.idct.first_pass_row(local_row, &block);
-                let local_column = |c: usize| (wanted.columns[c] as usize) - 8 * block_x;
-                // A sample of the second pass is 8 multiply-adds; its whole row, a
-                // butterfly (~50 operations).
-                if column_end - column_start <= 4 {
-                    for c in column_start..column_end {
-                        wanted.samples[r * stride + c] =
-                            self.idct.sample(local_column(c), &workspace);
-                    }
-                } else {
-                    let row = self.idct.row(&workspace);
-                    for c in column_start..column_end {
-                        wanted.samples[r * stride + c] = row[local_column(c)];
-                    }
+                let samples = self.idct.samples(local_row, block, pick);
+                let start = r * stride + column_start;
+                let out = &mut wanted.samples[start..start + pick.len()];
+                for (o, s) in out.iter_mut().zip(samples) {
+                    *o = s;
                 }
             }
         }
         let n = self.basis.per_block;
-        let preview = self.basis.block(nonzero);
-        for y in 0..n {
-            let start = (block_y * n + y) * wanted.preview_wide + block_x * n;
-            wanted.preview[start..start + n].copy_from_slice(&preview[y * n..y * n + n]);
+        let preview = self.basis.block(block);
+        // Rows of a size known at compile time: a copy of a run-time length is a
+        // `memory.copy`, a call out of the module in wasmtime, per row of every block.
+        fn rows<const N: usize>(
+            wanted: &mut Wanted,
+            block_y: usize,
+            block_x: usize,
+            preview: &[u8; 16],
+        ) {
+            for y in 0..N {
+                let start = (block_y * N + y) * wanted.preview_wide + block_x * N;
+                wanted.preview[start..start + N].copy_from_slice(&preview[y * N..y * N + N]);
+            }
+        }
+        match n {
+            1 => rows::<1>(wanted, block_y, block_x, &preview),
+            2 => rows::<2>(wanted, block_y, block_x, &preview),
+            _ => rows::<4>(wanted, block_y, block_x, &preview),
         }
     }
 }
 
-/// Huffman-decodes one block: its nonzero dequantised coefficients, by natural index.
+/// Huffman-decodes one block into `block` (all zeros before): its dequantised
+/// coefficients, by natural index.
 #[inline]
 fn decode_block(
     bits: &mut Bits,
@@ -795,14 +804,13 @@ fn decode_block(
     ac: &Table,
     predictor: &mut i32,
     quant: &[u16; 64],
-    nonzero: &mut Vec<(u8, i32)>,
+    block: &mut Coefficients,
 ) {
-    nonzero.clear();
     let size = bits.symbol(dc);
     *predictor = predictor.wrapping_add(bits.value(size));
     let value = predictor.wrapping_mul(i32::from(quant[0]));
     if value != 0 {
-        nonzero.push((0, value));
+        block.set(0, value);
     }
     let mut k = 1usize;
     while k < 64 {
@@ -811,7 +819,7 @@ fn decode_block(
             if k > 63 {
                 break;
             }
-            nonzero.push((NATURAL[k], value.wrapping_mul(i32::from(quant[k]))));
+            block.set(NATURAL[k], value.wrapping_mul(i32::from(quant[k])));
             k += 1;
             continue;
         }
@@ -829,7 +837,7 @@ fn decode_block(
             break;
         }
         let value = bits.value(size).wrapping_mul(i32::from(quant[k]));
-        nonzero.push((NATURAL[k], value));
+        block.set(NATURAL[k], value);
         k += 1;
     }
 }

@@ -1,12 +1,13 @@
-//! From dequantised coefficients to the pixels libjpeg-turbo produces, one sample at a
-//! time: its accurate integer IDCT (`jidctint.c`), its "fancy" chroma upsampling
+//! From dequantised coefficients to the pixels libjpeg-turbo produces, only where they
+//! are wanted: its accurate integer IDCT (`jidctint.c`), its "fancy" chroma upsampling
 //! (`jdsample.c`) and its YCbCr to RGB conversion (`jdcolor.c`), bit for bit.
 //!
 //! libjpeg-turbo's IDCT is two passes of one integer butterfly with a rounding shift
 //! after each. A butterfly of integer multiplies and adds is linear, so each pass is an
 //! integer 8×8 matrix ([`Idct`], derived from the butterfly itself) followed by the
-//! same rounding: one sample of a block then costs one row of the first pass and one
-//! dot product, instead of the whole block.
+//! same rounding: a wanted row of a block then costs one row of the first pass, and its
+//! wanted samples one lane-wise multiply-add per input of the second ([`Picked`]: the
+//! matrix's rows for those columns, transposed), instead of the whole block.
 
 use std::num::Wrapping;
 
@@ -75,6 +76,9 @@ pub(super) struct Idct {
     weights: [[i32; 8]; 8],
 }
 
+/// The rounding shift of the second pass (and the level shift after it).
+const PASS2_SHIFT: u32 = CONST_BITS + PASS1_BITS + 3;
+
 impl Idct {
     pub(super) fn new() -> Idct {
         let mut weights = [[0i32; 8]; 8];
@@ -92,6 +96,11 @@ impl Idct {
     /// coefficient row that holds a nonzero value is weighted and added lane by lane,
     /// eight columns at once (vector multiply-adds in Wasm's simd128), the others skipped:
     /// most blocks' energy sits in their first rows.
+    // The portable path: host builds and the tests (Wasm runs `simd::samples`).
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        allow(dead_code)
+    )]
     #[inline]
     pub(super) fn first_pass_row(&self, row: usize, block: &Coefficients) -> [i32; 8] {
         let weights = &self.weights[row];
@@ -109,125 +118,198 @@ impl Idct {
         sums.map(|s| s.wrapping_add(round) >> (CONST_BITS - PASS1_BITS))
     }
 
-    /// The whole row of the second pass: cheaper than [`Idct::sample`] from two samples on.
+    /// The samples of row `row` of `block` at the columns `pick` holds: both passes, the
+    /// first lane-wise over the block's nonzero coefficient rows, the second over the
+    /// picked columns, in the order they were picked.
     #[inline]
-    pub(super) fn row(&self, workspace: &[i32; 8]) -> [u8; 8] {
-        let shift = CONST_BITS + PASS1_BITS + 3;
-        butterfly(*workspace)
-            .map(|v| ((v.wrapping_add(1 << (shift - 1)) >> shift) + 128).clamp(0, 255) as u8)
+    pub(super) fn samples(&self, row: usize, block: &Coefficients, pick: &Picked) -> [u8; 8] {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            simd::samples(&self.weights[row & 7], block, pick)
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        {
+            pick.samples(&self.first_pass_row(row, block))
+        }
     }
 
-    /// Sample `column` of a row of the second pass, clamped to 0..=255.
-    #[inline]
-    pub(super) fn sample(&self, column: usize, workspace: &[i32; 8]) -> u8 {
-        let weights = &self.weights[column];
-        let mut sum = 0i32;
-        for (w, v) in weights.iter().zip(workspace) {
-            sum = sum.wrapping_add(w.wrapping_mul(*v));
+    /// The second pass's weights for the columns `columns` (each 0..8, at most eight) of
+    /// a block, for [`Picked::samples`].
+    pub(super) fn pick(&self, columns: impl IntoIterator<Item = usize>) -> Picked {
+        let mut picked = Picked {
+            weights: [[0; 8]; 8],
+            count: 0,
+        };
+        for (lane, column) in columns.into_iter().take(8).enumerate() {
+            for (input, weights) in picked.weights.iter_mut().enumerate() {
+                weights[lane] = self.weights[column & 7][input];
+            }
+            picked.count = lane + 1;
         }
-        let shift = CONST_BITS + PASS1_BITS + 3;
-        let value = (sum.wrapping_add(1 << (shift - 1)) >> shift) + 128;
-        value.clamp(0, 255) as u8
+        picked
+    }
+}
+
+/// Some columns of a block's second pass, their weights transposed
+/// (`weights[input][lane]`): a row's samples at those columns are eight lane-wise
+/// multiply-adds of the row's workspace, with no sum across lanes (which Wasm's simd128
+/// does slowly) and no butterfly for the columns not wanted.
+pub(super) struct Picked {
+    weights: [[i32; 8]; 8],
+    count: usize,
+}
+
+impl Picked {
+    /// How many columns were picked: the first that many of [`Picked::samples`] count.
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The picked columns' samples of one row of the second pass, clamped to 0..=255, in
+    /// the order they were picked.
+    // The portable path: host builds and the tests (Wasm runs `simd::samples`).
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        allow(dead_code)
+    )]
+    #[inline]
+    pub(super) fn samples(&self, workspace: &[i32; 8]) -> [u8; 8] {
+        if self.count <= 4 {
+            // One vector of lanes instead of two: most blocks want four columns or fewer.
+            let [a, b, c, d, ..] = self.lanes::<4>(workspace);
+            [a, b, c, d, 0, 0, 0, 0]
+        } else {
+            self.lanes::<8>(workspace)
+        }
+    }
+
+    // The portable path: host builds and the tests (Wasm runs `simd::samples`).
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        allow(dead_code)
+    )]
+    #[inline]
+    fn lanes<const N: usize>(&self, workspace: &[i32; 8]) -> [u8; 8] {
+        let mut sums = [0i32; N];
+        for (value, weights) in workspace.iter().zip(&self.weights) {
+            for (sum, weight) in sums.iter_mut().zip(weights) {
+                *sum = sum.wrapping_add(weight.wrapping_mul(*value));
+            }
+        }
+        let mut out = [0u8; 8];
+        for (o, sum) in out.iter_mut().zip(sums) {
+            let value = (sum.wrapping_add(1 << (PASS2_SHIFT - 1)) >> PASS2_SHIFT) + 128;
+            *o = value.clamp(0, 255) as u8;
+        }
+        out
     }
 }
 
 /// A block's dequantised coefficients laid out densely (`rows[row][column]`), with a bit
-/// for each row that holds a nonzero one.
+/// for each row that holds a nonzero one. The decoders write into one and clear it after
+/// each block ([`Coefficients::clear`] touches only the rows written).
 pub(super) struct Coefficients {
     rows: [[i32; 8]; 8],
     nonzero_rows: u8,
 }
 
 impl Coefficients {
-    /// From the block's nonzero coefficients (`(natural index, value)`).
-    #[inline]
-    pub(super) fn new(nonzero: &[(u8, i32)]) -> Coefficients {
-        let mut block = Coefficients {
+    pub(super) fn new() -> Coefficients {
+        Coefficients {
             rows: [[0; 8]; 8],
             nonzero_rows: 0,
-        };
-        for &(index, value) in nonzero {
-            let (row, column) = (usize::from((index >> 3) & 7), usize::from(index & 7));
-            block.rows[row][column] = value;
-            block.nonzero_rows |= 1 << row;
         }
-        block
+    }
+
+    /// Sets the coefficient at `index` (natural order, 0..64) to `value`.
+    #[inline]
+    pub(super) fn set(&mut self, index: u8, value: i32) {
+        let (row, column) = (usize::from((index >> 3) & 7), usize::from(index & 7));
+        self.rows[row][column] = value;
+        self.nonzero_rows |= 1 << row;
+    }
+
+    /// Back to all zeros.
+    #[inline]
+    pub(super) fn clear(&mut self) {
+        let mut rows = self.nonzero_rows;
+        while rows != 0 {
+            let k = rows.trailing_zeros() as usize;
+            rows &= rows - 1;
+            self.rows[k] = [0; 8];
+        }
+        self.nonzero_rows = 0;
     }
 }
 
 /// The box average, over each `8 / per_block`-pixel group of a block, of the cosine each
 /// coefficient contributes (with JPEG's IDCT scale): a reduced image straight from the
-/// coefficients, for the preview.
+/// coefficients, for the preview. The basis is separable, so a block costs a pass along
+/// its nonzero rows and one down the outputs' rows.
 pub(super) struct BoxBasis {
     pub(super) per_block: usize,
-    /// `weights[natural index][output]`, outputs row by row (at most 4 × 4).
-    weights: Vec<[f32; 16]>,
+    /// `axis[frequency][output]`: the mean of that frequency's cosine over each group.
+    axis: [[f32; 4]; 8],
 }
 
 impl BoxBasis {
     pub(super) fn new(per_block: usize) -> BoxBasis {
+        let per_block = per_block.clamp(1, 4);
         let group = 8 / per_block;
-        let axis: Vec<Vec<f32>> = (0..8)
-            .map(|frequency| {
-                let scale = if frequency == 0 {
-                    std::f64::consts::FRAC_1_SQRT_2
-                } else {
-                    1.0
-                } / 2.0;
-                (0..per_block)
-                    .map(|output| {
-                        let mean = (output * group..(output + 1) * group)
-                            .map(|x| {
-                                let angle = (2 * x + 1) as f64 * frequency as f64;
-                                (angle * std::f64::consts::PI / 16.0).cos()
-                            })
-                            .sum::<f64>()
-                            / group as f64;
-                        (scale * mean) as f32
+        let mut axis = [[0f32; 4]; 8];
+        for (frequency, means) in axis.iter_mut().enumerate() {
+            let scale = if frequency == 0 {
+                std::f64::consts::FRAC_1_SQRT_2
+            } else {
+                1.0
+            } / 2.0;
+            for (output, mean) in means.iter_mut().take(per_block).enumerate() {
+                let sum: f64 = (output * group..(output + 1) * group)
+                    .map(|x| {
+                        let angle = (2 * x + 1) as f64 * frequency as f64;
+                        (angle * std::f64::consts::PI / 16.0).cos()
                     })
-                    .collect()
-            })
-            .collect();
-        let weights = (0..64)
-            .map(|index| {
-                let (v, u) = (index / 8, index % 8);
-                let mut out = [0f32; 16];
-                for y in 0..per_block {
-                    for x in 0..per_block {
-                        out[y * per_block + x] = axis[v][y] * axis[u][x];
-                    }
-                }
-                out
-            })
-            .collect();
-        BoxBasis { per_block, weights }
+                    .sum();
+                *mean = (scale * sum / group as f64) as f32;
+            }
+        }
+        BoxBasis { per_block, axis }
     }
 
-    /// The block's reduced samples, `per_block` × `per_block`, row by row.
+    /// The block's reduced samples, `per_block` × `per_block`, row by row (the first
+    /// `per_block²` of the sixteen).
     #[inline]
-    pub(super) fn block(&self, nonzero: &[(u8, i32)]) -> [u8; 16] {
-        // As many sums as samples, so that each coefficient costs one vector operation.
-        fn sums<const N: usize>(weights: &[[f32; 16]], nonzero: &[(u8, i32)]) -> [u8; 16] {
-            let mut sums = [128f32; N];
-            for &(index, value) in nonzero {
-                let weights = &weights[usize::from(index & 63)];
+    pub(super) fn block(&self, block: &Coefficients) -> [u8; 16] {
+        let n = self.per_block;
+        // sums[y][x], four lanes whatever `per_block` (the unused ones stay unread).
+        let mut sums = [[128f32; 4]; 4];
+        let mut rows = block.nonzero_rows;
+        while rows != 0 {
+            let v = rows.trailing_zeros() as usize;
+            rows &= rows - 1;
+            // Along the row: this row's contribution to each output column.
+            let mut across = [0f32; 4];
+            for (&value, means) in block.rows[v].iter().zip(&self.axis) {
                 let value = value as f32;
-                for (sum, weight) in sums.iter_mut().zip(weights) {
-                    *sum += weight * value;
+                for (a, mean) in across.iter_mut().zip(means) {
+                    *a += mean * value;
                 }
             }
-            let mut out = [0u8; 16];
-            for (o, s) in out.iter_mut().zip(sums) {
-                // +0.5 and truncation: round half up, within 0..=255.
-                *o = (s + 0.5).clamp(0.0, 255.0) as u8;
+            // Down: weighted into each output row.
+            for (sum_row, &mean) in sums.iter_mut().zip(&self.axis[v]).take(n) {
+                for (sum, a) in sum_row.iter_mut().zip(across) {
+                    *sum += mean * a;
+                }
             }
-            out
         }
-        match self.per_block {
-            1 => sums::<1>(&self.weights, nonzero),
-            2 => sums::<4>(&self.weights, nonzero),
-            _ => sums::<16>(&self.weights, nonzero),
+        let mut out = [0u8; 16];
+        for y in 0..n {
+            for x in 0..n {
+                // +0.5 and truncation: round half up, within 0..=255.
+                out[y * n + x] = (sums[y][x] + 0.5).clamp(0.0, 255.0) as u8;
+            }
         }
+        out
     }
 }
 
@@ -354,6 +436,88 @@ impl YccToRgb {
     }
 }
 
+/// [`Idct::samples`] in Wasm's simd128, written out: LLVM vectorises the portable loops
+/// in one build and not in the next (the first pass came out as eight scalar multiplies
+/// once the code around it changed), and in Wasm that decides the decode's speed. The
+/// arithmetic is the portable path's, lane for lane: wrapping 32-bit multiply-adds, the
+/// same rounding shifts; the clamp to 0..=255 is two saturating narrowings.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use super::{Coefficients, Picked, CONST_BITS, PASS1_BITS, PASS2_SHIFT};
+    use core::arch::wasm32::*;
+
+    #[inline]
+    fn load(lanes: &[i32]) -> v128 {
+        debug_assert!(lanes.len() >= 4);
+        // SAFETY: `lanes` holds at least four i32 (every caller passes a half of an
+        // `[i32; 8]`); `v128_load` reads 16 bytes with no alignment requirement.
+        unsafe { v128_load(lanes.as_ptr().cast()) }
+    }
+
+    #[inline]
+    pub(super) fn samples(weights: &[i32; 8], block: &Coefficients, pick: &Picked) -> [u8; 8] {
+        // First pass: workspace row = Σ over nonzero coefficient rows of weight × row.
+        // Straight-line over the eight rows, each behind its bit: a loop's back-edge
+        // carries wasmtime's epoch check, around which Cranelift keeps both sums in
+        // stack slots (a store and a load per row).
+        let (mut low, mut high) = (i32x4_splat(0), i32x4_splat(0));
+        for (k, (row, &weight)) in block.rows.iter().zip(weights).enumerate() {
+            if block.nonzero_rows & (1 << k) != 0 {
+                let weight = i32x4_splat(weight);
+                low = i32x4_add(low, i32x4_mul(weight, load(&row[..4])));
+                high = i32x4_add(high, i32x4_mul(weight, load(&row[4..])));
+            }
+        }
+        let round = i32x4_splat(1 << (CONST_BITS - PASS1_BITS - 1));
+        let low = i32x4_shr(i32x4_add(low, round), CONST_BITS - PASS1_BITS);
+        let high = i32x4_shr(i32x4_add(high, round), CONST_BITS - PASS1_BITS);
+        // Second pass: each workspace value broadcast and weighted into the picked lanes.
+        let w = &pick.weights;
+        let term = |value: v128, k: usize, half: usize| {
+            i32x4_mul(value, load(&w[k][4 * half..4 * half + 4]))
+        };
+        let spread = [
+            i32x4_shuffle::<0, 0, 0, 0>(low, low),
+            i32x4_shuffle::<1, 1, 1, 1>(low, low),
+            i32x4_shuffle::<2, 2, 2, 2>(low, low),
+            i32x4_shuffle::<3, 3, 3, 3>(low, low),
+            i32x4_shuffle::<0, 0, 0, 0>(high, high),
+            i32x4_shuffle::<1, 1, 1, 1>(high, high),
+            i32x4_shuffle::<2, 2, 2, 2>(high, high),
+            i32x4_shuffle::<3, 3, 3, 3>(high, high),
+        ];
+        let sum = |half: usize| {
+            let mut sum = term(spread[0], 0, half);
+            for (k, &value) in spread.iter().enumerate().skip(1) {
+                sum = i32x4_add(sum, term(value, k, half));
+            }
+            let round = i32x4_splat(1 << (PASS2_SHIFT - 1));
+            i32x4_add(
+                i32x4_shr(i32x4_add(sum, round), PASS2_SHIFT),
+                i32x4_splat(128),
+            )
+        };
+        let first = sum(0);
+        let second = if pick.count > 4 {
+            sum(1)
+        } else {
+            i32x4_splat(0)
+        };
+        // Saturating i32 → i16 → u8: the clamp to 0..=255.
+        let bytes = u8x16_narrow_i16x8(i16x8_narrow_i32x4(first, second), i16x8_splat(0));
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&u8x16_to_array(bytes)[..8]);
+        out
+    }
+
+    fn u8x16_to_array(v: v128) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        // SAFETY: `out` is 16 bytes; `v128_store` has no alignment requirement.
+        unsafe { v128_store(out.as_mut_ptr().cast(), v) };
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,41 +528,56 @@ mod tests {
         for column in 0..8 {
             let input = std::array::from_fn(|row| coefficients[row * 8 + column]);
             for (row, value) in butterfly(input).into_iter().enumerate() {
-                workspace[row * 8 + column] = (value + (1 << 10)) >> 11;
+                workspace[row * 8 + column] = value.wrapping_add(1 << 10) >> 11;
             }
         }
         let mut out = [0u8; 64];
         for row in 0..8 {
             let input = std::array::from_fn(|column| workspace[row * 8 + column]);
             for (column, value) in butterfly(input).into_iter().enumerate() {
-                out[row * 8 + column] = (((value + (1 << 17)) >> 18) + 128).clamp(0, 255) as u8;
+                out[row * 8 + column] =
+                    ((value.wrapping_add(1 << 17) >> 18) + 128).clamp(0, 255) as u8;
             }
         }
         out
     }
 
     #[test]
-    fn one_sample_at_a_time_equals_the_whole_block() {
+    fn picked_samples_equal_the_whole_block() {
         let idct = Idct::new();
         let mut seed = 12345u32;
-        for _ in 0..500 {
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed
+        };
+        let mut block = Coefficients::new();
+        for round in 0..500 {
             let mut coefficients = [0i32; 64];
-            let mut nonzero = Vec::new();
+            block.clear();
             for (index, c) in coefficients.iter_mut().enumerate() {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if seed >> 28 < 5 {
-                    *c = (seed >> 8) as i32 % 600 - 300;
-                    nonzero.push((index as u8, *c));
+                if next() >> 28 < 5 {
+                    // Large values too, as damaged data carries: the arithmetic wraps as
+                    // libjpeg-turbo's SIMD code does.
+                    let range = if round % 50 == 0 { 1 << 20 } else { 600 };
+                    *c = (next() >> 8) as i32 % range - range / 2;
+                    if *c != 0 {
+                        block.set(index as u8, *c);
+                    }
                 }
             }
             let whole = reference_idct(&coefficients);
-            let block = Coefficients::new(&nonzero);
+            // Every column, then a random subset of 1–8 in ascending order.
+            let all = idct.pick(0..8);
+            let mask = (next() >> 24) as u8 | 1;
+            let some: Vec<usize> = (0..8).filter(|c| mask & (1 << c) != 0).collect();
+            let few = idct.pick(some.iter().copied());
+            assert_eq!(few.len(), some.len());
             for row in 0..8 {
-                let workspace = idct.first_pass_row(row, &block);
-                for column in 0..8 {
-                    assert_eq!(idct.sample(column, &workspace), whole[row * 8 + column]);
+                assert_eq!(idct.samples(row, &block, &all), whole[row * 8..row * 8 + 8]);
+                let samples = idct.samples(row, &block, &few);
+                for (lane, &column) in some.iter().enumerate() {
+                    assert_eq!(samples[lane], whole[row * 8 + column], "row {row} {some:?}");
                 }
-                assert_eq!(idct.row(&workspace), whole[row * 8..row * 8 + 8]);
             }
         }
     }
@@ -407,10 +586,55 @@ mod tests {
     fn a_flat_block_has_its_dc_level() {
         let idct = Idct::new();
         // DC 80 (dequantised) is a level of 80 / 8 = 10 above 128.
-        let workspace = idct.first_pass_row(3, &Coefficients::new(&[(0, 80)]));
-        assert_eq!(idct.sample(5, &workspace), 138);
-        let basis = BoxBasis::new(2);
-        assert_eq!(basis.block(&[(0, 80)])[..4], [138; 4]);
+        let mut block = Coefficients::new();
+        block.set(0, 80);
+        assert_eq!(idct.samples(3, &block, &idct.pick([5]))[0], 138);
+        for per_block in [1, 2, 4] {
+            let preview = BoxBasis::new(per_block).block(&block);
+            assert!(preview[..per_block * per_block].iter().all(|&p| p == 138));
+        }
+    }
+
+    #[test]
+    fn the_preview_is_the_box_average_of_the_exact_block() {
+        // A reduced sample is the mean of its group of the block's samples, before their
+        // rounding: within one level of the mean of libjpeg-turbo's rounded samples.
+        let mut seed = 777u32;
+        for _ in 0..200 {
+            let mut coefficients = [0i32; 64];
+            let mut block = Coefficients::new();
+            for (index, c) in coefficients.iter_mut().enumerate().take(24) {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                if seed >> 29 < 3 {
+                    *c = (seed >> 8) as i32 % 200 - 100;
+                    if *c != 0 {
+                        block.set(index as u8, *c);
+                    }
+                }
+            }
+            let whole = reference_idct(&coefficients);
+            // Only where no sample clamps, so the mean is of the unclamped values.
+            if whole.iter().any(|&s| s == 0 || s == 255) {
+                continue;
+            }
+            for per_block in [1usize, 2, 4] {
+                let group = 8 / per_block;
+                let preview = BoxBasis::new(per_block).block(&block);
+                for y in 0..per_block {
+                    for x in 0..per_block {
+                        let mut sum = 0f32;
+                        for yy in 0..group {
+                            for xx in 0..group {
+                                sum += f32::from(whole[(y * group + yy) * 8 + x * group + xx]);
+                            }
+                        }
+                        let mean = sum / (group * group) as f32;
+                        let got = f32::from(preview[y * per_block + x]);
+                        assert!((got - mean).abs() <= 1.0, "{per_block}: {got} vs {mean}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

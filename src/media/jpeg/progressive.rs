@@ -20,6 +20,7 @@
 //! another way. Every progression an encoder writes for a complete image finishes them.
 
 use super::huffman::{Bits, Table};
+use super::pixels::Coefficients;
 use super::resume::{ScanCursor, StoppedBands, MAX_SCANS, MAX_TABLE_SEGMENTS};
 use super::{
     assemble, data_end, may_stop, segment, Component, Decoder, Frame, JpegError, Progress, Started,
@@ -371,20 +372,20 @@ impl Decoder<'_> {
             cursor.bits = bits.state();
         }
         // The band's blocks are complete: sample them as a sequential decode does.
-        let mut nonzero: Vec<(u8, i32)> = Vec::with_capacity(64);
+        let mut dense = Coefficients::new();
         for (index, (component, band)) in frame.components.iter().zip(&bands).enumerate() {
             let wide = component.blocks_wide as usize;
             let quant = &script.quant[index];
             for (at, block) in coefficients[index].iter().enumerate() {
-                nonzero.clear();
                 for (k, &value) in block.iter().enumerate() {
                     if value != 0 {
                         let value = i32::from(value).wrapping_mul(i32::from(quant[k]));
-                        nonzero.push((super::NATURAL[k], value));
+                        dense.set(super::NATURAL[k], value);
                     }
                 }
                 let (y, x) = (band.start as usize + at / wide, at % wide);
-                self.use_block(&mut started.wanted[index], y, x, &nonzero);
+                self.use_block(&mut started.wanted[index], y, x, &dense);
+                dense.clear();
             }
         }
         Ok(())
