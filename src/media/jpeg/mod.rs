@@ -762,9 +762,15 @@ impl Decoder<'_> {
         if row_start < row_end && column_start < column_end {
             let stride = wanted.columns.len();
             let pick = &wanted.picks[block_x];
+            // A block without vertical detail (most of a photo's chroma, its flat areas)
+            // has the same samples on every row: computed once.
+            let alike = block.rows_alike();
+            let mut samples = [0u8; 8];
             for r in row_start..row_end {
-                let local_row = (wanted.rows[r] as usize) - 8 * block_y;
-                let samples = self.idct.samples(local_row, block, pick);
+                if r == row_start || !alike {
+                    let local_row = (wanted.rows[r] as usize) - 8 * block_y;
+                    samples = self.idct.samples(local_row, block, pick);
+                }
                 let start = r * stride + column_start;
                 let out = &mut wanted.samples[start..start + pick.len()];
                 for (o, s) in out.iter_mut().zip(samples) {

@@ -229,6 +229,14 @@ impl Coefficients {
         self.nonzero_rows |= 1 << row;
     }
 
+    /// Whether every row of the first pass is the same: only the first coefficient row
+    /// holds values, and its weight is the same for every output row (the butterfly's
+    /// `tmp0`/`tmp1`, `z2 << CONST_BITS`).
+    #[inline]
+    pub(super) fn rows_alike(&self) -> bool {
+        self.nonzero_rows <= 1
+    }
+
     /// Back to all zeros.
     #[inline]
     pub(super) fn clear(&mut self) {
@@ -580,6 +588,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_block_whose_rows_are_alike_has_one_row_eight_times() {
+        let mut seed = 99u32;
+        for _ in 0..200 {
+            let mut coefficients = [0i32; 64];
+            let mut block = Coefficients::new();
+            for (index, c) in coefficients.iter_mut().enumerate().take(8) {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *c = (seed >> 8) as i32 % 2000 - 1000;
+                block.set(index as u8, *c);
+            }
+            assert!(block.rows_alike());
+            let whole = reference_idct(&coefficients);
+            for row in 1..8 {
+                assert_eq!(whole[row * 8..row * 8 + 8], whole[..8]);
+            }
+        }
+        let mut block = Coefficients::new();
+        block.set(8, 5);
+        assert!(!block.rows_alike());
     }
 
     #[test]
