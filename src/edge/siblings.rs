@@ -233,7 +233,11 @@ impl<'a> Relay<'a> {
                 .map_err(InferenceError::Model)?;
             work.next += 1;
             ran += 1;
-            let cost = cpu_ms().saturating_sub(used);
+            // At least 1: the clock counts whole milliseconds and no segment is free. A
+            // clock that did not move across a segment would otherwise let a budget of 0,
+            // documented as handing every segment on, run the next one here (the likely
+            // cause of a CI failure on a loaded host: a sibling ran two segments).
+            let cost = cpu_ms().saturating_sub(used).max(1);
             estimate = if ran == 1 { cost } else { estimate.max(cost) };
         }
         Ok(work.tensor)
