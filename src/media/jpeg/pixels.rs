@@ -456,9 +456,10 @@ mod simd {
 
     #[inline]
     fn load(lanes: &[i32]) -> v128 {
-        debug_assert!(lanes.len() >= 4);
-        // SAFETY: `lanes` holds at least four i32 (every caller passes a half of an
-        // `[i32; 8]`); `v128_load` reads 16 bytes with no alignment requirement.
+        // Every caller passes four lanes of an `[i32; 8]`: the check folds away.
+        assert!(lanes.len() >= 4);
+        // SAFETY: `lanes` holds at least four i32 (checked above); `v128_load` reads 16
+        // bytes with no alignment requirement.
         unsafe { v128_load(lanes.as_ptr().cast()) }
     }
 
