@@ -551,33 +551,51 @@ mod tests {
         out
     }
 
+    /// A deterministic pseudo-random sequence (a linear congruential generator).
+    struct Lcg(u32);
+
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            self.0
+        }
+    }
+
+    /// A random block over the first `positions` natural indices, each nonzero with a
+    /// chance of `chance_in_16` in 16, within ±`range / 2`: as an array for
+    /// [`reference_idct`] and as [`Coefficients`].
+    fn random_block(
+        rng: &mut Lcg,
+        positions: usize,
+        chance_in_16: u32,
+        range: i32,
+    ) -> ([i32; 64], Coefficients) {
+        let mut coefficients = [0i32; 64];
+        let mut block = Coefficients::new();
+        for (index, c) in coefficients.iter_mut().enumerate().take(positions) {
+            if rng.next() >> 28 < chance_in_16 {
+                *c = (rng.next() >> 8) as i32 % range - range / 2;
+                if *c != 0 {
+                    block.set(index as u8, *c);
+                }
+            }
+        }
+        (coefficients, block)
+    }
+
     #[test]
     fn picked_samples_equal_the_whole_block() {
         let idct = Idct::new();
-        let mut seed = 12345u32;
-        let mut next = || {
-            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            seed
-        };
-        let mut block = Coefficients::new();
+        let mut rng = Lcg(12345);
         for round in 0..500 {
-            let mut coefficients = [0i32; 64];
-            block.clear();
-            for (index, c) in coefficients.iter_mut().enumerate() {
-                if next() >> 28 < 5 {
-                    // Large values too, as damaged data carries: the arithmetic wraps as
-                    // libjpeg-turbo's SIMD code does.
-                    let range = if round % 50 == 0 { 1 << 20 } else { 600 };
-                    *c = (next() >> 8) as i32 % range - range / 2;
-                    if *c != 0 {
-                        block.set(index as u8, *c);
-                    }
-                }
-            }
+            // Large values too, as damaged data carries: the arithmetic wraps as
+            // libjpeg-turbo's SIMD code does.
+            let range = if round % 50 == 0 { 1 << 20 } else { 600 };
+            let (coefficients, block) = random_block(&mut rng, 64, 5, range);
             let whole = reference_idct(&coefficients);
             // Every column, then a random subset of 1–8 in ascending order.
             let all = idct.pick(0..8);
-            let mask = (next() >> 24) as u8 | 1;
+            let mask = (rng.next() >> 24) as u8 | 1;
             let some: Vec<usize> = (0..8).filter(|c| mask & (1 << c) != 0).collect();
             let few = idct.pick(some.iter().copied());
             assert_eq!(few.len(), some.len());
@@ -593,15 +611,9 @@ mod tests {
 
     #[test]
     fn a_block_whose_rows_are_alike_has_one_row_eight_times() {
-        let mut seed = 99u32;
+        let mut rng = Lcg(99);
         for _ in 0..200 {
-            let mut coefficients = [0i32; 64];
-            let mut block = Coefficients::new();
-            for (index, c) in coefficients.iter_mut().enumerate().take(8) {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                *c = (seed >> 8) as i32 % 2000 - 1000;
-                block.set(index as u8, *c);
-            }
+            let (coefficients, block) = random_block(&mut rng, 8, 16, 2000);
             assert!(block.rows_alike());
             let whole = reference_idct(&coefficients);
             for row in 1..8 {
@@ -630,19 +642,9 @@ mod tests {
     fn the_preview_is_the_box_average_of_the_exact_block() {
         // A reduced sample is the mean of its group of the block's samples, before their
         // rounding: within one level of the mean of libjpeg-turbo's rounded samples.
-        let mut seed = 777u32;
+        let mut rng = Lcg(777);
         for _ in 0..200 {
-            let mut coefficients = [0i32; 64];
-            let mut block = Coefficients::new();
-            for (index, c) in coefficients.iter_mut().enumerate().take(24) {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if seed >> 29 < 3 {
-                    *c = (seed >> 8) as i32 % 200 - 100;
-                    if *c != 0 {
-                        block.set(index as u8, *c);
-                    }
-                }
-            }
+            let (coefficients, block) = random_block(&mut rng, 24, 6, 200);
             let whole = reference_idct(&coefficients);
             // Only where no sample clamps, so the mean is of the unclamped values.
             if whole.iter().any(|&s| s == 0 || s == 255) {
