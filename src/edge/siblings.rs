@@ -27,7 +27,7 @@ use super::{body, cache, model, respond, wait};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
 use edge_moderation::media::ImageFormat;
-use edge_moderation::moderation::budget::Pace;
+use edge_moderation::moderation::budget::{Pace, SegmentCosts};
 use edge_moderation::moderation::handoff::Handoff;
 use edge_moderation::moderation::record::ContentHash;
 use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Resumed, Subject};
@@ -45,10 +45,11 @@ pub const IMAGE_ROUTE: &str = headers::SIBLING_IMAGE_ROUTE;
 pub const SECRET_STORE: &str = "moderation";
 pub const SECRET_KEY: &str = "sibling_key";
 const KEY_HEADER: &str = headers::SIBLING_KEY;
-/// What one segment is assumed to cost before this instance has run one: a fresh
-/// instance's first segment measured up to ~13 ms (p50) under Viceroy on Zen 5; 10 let the
-/// instance that finished a large JPEG's decode overshoot to 43-47 ms. This and the
-/// reserves below are Zen 5 costs, scaled by the instance's [`Pace`].
+/// What the first segment is assumed to cost before this instance has run one (the others
+/// in proportion, [`SegmentCosts`]): a fresh instance's first segment measured up to ~13 ms
+/// (p50) under Viceroy on Zen 5; 10 let the instance that finished a large JPEG's decode
+/// overshoot to 43-47 ms. This and the reserves below are Zen 5 costs, scaled by the
+/// instance's [`Pace`].
 const FIRST_SEGMENT_ESTIMATE_MS: u64 = 14;
 /// The largest job a sibling reads: an image within any policy's byte limit plus a
 /// decoder's state fit well within it; the instance's memory is 128 MB.
@@ -219,10 +220,12 @@ impl<'a> Relay<'a> {
         if self.decoded_here && available() {
             return self.hand_off(work);
         }
-        let (mut ran, mut estimate) = (0, self.paced(FIRST_SEGMENT_ESTIMATE_MS));
+        let mut costs = SegmentCosts::new(self.paced(FIRST_SEGMENT_ESTIMATE_MS));
+        let mut ran = 0;
         let reserved = self.paced(self.reserved_ms);
         while work.next < count {
             let used = cpu_ms();
+            let estimate = costs.estimate(work.next);
             let over_budget = used + estimate + reserved > self.budget_ms;
             if over_budget && !(self.must_run_one && ran == 0) && available() {
                 return self.hand_off(work);
@@ -231,14 +234,13 @@ impl<'a> Relay<'a> {
                 .classifier
                 .run_segment(work.next, work.tensor)
                 .map_err(InferenceError::Model)?;
-            work.next += 1;
-            ran += 1;
             // At least 1: the clock counts whole milliseconds and no segment is free. A
             // clock that did not move across a segment would otherwise let a budget of 0,
             // documented as handing every segment on, run the next one here (the likely
             // cause of a CI failure on a loaded host: a sibling ran two segments).
-            let cost = cpu_ms().saturating_sub(used).max(1);
-            estimate = if ran == 1 { cost } else { estimate.max(cost) };
+            costs.ran(work.next, cpu_ms().saturating_sub(used).max(1));
+            work.next += 1;
+            ran += 1;
         }
         Ok(work.tensor)
     }

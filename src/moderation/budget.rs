@@ -131,6 +131,63 @@ impl Pace {
     }
 }
 
+/// Each inference segment's share of the network's CPU ([`crate::classifier::SEGMENTS`]
+/// of them, cut at equal convolution counts, not equal costs). Measured per segment in
+/// fresh instances under Viceroy (Zen 4, family 25 model 17, pace 1.27; 1024×768 JPEGs,
+/// 10 requests): the first, which holds the 112×112 layers, took 11–15 ms (median 12),
+/// the others 3–5, 3–6 and 3–7 (medians 4, 4, 5), whether or not they ran first in their
+/// instance.
+const SEGMENT_SHARES: [u64; crate::classifier::SEGMENTS] = [12, 4, 4, 5];
+
+/// What the next inference segment will cost in this instance, from what the segments
+/// run here so far cost, in proportion to their [`SEGMENT_SHARES`]. The largest cost so
+/// far (what this replaced) takes the first segment's 12 ms for each of the others: a
+/// 1024×768 JPEG whose whole request fits in ~38 ms was handed on before its last
+/// segment, and the hand-off added ~9 ms to its latency.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentCosts {
+    /// The first segment's estimate before any has run here (already paced).
+    first_ms: u64,
+    /// The shares and the CPU of the segments run here.
+    ran_shares: u64,
+    ran_ms: u64,
+}
+
+impl SegmentCosts {
+    /// `first_ms`: segment 0's expected cost in a fresh instance, at this instance's pace.
+    pub fn new(first_ms: u64) -> Self {
+        SegmentCosts {
+            first_ms,
+            ran_shares: 0,
+            ran_ms: 0,
+        }
+    }
+
+    /// Records that `segment` ran here in `ms` of CPU.
+    pub fn ran(&mut self, segment: usize, ms: u64) {
+        self.ran_shares += share(segment);
+        self.ran_ms += ms;
+    }
+
+    /// `segment`'s expected cost here (rounded up; at least 1 ms).
+    pub fn estimate(&self, segment: usize) -> u64 {
+        let (ms, shares) = match self.ran_shares {
+            0 => (self.first_ms, SEGMENT_SHARES[0]),
+            ran => (self.ran_ms, ran),
+        };
+        (ms * share(segment)).div_ceil(shares).max(1)
+    }
+}
+
+/// A segment's share; past the table (a network cut differently), the largest, so the
+/// estimate errs toward handing on.
+fn share(segment: usize) -> u64 {
+    SEGMENT_SHARES
+        .get(segment)
+        .copied()
+        .unwrap_or_else(|| SEGMENT_SHARES.iter().copied().max().unwrap_or(1))
+}
+
 /// One window's work: ~8 µs at the reference pace, well inside Viceroy's 50 µs epoch
 /// period, and long enough for a clock of a microsecond to time it within ~12%.
 const CALIBRATION_ROUNDS: u32 = 60;
@@ -198,6 +255,36 @@ mod tests {
         coarse.extend([1_000; 4]);
         assert_eq!(Pace::from_windows(micros(&coarse)), Pace::REFERENCE);
         assert_eq!(Pace::from_windows(Vec::new()), Pace::REFERENCE);
+    }
+
+    #[test]
+    fn a_segment_is_expected_to_cost_its_share_of_what_ran_here() {
+        // Before anything ran: the first segment's estimate, the others in proportion.
+        let fresh = SegmentCosts::new(18);
+        assert_eq!(fresh.estimate(0), 18);
+        assert_eq!(fresh.estimate(1), 6);
+        assert_eq!(fresh.estimate(3), 8);
+        // The 1024×768 request's instance: 12 ms for the first, so 4, 4 and 5 for the
+        // rest, where the largest-so-far rule expected 12 each.
+        let mut costs = SegmentCosts::new(18);
+        costs.ran(0, 12);
+        assert_eq!(
+            (costs.estimate(1), costs.estimate(2), costs.estimate(3)),
+            (4, 4, 5)
+        );
+        costs.ran(1, 4);
+        costs.ran(2, 4);
+        assert_eq!(costs.estimate(3), 5);
+        // A slower instance (a sibling that started at segment 1 on a busy host) expects
+        // the rest slower in proportion.
+        let mut slow = SegmentCosts::new(18);
+        slow.ran(1, 8);
+        assert_eq!((slow.estimate(2), slow.estimate(3)), (8, 10));
+        // A clock that did not move still expects something; past the table, the largest.
+        let mut idle = SegmentCosts::new(0);
+        assert_eq!(idle.estimate(2), 1);
+        idle.ran(0, 12);
+        assert_eq!(idle.estimate(SEGMENT_SHARES.len()), 12);
     }
 
     #[test]
