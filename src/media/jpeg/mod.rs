@@ -885,10 +885,9 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
         };
     }
     let ycc = YccToRgb::new();
-    let mut rgb = Vec::with_capacity(planes[0].len() * 3);
-    for ((&y, &cb), &cr) in planes[0].iter().zip(&planes[1]).zip(&planes[2]) {
-        rgb.extend_from_slice(&ycc.rgb(y, cb, cr));
-    }
+    let pixels = planes[0].len().min(planes[1].len()).min(planes[2].len());
+    let mut rgb = vec![0u8; pixels * 3];
+    ycc.convert(&planes[0], &planes[1], &planes[2], &mut rgb);
     let pixels = RgbImage::from_raw(columns, rows, rgb);
     // One loop per row over three slices of one length: each component's row is first
     // spread to the preview's width (repeated where subsampled, grey past its end). At
@@ -906,9 +905,7 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
             spread_row(row, step, spread);
         }
         let [luma, cb, cr] = &spread;
-        for (((pixel, &y), &cb), &cr) in out.chunks_exact_mut(3).zip(luma).zip(cb).zip(cr) {
-            pixel.copy_from_slice(&ycc.rgb(y, cb, cr));
-        }
+        ycc.convert(luma, cb, cr, out);
     }
     Sampled {
         width: frame.width,

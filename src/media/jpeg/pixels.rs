@@ -414,21 +414,51 @@ pub(super) struct YccToRgb {
     cb_b: [i32; 256],
     cr_g: [i32; 256],
     cb_g: [i32; 256],
+    /// The tables' factors, `FIX(1.40200)`, `FIX(1.77200)`, `FIX(0.71414)` and
+    /// `FIX(0.34414)`: the simd128 path computes the entries instead of looking them up.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", target_feature = "simd128")),
+        allow(dead_code)
+    )]
+    fixed: [i32; 4],
 }
+
+/// libjpeg's fixed point for the colour conversion: 16 fraction bits, rounding by a half.
+const YCC_SCALEBITS: u32 = 16;
+const YCC_ONE_HALF: i32 = 1 << (YCC_SCALEBITS - 1);
 
 impl YccToRgb {
     pub(super) fn new() -> YccToRgb {
-        const SCALEBITS: u32 = 16;
-        const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
-        let fix = |x: f64| (x * f64::from(1u32 << SCALEBITS) + 0.5) as i64;
+        let fix = |x: f64| (x * f64::from(1u32 << YCC_SCALEBITS) + 0.5) as i32;
+        let fixed = [fix(1.40200), fix(1.77200), fix(0.71414), fix(0.34414)];
+        let [r_cr, b_cb, g_cr, g_cb] = fixed.map(i64::from);
+        let half = i64::from(YCC_ONE_HALF);
         let table = |f: &dyn Fn(i64) -> i64| -> [i32; 256] {
             std::array::from_fn(|i| f(i as i64 - 128) as i32)
         };
         YccToRgb {
-            cr_r: table(&|x| (fix(1.40200) * x + ONE_HALF) >> SCALEBITS),
-            cb_b: table(&|x| (fix(1.77200) * x + ONE_HALF) >> SCALEBITS),
-            cr_g: table(&|x| -fix(0.71414) * x),
-            cb_g: table(&|x| -fix(0.34414) * x + ONE_HALF),
+            cr_r: table(&|x| (r_cr * x + half) >> YCC_SCALEBITS),
+            cb_b: table(&|x| (b_cb * x + half) >> YCC_SCALEBITS),
+            cr_g: table(&|x| -g_cr * x),
+            cb_g: table(&|x| -g_cb * x + half),
+            fixed,
+        }
+    }
+
+    /// Planar samples to interleaved RGB, as [`YccToRgb::rgb`] per pixel, over as many
+    /// pixels as the shortest of the four slices holds (`out` three bytes a pixel). In
+    /// Wasm, sixteen pixels at a time in simd128: the 448×448 model pixels and the
+    /// 512×384 preview of a 1024×768 JPEG went through the tables one pixel at a time, a
+    /// large part of `assemble`, itself ~15% of the decode in Wasm.
+    pub(super) fn convert(&self, y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let done = simd::ycc_to_rgb(self.fixed, y, cb, cr, out);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let done = 0;
+        let rest = out.get_mut(3 * done..).unwrap_or_default();
+        let samples = y.iter().zip(cb).zip(cr).skip(done);
+        for (pixel, ((&y, &cb), &cr)) in rest.chunks_exact_mut(3).zip(samples) {
+            pixel.copy_from_slice(&self.rgb(y, cb, cr));
         }
     }
 
@@ -519,6 +549,87 @@ mod simd {
         out
     }
 
+    /// Where each byte of three interleaved RGB vectors (16 pixels) comes from in one
+    /// channel's vector: the pixel, or 0x80 (not this channel: `i8x16_swizzle` gives 0).
+    const fn interleave(channel: usize) -> [[u8; 16]; 3] {
+        let mut picks = [[0x80u8; 16]; 3];
+        let mut at = 0;
+        while at < 48 {
+            if at % 3 == channel {
+                picks[at / 16][at % 16] = (at / 3) as u8;
+            }
+            at += 1;
+        }
+        picks
+    }
+    const PICKS: [[[u8; 16]; 3]; 3] = [interleave(0), interleave(1), interleave(2)];
+
+    /// [`super::YccToRgb::convert`]'s whole groups of 16 pixels; returns how many pixels
+    /// it wrote. Each table entry is computed as libjpeg computes it, in 32-bit lanes
+    /// (`(FIX(c) · (x − 128) + ONE_HALF) >> 16`, the green one summed before its shift),
+    /// and the clamp to 0..=255 is two saturating narrowings.
+    pub(super) fn ycc_to_rgb(
+        fixed: [i32; 4],
+        y: &[u8],
+        cb: &[u8],
+        cr: &[u8],
+        out: &mut [u8],
+    ) -> usize {
+        use super::YCC_ONE_HALF;
+        let pixels = y.len().min(cb.len()).min(cr.len()).min(out.len() / 3) / 16 * 16;
+        let [r_cr, b_cb, g_cr, g_cb] = fixed.map(|f| i32x4_splat(f));
+        let (half, centre) = (i32x4_splat(YCC_ONE_HALF), i32x4_splat(128));
+        // SAFETY (every load and store below): each reads or writes 16 bytes within a
+        // slice of at least that length, taken with bounds checks; no alignment needed.
+        let picks = PICKS.map(|vectors| vectors.map(|p| unsafe { v128_load(p.as_ptr().cast()) }));
+        let load16 = |samples: &[u8], at: usize| -> [v128; 4] {
+            let bytes = unsafe { v128_load(samples[at..at + 16].as_ptr().cast()) };
+            let (low, high) = (
+                u16x8_extend_low_u8x16(bytes),
+                u16x8_extend_high_u8x16(bytes),
+            );
+            [
+                u32x4_extend_low_u16x8(low),
+                u32x4_extend_high_u16x8(low),
+                u32x4_extend_low_u16x8(high),
+                u32x4_extend_high_u16x8(high),
+            ]
+        };
+        let narrow = |lanes: [v128; 4]| {
+            u8x16_narrow_i16x8(
+                i16x8_narrow_i32x4(lanes[0], lanes[1]),
+                i16x8_narrow_i32x4(lanes[2], lanes[3]),
+            )
+        };
+        for at in (0..pixels).step_by(16) {
+            let (luma, blue, red) = (load16(y, at), load16(cb, at), load16(cr, at));
+            let mut channels = [[i32x4_splat(0); 4]; 3];
+            for quarter in 0..4 {
+                let (l, b, r) = (
+                    luma[quarter],
+                    i32x4_sub(blue[quarter], centre),
+                    i32x4_sub(red[quarter], centre),
+                );
+                let term = |fix: v128, x: v128| i32x4_mul(fix, x);
+                let shifted = |sum: v128| i32x4_shr(sum, super::YCC_SCALEBITS);
+                channels[0][quarter] = i32x4_add(l, shifted(i32x4_add(term(r_cr, r), half)));
+                let green = i32x4_sub(i32x4_sub(half, term(g_cb, b)), term(g_cr, r));
+                channels[1][quarter] = i32x4_add(l, shifted(green));
+                channels[2][quarter] = i32x4_add(l, shifted(i32x4_add(term(b_cb, b), half)));
+            }
+            let [r, g, b] = channels.map(narrow);
+            let target = &mut out[3 * at..3 * at + 48];
+            for (k, chunk) in target.chunks_exact_mut(16).enumerate() {
+                let vector = v128_or(
+                    v128_or(i8x16_swizzle(r, picks[0][k]), i8x16_swizzle(g, picks[1][k])),
+                    i8x16_swizzle(b, picks[2][k]),
+                );
+                unsafe { v128_store(chunk.as_mut_ptr().cast(), vector) };
+            }
+        }
+        pixels
+    }
+
     fn u8x16_to_array(v: v128) -> [u8; 16] {
         let mut out = [0u8; 16];
         // SAFETY: `out` is 16 bytes; `v128_store` has no alignment requirement.
@@ -549,6 +660,30 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every (Cb, Cr) pair, at black, white and a luma that varies with them, through the
+    /// row conversion (simd128 in Wasm) against the tables pixel by pixel: the same bytes,
+    /// clamped at both ends. An odd length leaves a tail for the per-pixel path.
+    #[test]
+    fn converting_rows_matches_the_tables_pixel_by_pixel() {
+        let ycc = YccToRgb::new();
+        let pairs = 256 * 256 + 5;
+        let cb: Vec<u8> = (0..pairs).map(|i| (i % 256) as u8).collect();
+        let cr: Vec<u8> = (0..pairs).map(|i| (i / 256 % 256) as u8).collect();
+        let varying: Vec<u8> = (0..pairs).map(|i| (i * 7 + i / 256 * 13) as u8).collect();
+        for y in [vec![0u8; pairs], vec![255u8; pairs], varying] {
+            let mut out = vec![0u8; pairs * 3];
+            ycc.convert(&y, &cb, &cr, &mut out);
+            for (i, pixel) in out.chunks_exact(3).enumerate() {
+                assert_eq!(pixel, ycc.rgb(y[i], cb[i], cr[i]), "pixel {i}");
+            }
+        }
+        // The shortest slice bounds the work; the rest of `out` is untouched.
+        let mut out = vec![9u8; 3 * 40];
+        ycc.convert(&cb[..40], &cb[..33], &cr[..40], &mut out);
+        assert!(out[3 * 33..].iter().all(|&b| b == 9));
+        assert_eq!(&out[3 * 32..3 * 33], ycc.rgb(cb[32], cb[32], cr[32]));
     }
 
     /// A deterministic pseudo-random sequence (a linear congruential generator).
