@@ -164,6 +164,8 @@ pub struct Relay<'a> {
     decoded_here: bool,
     /// CPU kept for the work after the inference (a rewrite), at the reference pace.
     reserved_ms: u64,
+    /// CPU kept for the work after this image's judging (an SVG's next image), the same.
+    after_ms: u64,
     /// The CPU when an animation's reading first asked before a frame here, and how
     /// many times it has asked: the frames read since cost their mean each. (The CPU
     /// clock counts whole milliseconds, about one frame of 400×300: one frame's own
@@ -186,6 +188,7 @@ impl<'a> Relay<'a> {
             must_run_one: false,
             decoded_here: false,
             reserved_ms: 0,
+            after_ms: 0,
             frames_since: None,
             frames_asked: 0,
             max_frames: policy.animations.max_frames as u64,
@@ -222,7 +225,7 @@ impl<'a> Relay<'a> {
         }
         let mut costs = SegmentCosts::new(self.paced(FIRST_SEGMENT_ESTIMATE_MS));
         let mut ran = 0;
-        let reserved = self.paced(self.reserved_ms);
+        let reserved = self.paced(self.reserved_ms + self.after_ms);
         while work.next < count {
             let used = cpu_ms();
             let estimate = costs.estimate(work.next);
@@ -330,13 +333,17 @@ impl Inference for Relay<'_> {
         self.reserved_ms = ms;
     }
 
+    fn reserve_after_ms(&mut self, ms: u64) {
+        self.after_ms = ms;
+    }
+
     fn decode_budget_spent(&mut self, finishing: bool) -> bool {
         let reserve = if finishing {
             DECODE_FINISH_RESERVE_MS
         } else {
             DECODE_HANDOFF_RESERVE_MS
         };
-        cpu_ms() + self.paced(reserve) > self.budget_ms && available()
+        cpu_ms() + self.paced(reserve + self.after_ms) > self.budget_ms && available()
     }
 
     fn frame_budget_spent(&mut self, finishing: bool) -> bool {

@@ -36,6 +36,13 @@ pub fn rewrite_reserve_ms(can_rewrite: bool, width: u32, height: u32) -> u64 {
     (pixels * REWRITE_MS_PER_MEGAPIXEL).div_ceil(1_000_000)
 }
 
+/// CPU an SVG's next embedded image costs in the instance before its inference (decode,
+/// PDQ, model input), kept while one follows: a 400×300 PNG's took 4 ms in fresh
+/// instances under Viceroy on a Zen 4 (family 25 model 17, pace 1.27), which put the
+/// instance judging an SVG's two rasters at 41–46 ms once segment estimates stopped
+/// erring high ([`SegmentCosts`]). 3.2 at the reference pace, rounded up.
+pub const NEXT_IMAGE_RESERVE_MS: u64 = 4;
+
 /// The operator's limits within the instance's memory.
 pub fn decode_limits(limits: &Limits) -> DecodeLimits {
     DecodeLimits {

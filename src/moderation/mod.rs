@@ -60,6 +60,14 @@ pub trait Inference {
         let _ = ms;
     }
 
+    /// Keeps `ms` more of this instance's CPU, beside [`Inference::reserve_ms`], for work
+    /// that follows this image's judging here and that no estimate covers (the next image
+    /// an SVG embeds: its decode, hash and model input), until set again. Nothing, unless
+    /// the glue says so.
+    fn reserve_after_ms(&mut self, ms: u64) {
+        let _ = ms;
+    }
+
     /// The moderation of an image whose decode (or animation's reading) stopped here, by
     /// a sibling that resumes it from `state` (only asked after
     /// [`Inference::decode_budget_spent`] or [`Inference::frame_budget_spent`] said yes).
@@ -97,6 +105,9 @@ impl<T: Inference + ?Sized> Inference for &mut T {
     }
     fn reserve_ms(&mut self, ms: u64) {
         (**self).reserve_ms(ms)
+    }
+    fn reserve_after_ms(&mut self, ms: u64) {
+        (**self).reserve_after_ms(ms)
     }
     fn infer_all(
         &mut self,
@@ -486,7 +497,15 @@ pub fn moderate_svg_embedded(
         Err(e) => return svg_refused(policy, e),
     };
     let mut worst = nothing_to_judge();
+    let count = embedded.len();
     for (i, image) in embedded.into_iter().enumerate() {
+        // The next image's decode runs here after this one's inference: keep room for it.
+        let next = if i + 1 < count {
+            budget::NEXT_IMAGE_RESERVE_MS
+        } else {
+            0
+        };
+        inference.reserve_after_ms(next);
         let (name, moderation) = match image {
             svg::Embedded::Raster { format, bytes } => (
                 format.name().to_string(),
@@ -507,6 +526,7 @@ pub fn moderate_svg_embedded(
             break;
         }
     }
+    inference.reserve_after_ms(0);
     worst
 }
 
@@ -681,6 +701,48 @@ mod tests {
             r#"{{"rules": [{{"classes": ["{class}"], "at_least": {at_least}, "action": "block"}}]}}"#
         ))
         .unwrap()
+    }
+
+    /// The model, recording what the judging keeps for the work after each image.
+    struct RecordingReserves<'a> {
+        classifier: &'a Classifier,
+        after: Vec<u64>,
+    }
+
+    impl Inference for RecordingReserves<'_> {
+        fn infer(&mut self, input: tract_onnx::prelude::Tensor) -> Result<Scores, InferenceError> {
+            self.classifier.infer(input)
+        }
+        fn reserve_after_ms(&mut self, ms: u64) {
+            self.after.push(ms);
+        }
+    }
+
+    #[test]
+    fn an_svg_keeps_room_for_its_next_embedded_image() {
+        use base64::Engine;
+        let classifier = Classifier::load().unwrap();
+        let mut png = Cursor::new(Vec::new());
+        DynamicImage::new_rgb8(64, 48)
+            .write_to(&mut png, Codec::Png)
+            .unwrap();
+        let data = base64::engine::general_purpose::STANDARD.encode(png.into_inner());
+        let image =
+            format!(r#"<image width="64" height="48" href="data:image/png;base64,{data}"/>"#);
+        let svg = format!(r#"<svg xmlns="http://www.w3.org/2000/svg">{image}{image}</svg>"#);
+        let mut recording = RecordingReserves {
+            classifier: &classifier,
+            after: Vec::new(),
+        };
+        let judged = moderate_svg_embedded(
+            svg.as_bytes(),
+            &Policy::default(),
+            &KnownLists::none(),
+            &mut recording,
+        );
+        assert_eq!(judged.outcome, Outcome::Pass, "{:?}", judged.reason);
+        // Room for the second image while the first is judged; none after the last.
+        assert_eq!(recording.after, [budget::NEXT_IMAGE_RESERVE_MS, 0, 0]);
     }
 
     #[test]
