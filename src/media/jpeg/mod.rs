@@ -885,8 +885,8 @@ fn assemble(frame: &Frame, wanted: &[Wanted], plan: &Plan) -> Sampled {
         };
     }
     let ycc = YccToRgb::new();
-    let pixels = planes[0].len().min(planes[1].len()).min(planes[2].len());
-    let mut rgb = vec![0u8; pixels * 3];
+    let count = planes[0].len().min(planes[1].len()).min(planes[2].len());
+    let mut rgb = vec![0u8; count * 3];
     ycc.convert(&planes[0], &planes[1], &planes[2], &mut rgb);
     let pixels = RgbImage::from_raw(columns, rows, rgb);
     // One loop per row over three slices of one length: each component's row is first
