@@ -22,12 +22,12 @@ serve: build
 	@bash scripts/serve.sh "$(SERVE_ADDR)" "$(DEMO_ORIGIN_PORT)"
 
 # Every test, then a 20-second coverage-guided fuzzing run per parser (scripts/fuzz.sh).
-# The JPEG decoder's unit tests run again inside Wasm under `viceroy run`: its IDCT has a
-# simd128 path that only Wasm builds take.
+# The JPEG decoder's and the fused depthwise convolution's unit tests run again inside Wasm
+# under `viceroy run`: both have simd128 paths that only Wasm builds take.
 test: build
 	cargo test
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="viceroy run -C fastly.toml --" \
-		cargo test --target wasm32-wasip1 --lib media::jpeg
+		cargo test --target wasm32-wasip1 --lib -- media::jpeg classifier::depthwise
 	bash scripts/fuzz.sh 20
 
 # A real fuzzing run: FUZZ_SECONDS per target (default 10 minutes).

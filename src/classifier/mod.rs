@@ -10,6 +10,7 @@
 //! own kernel (`wasm_gemm`), registered with tract-linalg. The output is a softmax over
 //! [`Class`].
 
+mod depthwise;
 mod graph;
 mod pointwise;
 pub mod preprocess;
@@ -111,6 +112,7 @@ impl Classifier {
         digest.update(onnx);
         if arithmetic == Arithmetic::Integer {
             digest.update(pointwise::IDENTITY);
+            digest.update(depthwise::IDENTITY);
         }
         let identity = ModelIdentity(*digest.finalize().as_bytes());
         let framework = tract_onnx::onnx();
@@ -136,6 +138,8 @@ impl Classifier {
                     .with_context(|| format!("integer convolutions in segment {index}"))?;
                 rewritten.layers += done.layers;
                 rewritten.inexact_rows += done.inexact_rows;
+                rewritten.fused += depthwise::rewrite(&mut typed)
+                    .with_context(|| format!("fused expansions in segment {index}"))?;
             }
             let plan = typed
                 .into_optimized()

@@ -85,9 +85,9 @@ fn activation_levels(k: usize) -> f32 {
     ((i32::MAX as usize) / (k * WEIGHT_LEVELS)).min(i16::MAX as usize) as f32
 }
 /// Output channels per tile.
-const ROWS: usize = 4;
+pub(super) const ROWS: usize = 4;
 /// Pixels per tile (and per packed panel): four vectors of four.
-const PIXELS: usize = 16;
+pub(super) const PIXELS: usize = 16;
 
 /// What [`rewrite`] did to a model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,15 +97,17 @@ pub struct Rewritten {
     /// Weight rows that were not integer multiples of one step (rounded to 255 levels:
     /// a model not quantized as upstream's is). Zero for the shipped model.
     pub inexact_rows: usize,
+    /// Expansions fused with the depthwise convolution they feed (`depthwise`).
+    pub fused: usize,
 }
 
 /// Where a tensor's channels are, as tract's decluttered graph lays them out (it chooses
 /// per layer, and differently natively and in Wasm): `[1?, C, H, W]` or `[1?, H, W, C]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
+pub(super) struct Layout {
     /// A leading axis of one image.
-    batch: bool,
-    channels_last: bool,
+    pub(super) batch: bool,
+    pub(super) channels_last: bool,
 }
 
 impl Layout {
@@ -128,7 +130,7 @@ impl Layout {
         })
     }
 
-    fn rank(self) -> usize {
+    pub(super) fn rank(self) -> usize {
         3 + usize::from(self.batch)
     }
 
@@ -137,7 +139,7 @@ impl Layout {
     }
 
     /// `(channels, height, width)` of a shape in this layout.
-    fn split<D: Clone>(self, shape: &[D]) -> Option<(D, D, D)> {
+    pub(super) fn split<D: Clone>(self, shape: &[D]) -> Option<(D, D, D)> {
         let chw = shape.get(usize::from(self.batch)..)?;
         match (self.channels_last, chw) {
             (false, [c, h, w]) => Some((c.clone(), h.clone(), w.clone())),
@@ -147,7 +149,7 @@ impl Layout {
     }
 
     /// The shape of `channels` × `height` × `width` in this layout.
-    fn shape<D: Clone>(self, one: D, channels: D, height: D, width: D) -> TVec<D> {
+    pub(super) fn shape<D: Clone>(self, one: D, channels: D, height: D, width: D) -> TVec<D> {
         let mut shape = TVec::new();
         if self.batch {
             shape.push(one);
@@ -164,17 +166,17 @@ impl Layout {
 /// A 1×1 convolution over an f32 image tensor of K channels, giving M channels.
 #[derive(Clone, Debug)]
 pub struct IntegerPointwise {
-    k: usize,
-    m: usize,
+    pub(super) k: usize,
+    pub(super) m: usize,
     /// `[tile of 4 channels][pair of k][channel]`, each an i16 pair packed in an i32.
     weights: Vec<i32>,
     /// Per output channel (padded to whole tiles): step × batch-norm slope.
     scale: Vec<f32>,
     bias: Vec<f32>,
     /// `(low, high)` applied after the bias (ReLU6: `(0, 6)`), or none.
-    clamp: Option<(f32, f32)>,
-    input: Layout,
-    output: Layout,
+    pub(super) clamp: Option<(f32, f32)>,
+    pub(super) input: Layout,
+    pub(super) output: Layout,
 }
 
 /// tract compares operators to merge equal nodes: equal when bit-identical.
@@ -193,7 +195,7 @@ impl PartialEq for IntegerPointwise {
 impl Eq for IntegerPointwise {}
 
 impl IntegerPointwise {
-    fn pairs(&self) -> usize {
+    pub(super) fn pairs(&self) -> usize {
         self.k.div_ceil(2)
     }
 
@@ -203,7 +205,7 @@ impl IntegerPointwise {
 
     /// From f32 weights `[m][k]` as the graph holds them; also says how many rows were
     /// not exact multiples of a step.
-    fn new(
+    pub(super) fn new(
         weights: &[f32],
         m: usize,
         k: usize,
@@ -259,48 +261,72 @@ impl IntegerPointwise {
 
     /// Runs the convolution on an input of N pixels (`[K][N]`, or `[N][K]` channels
     /// last), into an output in the output's layout.
-    fn run(&self, input: &[f32], n: usize, output: &mut [f32]) {
-        if n == 0 {
-            return;
-        }
-        let panels = n.div_ceil(PIXELS);
-        let pairs = self.pairs();
-        let mut pixel_scale = vec![1.0f32; panels * PIXELS];
-        let mut packed = vec![0i32; panels * pairs * PIXELS];
+    pub(super) fn run(&self, input: &[f32], n: usize, output: &mut [f32]) {
         let source = Activations {
             values: input,
             k: self.k,
             n,
             channels_last: self.input.channels_last,
         };
-        quantize(&source, &mut pixel_scale, &mut packed);
-        let mut lanes = [[0f32; PIXELS]; ROWS];
-        for panel in 0..panels {
-            let a = &packed[panel * pairs * PIXELS..][..pairs * PIXELS];
-            let scales = &pixel_scale[panel * PIXELS..][..PIXELS];
-            let first = panel * PIXELS;
+        let mut panel = Panel::new(self.pairs());
+        for index in 0..n.div_ceil(PIXELS) {
+            let first = index * PIXELS;
             let width = (n - first).min(PIXELS);
-            for tile in 0..self.tiles() {
-                let b = &self.weights[tile * pairs * ROWS..][..pairs * ROWS];
-                let rows = tile * ROWS..(tile * ROWS + ROWS);
-                let epilogue = Epilogue {
-                    scale: &self.scale[rows.clone()],
-                    bias: &self.bias[rows],
-                    pixels: scales,
-                    clamp: self.clamp,
-                };
-                tile_into(a, b, pairs, &epilogue, &mut lanes);
-                let rows = (self.m - tile * ROWS).min(ROWS);
+            self.panel_tiles(&source, index, &mut panel, |tile, lanes, rows| {
                 if self.output.channels_last {
                     let at = first * self.m + tile * ROWS;
-                    simd::store_channels_last(&lanes, rows, width, &mut output[at..], self.m);
+                    simd::store_channels_last(lanes, rows, width, &mut output[at..], self.m);
                 } else {
                     for (c, lane) in lanes.iter().take(rows).enumerate() {
                         let row = tile * ROWS + c;
                         output[row * n + first..][..width].copy_from_slice(&lane[..width]);
                     }
                 }
-            }
+            });
+        }
+    }
+
+    /// Computes the output of panel `index` (pixels `16 · index` on) of `source`: each
+    /// tile of 4 output channels, as `lanes[channel][pixel]`, goes to `store` with its
+    /// index and how many of its channels are real. One panel at a time, so the
+    /// quantised activations stay in the L1 cache between packing and use.
+    pub(super) fn panel_tiles(
+        &self,
+        source: &Activations,
+        index: usize,
+        panel: &mut Panel,
+        mut store: impl FnMut(usize, &[[f32; PIXELS]; ROWS], usize),
+    ) {
+        quantize_panel(source, index, panel);
+        let pairs = self.pairs();
+        let mut lanes = [[0f32; PIXELS]; ROWS];
+        for tile in 0..self.tiles() {
+            let b = &self.weights[tile * pairs * ROWS..][..pairs * ROWS];
+            let rows = tile * ROWS..(tile * ROWS + ROWS);
+            let epilogue = Epilogue {
+                scale: &self.scale[rows.clone()],
+                bias: &self.bias[rows],
+                pixels: &panel.scales,
+                clamp: self.clamp,
+            };
+            tile_into(&panel.packed, b, pairs, &epilogue, &mut lanes);
+            store(tile, &lanes, (self.m - tile * ROWS).min(ROWS));
+        }
+    }
+}
+
+/// One panel's activations as integers: each pixel's scale, and the pairs packed
+/// `[pair][pixel]`.
+pub(super) struct Panel {
+    scales: [f32; PIXELS],
+    packed: Vec<i32>,
+}
+
+impl Panel {
+    pub(super) fn new(pairs: usize) -> Self {
+        Panel {
+            scales: [1.0; PIXELS],
+            packed: vec![0; pairs * PIXELS],
         }
     }
 }
@@ -336,13 +362,13 @@ fn integer_row(row: &[f32], into: &mut [i16]) -> (f32, bool) {
     (step, exact)
 }
 
-/// An activation tensor as [`quantize`] reads it: `k` channels of `n` pixels, `[k][n]`
+/// An activation tensor as [`quantize_panel`] reads it: `k` channels of `n` pixels, `[k][n]`
 /// or, channels last, `[n][k]`.
-struct Activations<'a> {
-    values: &'a [f32],
-    k: usize,
-    n: usize,
-    channels_last: bool,
+pub(super) struct Activations<'a> {
+    pub(super) values: &'a [f32],
+    pub(super) k: usize,
+    pub(super) n: usize,
+    pub(super) channels_last: bool,
 }
 
 impl Activations<'_> {
@@ -357,24 +383,29 @@ impl Activations<'_> {
     }
 }
 
-/// Each pixel's scale (its largest magnitude over the channels ÷ the layer's levels; 1
-/// for a zero pixel) and the activations as integers, packed by panel and pair of
-/// channels; pixels past `n` and the channel past an odd `k` are zero.
-fn quantize(x: &Activations, pixel_scale: &mut [f32], packed: &mut [i32]) {
+/// Panel `index` of `x` as integers: each pixel's scale (its largest magnitude over the
+/// channels ÷ the layer's levels; 1 for a zero pixel) and its activations packed by pair
+/// of channels; pixels past `n` and the channel past an odd `k` are zero.
+fn quantize_panel(x: &Activations, index: usize, panel: &mut Panel) {
     let (k, n) = (x.k, x.n);
-    let mut largest = vec![0f32; n];
+    let first = index * PIXELS;
+    let width = n.saturating_sub(first).min(PIXELS);
+    let mut largest = [0f32; PIXELS];
     if x.channels_last {
-        for (l, pixel) in largest.iter_mut().zip(x.values.chunks_exact(k)) {
+        for (l, pixel) in largest
+            .iter_mut()
+            .zip(x.values[first * k..].chunks_exact(k))
+        {
             *l = simd::largest_of(pixel);
         }
     } else {
         for channel in x.values.chunks_exact(n) {
-            simd::largest(&mut largest, channel);
+            simd::largest(&mut largest[..width], &channel[first..first + width]);
         }
     }
     let levels = activation_levels(k);
-    let mut inverse = vec![0f32; n];
-    for ((s, i), l) in pixel_scale.iter_mut().zip(&mut inverse).zip(&largest) {
+    let mut inverse = [0f32; PIXELS];
+    for ((s, i), l) in panel.scales.iter_mut().zip(&mut inverse).zip(&largest) {
         (*s, *i) = if *l > 0.0 {
             let s = *l / levels;
             (s, 1.0 / s)
@@ -382,17 +413,14 @@ fn quantize(x: &Activations, pixel_scale: &mut [f32], packed: &mut [i32]) {
             (1.0, 0.0)
         };
     }
-    let pairs = k.div_ceil(2);
-    for (panel, chunk) in packed.chunks_exact_mut(pairs * PIXELS).enumerate() {
-        let first = panel * PIXELS;
-        let whole = first + PIXELS <= n;
-        if whole && !x.channels_last && k.is_multiple_of(2) {
-            simd::pack_panel(x, &inverse, first, chunk);
-        } else if whole && x.channels_last && k.is_multiple_of(8) {
-            simd::pack_panel_channels_last(x, &inverse, first, chunk);
-        } else {
-            pack_panel_scalar(x, &inverse, first, chunk);
-        }
+    let whole = width == PIXELS;
+    let into = &mut panel.packed;
+    if whole && !x.channels_last && k.is_multiple_of(2) {
+        simd::pack_panel(x, &inverse, first, into);
+    } else if whole && x.channels_last && k.is_multiple_of(8) {
+        simd::pack_panel_channels_last(x, &inverse, first, into);
+    } else {
+        pack_panel_scalar(x, &inverse, first, into);
     }
 }
 
@@ -403,19 +431,20 @@ fn level(x: f32, inverse: f32) -> i16 {
     (x * inverse).round_ties_even() as i16
 }
 
-/// Packs the panel of pixels `first..first + 16` into `[pair][pixel]`.
-fn pack_panel_scalar(x: &Activations, inverse: &[f32], first: usize, into: &mut [i32]) {
-    let at = |kk: usize, p: usize| {
+/// Packs the panel of pixels `first..first + 16` into `[pair][pixel]`; `inverse`
+/// holds the panel's 16 pixels' inverse scales.
+fn pack_panel_scalar(x: &Activations, inverse: &[f32; PIXELS], first: usize, into: &mut [i32]) {
+    let at = |kk: usize, l: usize| {
+        let p = first + l;
         if p < x.n {
-            level(x.at(kk, p), inverse[p])
+            level(x.at(kk, p), inverse[l])
         } else {
             0
         }
     };
     for (pair, lanes) in into.chunks_exact_mut(PIXELS).enumerate() {
         for (l, lane) in lanes.iter_mut().enumerate() {
-            let p = first + l;
-            *lane = pack_pair(at(2 * pair, p), at(2 * pair + 1, p));
+            *lane = pack_pair(at(2 * pair, l), at(2 * pair + 1, l));
         }
     }
 }
@@ -426,7 +455,7 @@ fn pack_panel_scalar(x: &Activations, inverse: &[f32], first: usize, into: &mut 
     all(target_arch = "wasm32", target_feature = "simd128"),
     allow(dead_code)
 )]
-fn store_channels_last_scalar(
+pub(super) fn store_channels_last_scalar(
     lanes: &[[f32; PIXELS]; ROWS],
     rows: usize,
     width: usize,
@@ -533,7 +562,7 @@ mod simd {
 
     pub(super) use super::pack_panel_scalar as pack_panel;
     pub(super) use super::pack_panel_scalar as pack_panel_channels_last;
-    pub(super) use super::store_channels_last_scalar as store_channels_last;
+    pub(in crate::classifier) use super::store_channels_last_scalar as store_channels_last;
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -594,12 +623,11 @@ mod simd {
     /// 4 pixels' vectors transposed give 4 pairs of 4 pixels.
     pub(super) fn pack_panel_channels_last(
         x: &Activations,
-        inverse: &[f32],
+        inverse: &[f32; PIXELS],
         first: usize,
         into: &mut [i32],
     ) {
         let (input, k) = (x.values, x.k);
-        let inverse = &inverse[first..][..PIXELS];
         assert!(
             k.is_multiple_of(8)
                 && (first + PIXELS) * k <= input.len()
@@ -632,7 +660,7 @@ mod simd {
 
     /// Writes `lanes` (`[channel][pixel]`) into a channels-last output, `m` apart: each
     /// 4 × 4 block transposed into one vector of 4 channels per pixel.
-    pub(super) fn store_channels_last(
+    pub(in crate::classifier) fn store_channels_last(
         lanes: &[[f32; PIXELS]; ROWS],
         rows: usize,
         width: usize,
@@ -658,10 +686,14 @@ mod simd {
 
     /// A whole panel of 16 pixels (`first..first + 16`, all below `n`) from an even
     /// number of channels: each lane the pixel's pair of channels as two i16.
-    pub(super) fn pack_panel(x: &Activations, inverse: &[f32], first: usize, into: &mut [i32]) {
+    pub(super) fn pack_panel(
+        x: &Activations,
+        inverse: &[f32; PIXELS],
+        first: usize,
+        into: &mut [i32],
+    ) {
         let (input, n) = (x.values, x.n);
         let pairs = into.len() / PIXELS;
-        let inverse = &inverse[first..][..PIXELS];
         assert!(first + PIXELS <= n && 2 * pairs * n <= input.len());
         // SAFETY: every load reads 4 f32 of pixels `first..first + 16` of channels below
         // `2 · pairs`, within `input` (asserted); every store writes `into`'s 16 lanes of
@@ -747,6 +779,38 @@ mod simd {
     }
 }
 
+/// Writes a tile's `lanes` into a channels-last tensor (with Wasm SIMD where the block
+/// is whole): what the fused operator's ring is written with too.
+pub(super) use simd::store_channels_last;
+
+/// An operator's one image input, checked against `layout` and `k` channels, as f32
+/// values and its `(height, width)`; `run` fills the output of the shape it is given for
+/// them (`shape` says which, or refuses the size), every element of it.
+pub(super) fn eval_image(
+    input: TValue,
+    layout: Layout,
+    k: usize,
+    name: &str,
+    shape: impl FnOnce(usize, usize) -> TractResult<TVec<usize>>,
+    run: impl FnOnce(&[f32], usize, usize, &mut [f32]),
+) -> TractResult<TVec<TValue>> {
+    let dims = input.shape();
+    let batch_of_one = !layout.batch || dims.first() == Some(&1);
+    let (_, h, w) = layout
+        .split(dims)
+        .filter(|&(channels, _, _)| channels == k && batch_of_one)
+        .with_context(|| format!("{name} of K {k} given {dims:?}"))?;
+    let storage = input.try_as_plain_ram()?;
+    let x = storage.as_slice::<f32>()?;
+    // SAFETY: `run` writes every element of the output (its contract).
+    let mut output = unsafe { Tensor::uninitialized::<f32>(&shape(h, w)?)? };
+    {
+        let mut out = output.try_as_plain_ram_mut()?;
+        run(x, h, w, out.as_slice_mut::<f32>()?);
+    }
+    Ok(tvec!(output.into_tvalue()))
+}
+
 impl Op for IntegerPointwise {
     fn name(&self) -> StaticName {
         "IntegerPointwise".into()
@@ -767,23 +831,14 @@ impl EvalOp for IntegerPointwise {
 
     fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let shape = input.shape();
-        let batch_of_one = !self.input.batch || shape.first() == Some(&1);
-        let (_, h, w) = self
-            .input
-            .split(shape)
-            .filter(|&(k, _, _)| k == self.k && batch_of_one)
-            .with_context(|| format!("IntegerPointwise of K {} given {shape:?}", self.k))?;
-        let storage = input.try_as_plain_ram()?;
-        let x = storage.as_slice::<f32>()?;
-        // SAFETY: `run` writes every element of the output.
-        let mut output =
-            unsafe { Tensor::uninitialized::<f32>(&self.output.shape(1, self.m, h, w))? };
-        {
-            let mut out = output.try_as_plain_ram_mut()?;
-            self.run(x, h * w, out.as_slice_mut::<f32>()?);
-        }
-        Ok(tvec!(output.into_tvalue()))
+        eval_image(
+            input,
+            self.input,
+            self.k,
+            "IntegerPointwise",
+            |h, w| Ok(self.output.shape(1, self.m, h, w)),
+            |x, h, w, out| self.run(x, h * w, out),
+        )
     }
 }
 
@@ -907,7 +962,7 @@ fn matched(
 /// If node `from`'s output is read by exactly one node, a binary `name` op with a
 /// constant of `channels` values along the channel axis (or one value) as its other input,
 /// and `from` is not a model output: that node and the constant's values.
-fn sole_reader_by_const(
+pub(super) fn sole_reader_by_const(
     model: &TypedModel,
     from: usize,
     name: &str,
@@ -953,7 +1008,7 @@ fn sole_reader_by_const(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// The exact product in f64: weights times activations, then scale, bias and clamp.
@@ -970,9 +1025,10 @@ mod tests {
         out
     }
 
-    struct Noise(u32);
+    /// A deterministic stream of values in `[0, 1)` (xorshift).
+    pub(in crate::classifier) struct Noise(pub(in crate::classifier) u32);
     impl Noise {
-        fn next(&mut self) -> f32 {
+        pub(in crate::classifier) fn next(&mut self) -> f32 {
             self.0 ^= self.0 << 13;
             self.0 ^= self.0 >> 17;
             self.0 ^= self.0 << 5;
@@ -1075,6 +1131,8 @@ mod tests {
         assert_eq!(rewritten.inexact_rows, 0, "{rewritten:?}");
         // MobileNetV2's 34 pointwise convolutions.
         assert_eq!(rewritten.layers, 34, "{rewritten:?}");
+        // Its 16 expansions, each with the depthwise convolution it feeds.
+        assert_eq!(rewritten.fused, 16, "{rewritten:?}");
         // Verdicts judged in f32 are not reused for integers (the cache key's model).
         let onnx_only = *blake3::hash(crate::classifier::MODEL_ONNX).as_bytes();
         assert_ne!(classifier.identity().0, onnx_only);
