@@ -22,12 +22,14 @@ serve: build
 	@bash scripts/serve.sh "$(SERVE_ADDR)" "$(DEMO_ORIGIN_PORT)"
 
 # Every test, then a 20-second coverage-guided fuzzing run per parser (scripts/fuzz.sh).
-# The JPEG decoder's and the fused depthwise convolution's unit tests run again inside Wasm
-# under `viceroy run`: both have simd128 paths that only Wasm builds take.
+# The unit tests of the JPEG decoder, the AVIF colour conversion, the JPEG XL row writer
+# and the fused depthwise convolution run again inside Wasm under `viceroy run`: each has
+# simd128 paths that only Wasm builds take.
 test: build
 	cargo test
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="viceroy run -C fastly.toml --" \
-		cargo test --target wasm32-wasip1 --lib -- media::jpeg classifier::depthwise
+		cargo test --target wasm32-wasip1 --lib -- media::jpeg media::decode::avif \
+		media::decode::jxl::tests::rows_are_written classifier::depthwise
 	bash scripts/fuzz.sh 20
 
 # A real fuzzing run: FUZZ_SECONDS per target (default 10 minutes).

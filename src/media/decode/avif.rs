@@ -24,6 +24,9 @@ use rav1d::include::dav1d::headers::{
 use rav1d::include::dav1d::picture::Dav1dPicture;
 use rav1d::src::lib as dav1d;
 use std::mem::MaybeUninit;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd;
 use std::ptr::NonNull;
 
 /// A decoded AVIF, served to the rest of the pipeline through image-rs's decoder trait.
@@ -572,8 +575,15 @@ impl Frame {
                 below.fill(&self.chroma, chroma_width, y1, &columns);
             }
             yuv.row(luma_row, [&above, &below], fy, &mut rgb);
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            let done = match channels {
+                3 => simd::interleave_rgb(&rgb, out_row),
+                _ => 0,
+            };
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+            let done = 0;
             let [red, green, blue] = &rgb;
-            for (x, pixel) in out_row.chunks_exact_mut(channels).enumerate() {
+            for (x, pixel) in out_row.chunks_exact_mut(channels).enumerate().skip(done) {
                 pixel[0] = red[x];
                 pixel[1] = green[x];
                 pixel[2] = blue[x];
@@ -764,13 +774,18 @@ impl Yuv {
     /// `fy` of the way from the first to the second.
     fn row(&self, luma: &[u16], around: [&UpsampledRow; 2], fy: f32, out: &mut [Vec<u8>; 3]) {
         let [above, below] = around;
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let done = simd::row(self, luma, around, fy, out);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let done = 0;
         let [red, green, blue] = out;
         let (red_cr, blue_cb) = (2.0 - 2.0 * self.kr, 2.0 - 2.0 * self.kb);
         let pixels = luma
             .iter()
             .zip(above.planes[0].iter().zip(&above.planes[1]))
             .zip(below.planes[0].iter().zip(&below.planes[1]))
-            .zip(red.iter_mut().zip(green.iter_mut()).zip(blue.iter_mut()));
+            .zip(red.iter_mut().zip(green.iter_mut()).zip(blue.iter_mut()))
+            .skip(done);
         for (((&sample, (&cb0, &cr0)), (&cb1, &cr1)), ((r, g), b)) in pixels {
             let luma = self.luma(sample);
             let cb = (cb0 * (1.0 - fy) + cb1 * fy - self.half) / self.c_range;

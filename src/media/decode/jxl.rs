@@ -190,14 +190,75 @@ fn write_upright_planes(image: &JxlImage, render: &Render, out: &mut [u8]) -> bo
         return false;
     }
     for (y, out_row) in out.chunks_exact_mut(width * channels).enumerate() {
-        for (c, grid) in planes.iter().enumerate() {
-            let row = &grid.get_row(y)[..width];
-            for (sample, &value) in out_row[c..].iter_mut().step_by(channels).zip(row) {
-                *sample = (value * 255.0 + 0.5).clamp(0.0, 255.0) as u8;
-            }
-        }
+        let rows: Vec<&[f32]> = planes
+            .iter()
+            .map(|grid| &grid.get_row(y)[..width])
+            .collect();
+        write_row(&rows, out_row);
     }
     true
+}
+
+/// One row of pixels, the planes' samples interleaved, each rounded as the stream rounds
+/// float samples to 8 bits.
+fn write_row(rows: &[&[f32]], out: &mut [u8]) {
+    let channels = rows.len();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd::write_row(rows, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
+    for (c, row) in rows.iter().enumerate() {
+        let samples = out[done * channels..].iter_mut().skip(c).step_by(channels);
+        for (sample, &value) in samples.zip(&row[done.min(row.len())..]) {
+            *sample = to_byte(value);
+        }
+    }
+}
+
+/// The stream's rounding of a float sample (0 to 1) to 8 bits: half up, clamped, a NaN
+/// to 0.
+fn to_byte(value: f32) -> u8 {
+    (value * 255.0 + 0.5).clamp(0.0, 255.0) as u8
+}
+
+/// [`write_row`] for three or four channels, sixteen pixels at a time, each lane as
+/// [`to_byte`] computes it (the clamp as `pmax` then `pmin`, which keep a NaN as
+/// `f32::clamp` does; the saturating conversion makes it 0, as `as u8` does).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use super::super::simd::{interleave3, interleave4, pack, store};
+    use std::arch::wasm32::*;
+
+    /// Writes the row's first pixels, a multiple of sixteen; returns how many.
+    pub(super) fn write_row(rows: &[&[f32]], out: &mut [u8]) -> usize {
+        let channels = rows.len();
+        let n = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+        if !(channels == 3 || channels == 4) || out.len() < n * channels {
+            return 0;
+        }
+        let bytes = |row: &[f32], x: usize| {
+            pack(std::array::from_fn(|quarter| {
+                let values = &row[x + 4 * quarter..][..4];
+                // SAFETY: `values` holds four floats; `v128_load` needs no alignment.
+                let v = unsafe { v128_load(values.as_ptr() as *const v128) };
+                let v = f32x4_add(f32x4_mul(v, f32x4_splat(255.0)), f32x4_splat(0.5));
+                let v = f32x4_pmin(f32x4_pmax(v, f32x4_splat(0.0)), f32x4_splat(255.0));
+                i32x4_trunc_sat_f32x4(v)
+            }))
+        };
+        let mut x = 0;
+        while x + 16 <= n {
+            if channels == 3 {
+                let pixels = interleave3(std::array::from_fn(|c| bytes(rows[c], x)));
+                store(out, 3 * x, &pixels);
+            } else {
+                let pixels = interleave4(std::array::from_fn(|c| bytes(rows[c], x)));
+                store(out, 4 * x, &pixels);
+            }
+            x += 16;
+        }
+        x
+    }
 }
 
 impl ImageDecoder for JxlDecoder {
@@ -260,6 +321,51 @@ mod tests {
             }
         }
         found
+    }
+
+    /// The row writer (simd128 in Wasm) against the per-sample rounding, on values across
+    /// the range and past it, half-way points, infinities and NaN, for one to four
+    /// channels and widths around the sixteen pixels a vector round takes.
+    #[test]
+    fn rows_are_written_as_each_sample_rounds() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let special = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            1.0,
+            -1e-9,
+        ];
+        for channels in 1..=4 {
+            for width in [0, 1, 15, 16, 17, 33, 64, 100] {
+                let rows: Vec<Vec<f32>> = (0..channels)
+                    .map(|_| {
+                        (0..width)
+                            .map(|_| match next() % 4 {
+                                0 => special[next() as usize % special.len()],
+                                1 => (next() % 512) as f32 / 510.0 - 0.5 / 255.0,
+                                _ => (next() % 3_000_000) as f32 / 2_000_000.0 - 0.25,
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let mut written = vec![7u8; width * channels];
+                write_row(&rows, &mut written);
+                let expected: Vec<u8> = (0..width * channels)
+                    .map(|i| to_byte(rows[i % channels][i / channels]))
+                    .collect();
+                assert_eq!(written, expected, "{channels} channels, width {width}");
+            }
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod codec;
 pub mod colour;
 mod jpeg;
 mod jxl;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd;
 
 use jpeg::Gather;
 
