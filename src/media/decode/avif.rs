@@ -24,10 +24,10 @@ use rav1d::include::dav1d::headers::{
 use rav1d::include::dav1d::picture::Dav1dPicture;
 use rav1d::src::lib as dav1d;
 use std::mem::MaybeUninit;
+use std::ptr::NonNull;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd;
-use std::ptr::NonNull;
 
 /// A decoded AVIF, served to the rest of the pipeline through image-rs's decoder trait.
 pub(super) struct AvifDecoder {
