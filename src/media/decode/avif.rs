@@ -941,13 +941,7 @@ mod tests {
 
     #[test]
     fn conversion_matches_the_per_pixel_formula() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::media::decode::test_noise(0x9e37_79b9_7f4a_7c15);
         let matrices = [
             DAV1D_MC_BT709,
             DAV1D_MC_BT2020_NCL,
@@ -960,7 +954,7 @@ mod tests {
                 for bits in [8, 10, 12] {
                     for monochrome in [false, true] {
                         let matrix = matrices[next() as usize % matrices.len()];
-                        let full_range = next() % 2 == 0;
+                        let full_range = next().is_multiple_of(2);
                         let max = (1u64 << bits) - 1;
                         let mut plane = |w: u32, h: u32| -> Vec<u16> {
                             (0..w * h).map(|_| (next() % (max + 1)) as u16).collect()

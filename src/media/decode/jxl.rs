@@ -189,11 +189,10 @@ fn write_upright_planes(image: &JxlImage, render: &Render, out: &mut [u8]) -> bo
     if channels == 0 || out.len() != width * height * channels {
         return false;
     }
+    let mut rows: Vec<&[f32]> = Vec::with_capacity(channels);
     for (y, out_row) in out.chunks_exact_mut(width * channels).enumerate() {
-        let rows: Vec<&[f32]> = planes
-            .iter()
-            .map(|grid| &grid.get_row(y)[..width])
-            .collect();
+        rows.clear();
+        rows.extend(planes.iter().map(|grid| &grid.get_row(y)[..width]));
         write_row(&rows, out_row);
     }
     true
@@ -328,13 +327,7 @@ mod tests {
     /// channels and widths around the sixteen pixels a vector round takes.
     #[test]
     fn rows_are_written_as_each_sample_rounds() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::media::decode::test_noise(0x2545_f491_4f6c_dd1d);
         let special = [
             f32::NAN,
             f32::INFINITY,

@@ -18,6 +18,17 @@ mod jxl;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd;
 
+/// A deterministic stream of 64-bit values (xorshift), for the decoders' tests.
+#[cfg(test)]
+pub(crate) fn test_noise(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 use jpeg::Gather;
 
 use super::format::ImageFormat;

@@ -21,8 +21,8 @@ pub(super) fn row(
 ) -> usize {
     let [above, below] = around;
     let n = luma.len();
-    let planes = above.planes.iter().chain(&below.planes);
-    if !(planes.into_iter().all(|p| p.len() >= n) && out.iter().all(|o| o.len() >= n)) {
+    let mut planes = above.planes.iter().chain(&below.planes);
+    if !(planes.all(|p| p.len() >= n) && out.iter().all(|o| o.len() >= n)) {
         return 0;
     }
     let splat = f32x4_splat;
