@@ -47,6 +47,12 @@ fn world() -> &'static World {
         let frames = [&small, &small, &drawing_like, &small, &small, &drawing_like];
         let long = support::fixtures::animated_gif(&frames.map(|f| (f, 200)));
         fixtures.insert("/long.gif", Resource::bytes("image/gif", long));
+        let jxl = |stem: &str| {
+            let path = support::repo().join(format!("tests/fixtures/{stem}.jxl"));
+            Resource::bytes("image/jxl", std::fs::read(path).unwrap())
+        };
+        fixtures.insert("/parts.jxl", jxl("photo_coffee_3x3_groups"));
+        fixtures.insert("/large.jxl", jxl("gradient_1400x1400"));
         let origin = Origin::start(fixtures.clone());
         let port = origin.port;
         let start = |name: &'static str, policy: String, siblings| {
@@ -213,6 +219,58 @@ fn frames_judged_at_once_in_siblings_score_like_one_instance() {
     assert_ne!(long.verdict(), Some("pass"));
     let reason = long.header(headers::REASON).unwrap_or_default();
     assert!(reason.contains("frame 3"), "{reason}");
+}
+
+/// A JPEG XL (700×590: 3 × 3 groups of 256) whose decode no instance can afford is
+/// decoded in parts, a region each in its own sibling, assembled by the instance that
+/// judges it: the scores of the image decoded whole (natively, in the Wasm kernel's
+/// arithmetic). With every instance handing on as soon as it may, its parts are the
+/// finest a split has (2 × 2 groups decoded each); the inference then crosses a sibling
+/// per segment. One that would need more parts than an image may take (a 1400×1400 at
+/// that rate) gets `on_oversize`, saying why.
+#[test]
+fn a_jpeg_xl_decoded_in_parts_scores_like_one_decoded_whole() {
+    use edge_moderation::classifier::{Arithmetic, Classifier};
+    use edge_moderation::media::decode::jxl_parts;
+    use edge_moderation::media::ImageFormat;
+    use edge_moderation::moderation::{budget, known::KnownLists, moderate};
+    use edge_moderation::policy::Policy;
+
+    let bytes = bytes_of(&world().fixtures, "/parts.jxl");
+    let policy = Policy::from_json(&drawing_policy(HAND_OFF_ALL)).unwrap();
+    let limits = budget::decode_limits(&policy.limits);
+    let layout = jxl_parts::layout(&bytes, limits).unwrap();
+    let finest = 4 * u64::from(layout.group).pow(2);
+    let parts = layout.parts(finest, 16).expect("a plan").len();
+    assert_eq!(parts, 4);
+
+    let reply = world().handing_off.get("/parts.jxl");
+    let classifier = Classifier::load_with(Arithmetic::Integer).unwrap();
+    let whole = moderate(
+        &bytes,
+        ImageFormat::JpegXl,
+        &policy,
+        &KnownLists::none(),
+        &classifier,
+    );
+    let native = whole.scores.expect("classified").to_string();
+    let wasm = support::probabilities(reply.header(headers::SCORES).expect("scores"));
+    assert_eq!(wasm.len(), 5);
+    for (w, n) in wasm.iter().zip(support::probabilities(&native)) {
+        assert!((w - n).abs() <= 2e-4, "parts {wasm:?}, whole {native}");
+    }
+    assert_eq!(reply.verdict(), Some(whole.outcome.verdict().as_str()));
+    let siblings = reply.header(headers::SIBLING_CPU).expect("sibling CPU");
+    assert_eq!(
+        siblings.split(',').count(),
+        1 + parts + SEGMENTS,
+        "{siblings}: the judging sibling, {parts} parts, a chain of {SEGMENTS}"
+    );
+
+    let large = world().handing_off.get("/large.jxl");
+    assert_eq!((large.status, large.verdict()), (451, Some("block")));
+    let reason = large.header(headers::REASON).unwrap_or_default();
+    assert!(reason.contains("instances to decode"), "{reason}");
 }
 
 #[test]

@@ -14,21 +14,7 @@ use edge_moderation::moderation::known::KnownLists;
 use edge_moderation::moderation::moderate;
 use edge_moderation::policy::Policy;
 use support::fixtures::{bytes_of, format_images};
-use support::{Origin, Service};
-
-/// The five class probabilities of an `x-moderation-scores` value, in class order.
-fn probabilities(scores: &str) -> Vec<f32> {
-    scores
-        .split(',')
-        .map(|pair| {
-            pair.split_once('=')
-                .expect("class=value")
-                .1
-                .parse()
-                .expect("a number")
-        })
-        .collect()
-}
+use support::{probabilities, Origin, Service};
 
 #[test]
 fn wasm_inference_scores_like_native_inference() {

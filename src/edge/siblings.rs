@@ -7,6 +7,10 @@
 //! A JPEG decode that would not fit stops between rows of blocks, and the image goes to a
 //! sibling with the decoder's state (a resumed job); the sibling decodes on and judges it.
 //!
+//! A JPEG XL whose decode would not fit (jxl-oxide's cannot stop part-way) is decoded in
+//! parts, a region per sibling at once (region jobs on [`IMAGE_ROUTE`]), and assembled
+//! here from their samples (`Relay`'s `decode_apart`, `jxl_parts`).
+//!
 //! Independent inputs of one image (the frames of an animation, the backdrops of a
 //! transparent image) go to siblings at once, each starting its own chain of segments
 //! (`Relay`'s `infer_all`); the first runs here.
@@ -26,11 +30,15 @@
 use super::{body, cache, model, respond, wait};
 use edge_moderation::classifier::{Classifier, Scores};
 use edge_moderation::headers;
+use edge_moderation::media::decode::{jxl_parts, DecodeLimits};
 use edge_moderation::media::ImageFormat;
+use edge_moderation::moderation::budget;
 use edge_moderation::moderation::budget::{Pace, SegmentCosts};
 use edge_moderation::moderation::handoff::Handoff;
 use edge_moderation::moderation::record::ContentHash;
-use edge_moderation::moderation::{job, Inference, InferenceError, Moderation, Resumed, Subject};
+use edge_moderation::moderation::{
+    job, ApartError, Inference, InferenceError, Moderation, Resumed, Subject,
+};
 use edge_moderation::policy::Policy;
 use fastly::http::{header, Method, StatusCode};
 use fastly::{Body, Request, Response, SecretStore};
@@ -61,6 +69,17 @@ const DECODE_HANDOFF_RESERVE_MS: u64 = 7;
 /// image, hash it and hand the inference on: ~12 ms after the last row at 12 MP (Viceroy,
 /// Zen 5), which took the instance finishing a decode to 44-45 ms.
 const DECODE_FINISH_RESERVE_MS: u64 = 14;
+/// A JPEG XL's decode in a fresh instance (jxl-oxide, Wasm), as what it costs whatever
+/// the size (the instance, the header, LF image and dequantisation matrices) and what
+/// each megapixel of the groups it decodes adds. Measured under Viceroy on an Intel
+/// Xeon (family 6 model 167, pace ~1.0): parts of an 800×600 decoding 99 k to 262 k
+/// pixels took 22 to 42 ms, the whole image 46 with its hashing and model input. An
+/// image whose decode would not fit here goes out in parts (`jxl_parts`).
+const JXL_DECODE_MS: u64 = 17;
+const JXL_MS_PER_MEGAPIXEL: u64 = 82;
+/// The most instances one image's decode is split across: Compute allows an instance 32
+/// backend requests, and the image's inference needs some of them.
+const MAX_DECODE_PARTS: usize = 16;
 
 /// The shared secret, looked up the first time it is needed: most requests never need
 /// it, and a fresh instance pays for every Secret Store lookup.
@@ -153,6 +172,8 @@ fn cpu_ms() -> u64 {
 /// An inference run here while the CPU allows, and handed to siblings after that.
 pub struct Relay<'a> {
     classifier: &'a Classifier,
+    /// The policy the image is judged by (a part's job carries it).
+    policy: &'a Policy,
     budget_ms: u64,
     /// How long to wait for a sibling's answer.
     timeout: Duration,
@@ -179,9 +200,10 @@ pub struct Relay<'a> {
 }
 
 impl<'a> Relay<'a> {
-    pub fn new(classifier: &'a Classifier, policy: &Policy, host: &str) -> Self {
+    pub fn new(classifier: &'a Classifier, policy: &'a Policy, host: &str) -> Self {
         Relay {
             classifier,
+            policy,
             budget_ms: policy.siblings.cpu_budget_ms,
             timeout: policy.siblings.timeout(),
             host: host.to_string(),
@@ -365,11 +387,83 @@ impl Inference for Relay<'_> {
         now + ahead > self.budget_ms && available()
     }
 
+    fn decode_apart(
+        &mut self,
+        image: &[u8],
+        limits: DecodeLimits,
+    ) -> Option<Result<Vec<u8>, ApartError>> {
+        if !available() {
+            return None;
+        }
+        // A header that does not parse is the decode's to report, here.
+        let layout = jxl_parts::layout(image, limits).ok()?;
+        let decode_ms =
+            |pixels: u64| JXL_DECODE_MS + (pixels * JXL_MS_PER_MEGAPIXEL).div_ceil(1_000_000);
+        let here =
+            self.paced(decode_ms(layout.pixels()) + DECODE_FINISH_RESERVE_MS + self.after_ms);
+        if cpu_ms() + here <= self.budget_ms {
+            return None;
+        }
+        // Each part in a fresh instance that reads the job, decodes and answers; at least
+        // the least a split's part decodes (2 x 2 groups), so that a budget of 0
+        // (testing) splits as finely as can be.
+        let per_part_ms = self.budget_ms.saturating_sub(self.paced(JXL_DECODE_MS));
+        let per_megapixel = self.paced(JXL_MS_PER_MEGAPIXEL).max(1);
+        let smallest = 4 * u64::from(layout.group).pow(2);
+        let max_decoded = (per_part_ms * 1_000_000 / per_megapixel).max(smallest);
+        let Some(regions) = layout.parts(max_decoded, MAX_DECODE_PARTS) else {
+            return Some(Err(ApartError::TooCostly(format!(
+                "a {}x{} JPEG XL needs more than {MAX_DECODE_PARTS} instances to decode",
+                layout.width, layout.height
+            ))));
+        };
+        // All at once, then each answer in turn.
+        let sent: Vec<_> = regions
+            .iter()
+            .map(|&region| {
+                send_job(
+                    &job::region_header(self.policy, region),
+                    &[image],
+                    &self.host,
+                )
+            })
+            .collect();
+        let mut assembly = jxl_parts::Assembly::new(layout);
+        let mut failure = None;
+        for (region, pending) in regions.into_iter().zip(sent) {
+            // Every answer is awaited, even after a failure: its sub-request still runs.
+            let placed = pending
+                .answer(self.timeout)
+                .map_err(ApartError::Sibling)
+                .and_then(|(reply, body)| {
+                    self.sibling_cpu.extend(reported_cpu(&reply));
+                    assembly.place(region, &body).map_err(apart_error)
+                });
+            if let Err(e) = placed {
+                failure.get_or_insert(e);
+            }
+        }
+        if let Some(failure) = failure {
+            return Some(Err(failure));
+        }
+        Some(assembly.finish().map_err(apart_error))
+    }
+
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
         let (header, parts) = job::resumed_job(job.policy, job.state, job.image);
         let judged = send_job(&header, &parts, &self.host).wait(job.policy);
         self.sibling_cpu.extend(judged.cpu);
         judged.moderation
+    }
+}
+
+/// A region's failure, as the image's.
+fn apart_error(error: jxl_parts::RegionError) -> ApartError {
+    match error {
+        jxl_parts::RegionError::Decode(error) => ApartError::NotDecoded(error),
+        jxl_parts::RegionError::Malformed(why) => {
+            ApartError::Sibling(format!("a region's answer: {why}"))
+        }
     }
 }
 
@@ -415,6 +509,10 @@ fn serve_image(mut request: Request) -> Response {
     };
     let policy = &job.policy;
     let mut chain = Vec::new();
+    if let Some(region) = job.region {
+        let limits = budget::decode_limits(&policy.limits);
+        return answer(jxl_parts::decode_region(&job.image, limits, region), chain);
+    }
     if let Some(state) = job.resume {
         // The coordinator missed the verdict cache and stores what this answers.
         let (moderation, cpu) = model::moderate_resumed(&job.image, state, policy, &host);
@@ -479,6 +577,19 @@ fn send_job(header: &[u8], parts: &[&[u8]], host: &str) -> PendingImage {
 }
 
 impl PendingImage {
+    /// The sibling's 200 answer and its body, within `timeout`; why not, otherwise.
+    fn answer(self, timeout: Duration) -> Result<(Response, Vec<u8>), String> {
+        let mut reply = self
+            .pending
+            .and_then(|p| p.within(timeout).map_err(unanswered))?;
+        let status = reply.get_status();
+        let body = reply.take_body_bytes();
+        if status != StatusCode::OK {
+            return Err(refusal(status, &body));
+        }
+        Ok((reply, body))
+    }
+
     /// The sibling's moderation; its failure gets the policy's `on_error` outcome.
     pub fn wait(self, policy: &Policy) -> JudgedBySibling {
         let failed = |why: String| JudgedBySibling {
@@ -486,19 +597,10 @@ impl PendingImage {
             cached: None,
             cpu: Vec::new(),
         };
-        let timeout = policy.siblings.timeout();
-        let mut reply = match self
-            .pending
-            .and_then(|p| p.within(timeout).map_err(unanswered))
-        {
-            Ok(reply) => reply,
+        let (reply, body) = match self.answer(policy.siblings.timeout()) {
+            Ok(answered) => answered,
             Err(why) => return failed(why),
         };
-        let status = reply.get_status();
-        let body = reply.take_body_bytes();
-        if status != StatusCode::OK {
-            return failed(refusal(status, &body));
-        }
         let cached = match reply.get_header_str(headers::CACHE) {
             Some("hit") => Some(cache::Status::Hit {
                 lookup: std::time::Duration::ZERO,

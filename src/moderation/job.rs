@@ -12,8 +12,14 @@
 //! An SVG's drawing goes as a drawing job: the sibling draws the SVG and judges the
 //! drawing only (the coordinator judges the rasters it embeds meanwhile).
 //!
+//! A JPEG XL too costly for one instance goes out in parts, as region jobs: the sibling
+//! renders that region of the image and answers with its samples
+//! (`media::decode::jxl_parts`), not with a moderation.
+//!
 //! ```text
 //! job:     "EMJ1" | policy JSON length: u32 LE | policy JSON | image bytes
+//! region:  "EMT1" | policy JSON length: u32 LE | policy JSON | left, top, width,
+//!                 | height: u32 LE each | JPEG XL bytes
 //! drawing: "EMS1" | policy JSON length: u32 LE | policy JSON | SVG bytes
 //! resumed: "EMR2" | policy JSON length: u32 LE | policy JSON
 //!                 | decode state length: u32 LE | decode state
@@ -30,6 +36,7 @@ use super::handoff::HandoffError;
 use super::record;
 use super::Moderation;
 use crate::media::decode;
+use crate::media::decode::jxl_parts::Region;
 use crate::policy::Policy;
 use std::borrow::Cow;
 use std::ops::Range;
@@ -37,6 +44,7 @@ use std::ops::Range;
 const JOB: &[u8; 4] = b"EMJ1";
 const DRAWING: &[u8; 4] = b"EMS1";
 const RESUMED: &[u8; 4] = b"EMR2";
+const REGION: &[u8; 4] = b"EMT1";
 const ANSWER: &[u8; 4] = b"EMV1";
 
 /// A job as received.
@@ -49,6 +57,8 @@ pub struct ImageJob<'a> {
     pub resume: Option<&'a [u8]>,
     /// The image is an SVG whose drawing alone is judged.
     pub drawing: bool,
+    /// Only this region of the image is to be decoded, its samples the answer.
+    pub region: Option<Region>,
 }
 
 /// Everything of a job before the image bytes, which follow it (the glue streams them
@@ -60,6 +70,13 @@ pub fn job_header(policy: &Policy) -> Vec<u8> {
 /// A drawing job's header: the SVG bytes follow it.
 pub fn drawing_header(policy: &Policy) -> Vec<u8> {
     framed(DRAWING, &policy_json(policy), &[])
+}
+
+/// A region job's header: the JPEG XL's bytes follow it.
+pub fn region_header(policy: &Policy, region: Region) -> Vec<u8> {
+    let mut header = framed(REGION, &policy_json(policy), &[]);
+    header.extend_from_slice(&region.to_bytes());
+    header
 }
 
 /// A resumed job: its header, and the parts of `image` that follow it in order (the
@@ -141,16 +158,30 @@ pub fn encode_job(policy: &Policy, image: &[u8]) -> Vec<u8> {
 }
 
 pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
-    let (json, rest, resume, drawing) = match (unframe(JOB, bytes), unframe(DRAWING, bytes)) {
+    let (json, mut rest, resume, drawing) = match (unframe(JOB, bytes), unframe(DRAWING, bytes)) {
         (Ok((json, image)), _) => (json, image, None, false),
         (_, Ok((json, svg))) => (json, svg, None, true),
         (Err(HandoffError::NotAHandoff), Err(HandoffError::NotAHandoff)) => {
-            let (json, rest) = unframe(RESUMED, bytes)?;
-            let (state, image) = unframe_length(rest)?;
-            (json, image, Some(state), false)
+            match unframe(REGION, bytes) {
+                Ok((json, rest)) => (json, rest, None, false),
+                Err(HandoffError::NotAHandoff) => {
+                    let (json, rest) = unframe(RESUMED, bytes)?;
+                    let (state, image) = unframe_length(rest)?;
+                    (json, image, Some(state), false)
+                }
+                Err(e) => return Err(e),
+            }
         }
         // The error of the magic that matched.
         (Err(HandoffError::NotAHandoff), Err(e)) | (Err(e), _) => return Err(e),
+    };
+    let region = match bytes.starts_with(REGION) {
+        true => {
+            let region = Region::from_bytes(rest).ok_or(HandoffError::Malformed("region"))?;
+            rest = &rest[16..];
+            Some(region)
+        }
+        false => None,
     };
     let json = std::str::from_utf8(json).map_err(|_| HandoffError::Malformed("policy"))?;
     let policy = Policy::from_json(json).map_err(|_| HandoffError::Malformed("policy"))?;
@@ -163,6 +194,7 @@ pub fn decode_job(bytes: &[u8]) -> Result<ImageJob<'_>, HandoffError> {
         image,
         resume,
         drawing,
+        region,
     })
 }
 
@@ -233,6 +265,20 @@ mod tests {
         );
         for cut in 0..resumed.len() - image.len() {
             assert!(decode_job(&resumed[..cut]).is_err(), "cut at {cut}");
+        }
+        let region = Region {
+            left: 264,
+            top: 8,
+            width: 536,
+            height: 592,
+        };
+        let header = region_header(&policy, region);
+        let whole = [header.as_slice(), &image].concat();
+        let job = decode_job(&whole).unwrap();
+        assert_eq!((job.region, &job.image[..]), (Some(region), &image[..]));
+        assert_eq!((job.resume, job.drawing), (None, false));
+        for cut in 0..header.len() {
+            assert!(decode_job(&header[..cut]).is_err(), "cut at {cut}");
         }
 
         let moderation = Moderation {

@@ -13,7 +13,7 @@ pub use outcome::{Judged, Moderation, Outcome, Reason, Timings};
 
 use crate::classifier::preprocess::preprocess_gathered;
 use crate::classifier::{preprocess_over, transparency, Backdrop, Classifier, ModelError, Scores};
-use crate::media::decode::{decode_resumable, Decoded, Decoding};
+use crate::media::decode::{decode_resumable, DecodeError, DecodeLimits, Decoded, Decoding};
 use crate::media::encode::encode;
 use crate::media::frames::Reading;
 use crate::media::obscure::obscure;
@@ -68,6 +68,19 @@ pub trait Inference {
         let _ = ms;
     }
 
+    /// The samples of a JPEG XL decoded elsewhere in parts, a region per sibling instance,
+    /// when this instance's CPU cannot decode it whole (jxl-oxide's decode cannot stop
+    /// part-way): the state `decode_resumable` assembles the image from. `None`: decode
+    /// it here, as it does unless the glue says otherwise.
+    fn decode_apart(
+        &mut self,
+        image: &[u8],
+        limits: DecodeLimits,
+    ) -> Option<Result<Vec<u8>, ApartError>> {
+        let _ = (image, limits);
+        None
+    }
+
     /// The moderation of an image whose decode (or animation's reading) stopped here, by
     /// a sibling that resumes it from `state` (only asked after
     /// [`Inference::decode_budget_spent`] or [`Inference::frame_budget_spent`] said yes).
@@ -84,6 +97,29 @@ pub struct Resumed<'a> {
     /// The decoder's state (`media::jpeg`'s `EMD2`, or `EMP2` for a progressive JPEG;
     /// `media::frames`'s `EMG1` for a GIF's reading).
     pub state: &'a [u8],
+}
+
+/// Why an image decoded apart ([`Inference::decode_apart`]) has no samples.
+#[derive(Debug)]
+pub enum ApartError {
+    /// A sibling could not decode its region, as this instance could not have decoded
+    /// the whole: the policy's outcome for such an image.
+    NotDecoded(DecodeError),
+    /// More parts than an image may be decoded in (each a sibling): the policy's outcome
+    /// for an image beyond its limits.
+    TooCostly(String),
+    /// A sibling failed or did not answer: `on_error`.
+    Sibling(String),
+}
+
+impl ApartError {
+    fn outcome(self, policy: &Policy) -> Moderation {
+        match self {
+            ApartError::NotDecoded(error) => Moderation::not_decoded(policy, error),
+            ApartError::TooCostly(why) => Moderation::oversize(policy, why),
+            ApartError::Sibling(why) => Moderation::sibling_failed(policy, why),
+        }
+    }
 }
 
 /// Why an inference gave no scores; both cases get the policy's `on_error` outcome.
@@ -114,6 +150,13 @@ impl<T: Inference + ?Sized> Inference for &mut T {
         inputs: Vec<tract_onnx::prelude::Tensor>,
     ) -> Vec<Result<Scores, InferenceError>> {
         (**self).infer_all(inputs)
+    }
+    fn decode_apart(
+        &mut self,
+        image: &[u8],
+        limits: DecodeLimits,
+    ) -> Option<Result<Vec<u8>, ApartError>> {
+        (**self).decode_apart(image, limits)
     }
     fn judge_elsewhere(&mut self, job: Resumed<'_>) -> Moderation {
         (**self).judge_elsewhere(job)
@@ -250,6 +293,18 @@ pub fn moderate_from(
             Err(e) => return Moderation::not_decoded(policy, e),
         }
     } else {
+        // A JPEG XL too costly for this instance is decoded in parts elsewhere, then
+        // assembled here.
+        let apart = match (format, from) {
+            (ImageFormat::JpegXl, None) => inference.decode_apart(bytes, limits),
+            _ => None,
+        };
+        let assembly = match apart {
+            Some(Ok(assembly)) => Some(assembly),
+            Some(Err(error)) => return error.outcome(policy),
+            None => None,
+        };
+        let from = from.or(assembly.as_deref());
         let decoding = {
             let mut spent = |finishing| inference.decode_budget_spent(finishing);
             decode_resumable(bytes, format, limits, from, &mut spent)

@@ -19,3 +19,17 @@ pub mod viceroy;
 pub use fixtures::{assert_all_agree, encode, fidelity_image, repo, run_reference};
 pub use origin::{pattern_byte, Body, Origin, Received, Resource};
 pub use viceroy::{Framing, Reply, Service, Siblings, SIBLING_KEY};
+
+/// The five class probabilities of an `x-moderation-scores` value, in class order.
+pub fn probabilities(scores: &str) -> Vec<f32> {
+    scores
+        .split(',')
+        .map(|pair| {
+            pair.split_once('=')
+                .expect("class=value")
+                .1
+                .parse()
+                .expect("a number")
+        })
+        .collect()
+}

@@ -14,10 +14,14 @@ use super::{DecodeError, DecodeLimits};
 use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder, ImageResult};
 use jxl_oxide::{
-    AllocTracker, EnumColourEncoding, InitializeResult, JxlImage, JxlThreadPool, Render,
-    RenderingIntent,
+    AllocTracker, CropInfo, EnumColourEncoding, InitializeResult, JxlImage, JxlThreadPool,
+    PixelFormat, Render, RenderingIntent,
 };
 use jxl_render::ImageBuffer;
+
+pub mod parts;
+
+use parts::Region;
 
 /// Bytes jxl-oxide's planes take per sample of the canvas (f32), with room for the
 /// decoder's own grids beside them: a canvas whose working memory would pass
@@ -62,8 +66,19 @@ fn corrupt(error: impl std::fmt::Display) -> DecodeError {
     DecodeError::Corrupt(format!("JPEG XL: {error}"))
 }
 
-impl JxlDecoder {
-    pub(super) fn new(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+/// A JPEG XL opened for rendering: its header checked against the limits, the colour
+/// encoding it renders in requested.
+struct Opened {
+    image: JxlImage,
+    width: u32,
+    height: u32,
+    format: PixelFormat,
+    /// The ICC profile the pixels come out in, when jxl-oxide leaves them so.
+    icc: Option<Vec<u8>>,
+}
+
+impl Opened {
+    fn new(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
         let working = limits
             .max_canvas_bytes
             .saturating_mul(WORKING_BYTES_PER_SAMPLE)
@@ -105,9 +120,18 @@ impl JxlDecoder {
         } else {
             icc = image.original_icc().map(<[u8]>::to_vec);
         }
-        let render = image.render_frame(0).map_err(corrupt)?;
-        let mut stream = render.stream();
-        let color = match (stream.channels(), format) {
+        Ok(Opened {
+            image,
+            width,
+            height,
+            format,
+            icc,
+        })
+    }
+
+    /// The colour type of `channels` interleaved 8-bit samples of this image.
+    fn color_type(&self, channels: u32) -> Result<ColorType, DecodeError> {
+        Ok(match (channels, self.format) {
             (1, _) => ColorType::L8,
             (2, _) => ColorType::La8,
             (3, _) => ColorType::Rgb8,
@@ -117,37 +141,100 @@ impl JxlDecoder {
                     "JPEG XL with {n} channels ({f:?})"
                 )))
             }
+        })
+    }
+
+    /// Renders `region` of the displayed image (all of it when `None`): its samples,
+    /// interleaved 8-bit, and how many channels they interleave.
+    fn render(&mut self, region: Option<Region>) -> Result<(Vec<u8>, u32), DecodeError> {
+        let (width, height) = match region {
+            Some(region) => {
+                if !region.within(self.width, self.height) {
+                    return Err(DecodeError::Corrupt(format!(
+                        "JPEG XL region {region:?} is outside its {}x{}",
+                        self.width, self.height
+                    )));
+                }
+                self.image.set_image_region(CropInfo {
+                    width: region.width,
+                    height: region.height,
+                    left: region.left,
+                    top: region.top,
+                });
+                (region.width, region.height)
+            }
+            None => (self.width, self.height),
         };
+        let render = self.image.render_frame(0).map_err(corrupt)?;
+        let mut stream = render.stream();
+        let channels = stream.channels();
+        self.color_type(channels)?;
         if (stream.width(), stream.height()) != (width, height) {
             return Err(DecodeError::Corrupt(format!(
-                "JPEG XL rendered {}x{}, its header says {width}x{height}",
+                "JPEG XL rendered {}x{}, {width}x{height} asked",
                 stream.width(),
                 stream.height()
             )));
         }
-        let mut pixels = vec![0u8; pixels as usize * stream.channels() as usize];
-        if !write_upright_planes(&image, &render, &mut pixels) {
+        let samples = u64::from(width) * u64::from(height) * u64::from(channels);
+        let mut pixels = vec![0u8; samples as usize];
+        if region.is_some() || !write_upright_planes(&self.image, &render, &mut pixels) {
             stream.write_to_buffer(&mut pixels);
         }
+        Ok((pixels, channels))
+    }
+}
+
+impl JxlDecoder {
+    pub(super) fn new(bytes: &[u8], limits: DecodeLimits) -> Result<Self, DecodeError> {
+        let mut opened = Opened::new(bytes, limits)?;
+        let (pixels, channels) = opened.render(None)?;
         Ok(Self {
-            width,
-            height,
-            color,
+            width: opened.width,
+            height: opened.height,
+            color: opened.color_type(channels)?,
             pixels,
-            icc,
+            icc: opened.icc,
+        })
+    }
+
+    /// The image as assembled from its regions decoded apart (`state`, a
+    /// [`parts::Assembly`]'s bytes), checked against the header of `bytes`.
+    pub(super) fn assembled(
+        bytes: &[u8],
+        limits: DecodeLimits,
+        state: &[u8],
+    ) -> Result<Self, DecodeError> {
+        let opened = Opened::new(bytes, limits)?;
+        let assembly = parts::Assembled::parse(state)?;
+        if (assembly.width, assembly.height) != (opened.width, opened.height) {
+            return Err(DecodeError::Corrupt(format!(
+                "JPEG XL assembled at {}x{}, its header says {}x{}",
+                assembly.width, assembly.height, opened.width, opened.height
+            )));
+        }
+        Ok(Self {
+            width: opened.width,
+            height: opened.height,
+            color: opened.color_type(assembly.channels)?,
+            pixels: assembly.pixels.to_vec(),
+            icc: opened.icc,
         })
     }
 }
 
 /// Writes the render's samples into `out` (interleaved 8-bit, the channels jxl-oxide's
-/// `Render::stream` gives) a row at a time, when the render is the plain case: upright,
-/// one full-size frame at the origin, float planes (lossy, the usual case), and no black
-/// or spot colour channel. Returns false, having written nothing, otherwise.
+/// `Render::stream` gives) a row at a time, when the render is the plain case: the whole
+/// image, upright, one full-size frame at the origin, float planes (lossy, the usual
+/// case), and no black or spot colour channel. Returns false, having written nothing,
+/// otherwise.
 ///
 /// Why: the stream maps every sample through orientation, region offsets and spot
 /// colours, ~a fifth of a whole decode. In the plain case each of those is the identity,
 /// and the rounding below is the stream's own for float planes (whatever the bit depth),
 /// so the bytes are the same: a test holds this to the stream on every JPEG XL we have.
+/// (A region's planes start where jxl-render's padding for its filters puts them, which
+/// it does not expose: a region is written by the stream.)
 fn write_upright_planes(image: &JxlImage, render: &Render, out: &mut [u8]) -> bool {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let full_frame = image

@@ -39,6 +39,7 @@ use image::{ColorType, DynamicImage};
 pub use avif::declared_avif_size;
 pub use jpeg::REDUCED_MIN_SIDE;
 pub use jxl::declared_jxl_size;
+pub use jxl::parts as jxl_parts;
 
 /// Bounds on what we agree to decode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -186,11 +187,18 @@ pub fn decode_resumable(
 ) -> Result<Decoding, DecodeError> {
     // An AVIF may be shown otherwise by Firefox (its YUV matrix): that rendering is
     // oriented and colour-managed below as the first is.
-    let (mut decoder, mut firefox_avif) = match format {
-        ImageFormat::Avif => {
+    // A JPEG XL whose regions siblings decoded comes `from` their samples, assembled.
+    let assembly =
+        from.filter(|state| format == ImageFormat::JpegXl && jxl::parts::is_assembly(state));
+    let (mut decoder, mut firefox_avif) = match (format, assembly) {
+        (ImageFormat::Avif, _) => {
             let mut avif = avif::AvifDecoder::new(bytes, limits)?;
             let firefox = avif.take_firefox();
             (Box::new(avif) as Box<dyn image::ImageDecoder>, firefox)
+        }
+        (_, Some(state)) => {
+            let assembled = jxl::JxlDecoder::assembled(bytes, limits, state)?;
+            (Box::new(assembled) as Box<dyn image::ImageDecoder>, None)
         }
         _ => (codec::checked_decoder(bytes, format, limits)?, None),
     };
@@ -212,7 +220,7 @@ pub fn decode_resumable(
         Some(Ok(Gather::Suspended(state))) => return Ok(Decoding::Suspended { state }),
         // A resumed job's image lacks the data already decoded (the job leaves it out):
         // another decoder would read zeros there, and judge an image without its top.
-        _ if from.is_some() => {
+        _ if from.is_some() && assembly.is_none() => {
             return Err(DecodeError::Corrupt(
                 "JPEG not decodable on from where another instance stopped".into(),
             ))
