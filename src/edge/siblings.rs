@@ -44,7 +44,7 @@ use fastly::http::{header, Method, StatusCode};
 use fastly::{Body, Request, Response, SecretStore};
 use std::io::Write;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tract_onnx::prelude::Tensor;
 
 pub const BACKEND: &str = "self";
@@ -430,10 +430,13 @@ impl Inference for Relay<'_> {
             .collect();
         let mut assembly = jxl_parts::Assembly::new(layout);
         let mut failure = None;
+        // One deadline for all: the parts run at once, so the image waits the policy's
+        // timeout once, not once per part.
+        let deadline = Instant::now() + self.timeout;
         for (region, pending) in regions.into_iter().zip(sent) {
             // Every answer is awaited, even after a failure: its sub-request still runs.
             let placed = pending
-                .answer(self.timeout)
+                .answer(deadline.saturating_duration_since(Instant::now()))
                 .map_err(ApartError::Sibling)
                 .and_then(|(reply, body)| {
                     self.sibling_cpu.extend(reported_cpu(&reply));
