@@ -251,7 +251,8 @@ impl<'a> Relay<'a> {
         while work.next < count {
             let used = cpu_ms();
             let estimate = costs.estimate(work.next);
-            let over_budget = used + estimate + reserved > self.budget_ms;
+            // The clock counts whole milliseconds: `used` may be most of one more.
+            let over_budget = used + 1 + estimate + reserved > self.budget_ms;
             if over_budget && !(self.must_run_one && ran == 0) && available() {
                 return self.hand_off(work);
             }
