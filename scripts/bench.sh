@@ -2,6 +2,7 @@
 # The benchmark (`make bench`): every measurement in one run, side by side, on inputs the
 # benchmark generates itself. Writes bench/results.json and bench/results.md.
 #   RUNS=15 make bench
+#   BENCH_CPU=avx2 RUNS=15 make bench   (on an AVX-512 host: measured as on an AVX2-only one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-15}"
@@ -14,7 +15,11 @@ mkdir -p "$out/inputs"
   grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs
   echo ", family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo " model $(grep -m1 '^model\s*:' /proc/cpuinfo | cut -d: -f2 | xargs)"
-  grep -qw avx512f /proc/cpuinfo && echo ", AVX-512" || echo ", AVX2 only"
+  if [ "${BENCH_CPU:-}" = avx2 ]; then
+    echo ", AVX-512 hidden from software (BENCH_CPU=avx2, CPUID faulting): AVX2 only"
+  else
+    grep -qw avx512f /proc/cpuinfo && echo ", AVX-512" || echo ", AVX2 only"
+  fi
   echo ", $(nproc) cores"
 } | tr -d '\n' > "$out/host.txt"
 echo "== host: $(cat "$out/host.txt")"
@@ -38,6 +43,20 @@ python3 -c 'import sys; from PIL import Image; Image.open(sys.argv[1]).convert("
 # A JPEG XL (libjxl through pillow-jxl-plugin), decoded and judged in a sibling instance.
 python3 -c 'import sys, pillow_jxl; from PIL import Image; Image.open(sys.argv[1]).convert("RGB").save(sys.argv[2], format="JXL", quality=85)' \
   "$out/inputs/png_alpha_800x600.png" "$out/inputs/jxl_800x600.jxl"
+
+# BENCH_CPU=avx2: every process from here on sees a CPU without AVX-512 (and AVX-VNNI,
+# AMX): tract's native kernels and Viceroy's Cranelift choose their code as on an
+# AVX2-only host (scripts/avx2_only.c says how, and what it cannot hide).
+if [ "${BENCH_CPU:-}" = avx2 ]; then
+  grep -qw cpuid_fault /proc/cpuinfo || { echo "BENCH_CPU=avx2 needs CPUID faulting (cpuid_fault)" >&2; exit 1; }
+  cc -O2 -shared -fPIC -o "$out/avx2_only.so" scripts/avx2_only.c
+  cc -O2 -DCHECK -o "$out/avx2_only_check" scripts/avx2_only.c
+  export LD_PRELOAD="$PWD/$out/avx2_only.so"
+  "$out/avx2_only_check" | grep -q 'avx512f 0' || { echo "AVX-512 still visible" >&2; exit 1; }
+elif [ -n "${BENCH_CPU:-}" ]; then
+  echo "BENCH_CPU: only 'avx2' is known" >&2
+  exit 1
+fi
 
 echo "== stages: native"
 target/release/examples/stages "$runs" > "$out/stages-native.json"
