@@ -1,10 +1,13 @@
-"""Puts the benchmark's measurements side by side: bench/results.json and bench/results.md."""
+"""Puts the benchmark's measurements side by side: bench/results.json and bench/results.md
+(bench/results-avx2.* for a run with BENCH_CPU=avx2, so that it sits beside the host's own)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
 out, wasm_size, runs = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+results = "bench/results-avx2" if os.environ.get("BENCH_CPU") == "avx2" else "bench/results"
 native = json.loads((out / "stages-native.json").read_text())
 wasm = json.loads((out / "stages-wasm.json").read_text())
 requests = json.loads((out / "requests.json").read_text())
@@ -153,7 +156,7 @@ for name, r in nsfwjs["inputs"].items():
               f"{r['inference']['median'] / w['inference']['median']:.2f}x | {r['end_to_end']['median']:.1f} | "
               f"{ours_e2e:.1f} | {r['end_to_end']['median'] / ours_e2e:.2f}x |")
 
-Path("bench/results.md").write_text("\n".join(md) + "\n")
-Path("bench/results.json").write_text(json.dumps(
+Path(f"{results}.md").write_text("\n".join(md) + "\n")
+Path(f"{results}.json").write_text(json.dumps(
     {"runs": int(runs), "wasm_size_bytes": wasm_size, "stages_native": native, "stages_wasm": wasm,
      "requests": requests, "nsfwjs_tfjs_wasm": nsfwjs, "pdq": pdq_rows, "svg_bounds": svg_rows, "load": load, "host": host}, indent=1) + "\n")
