@@ -10,6 +10,9 @@
 //! - `lists`: paths `/lists/*`, PDQ deny and allow lists from the KV Store `lists` (the
 //!   photo denied, the drawing allowed); `broken lists`: `/broken-lists/*`, a deny list
 //!   that does not parse.
+//!
+//! The verdict cache (Viceroy's Core Cache, shared by the process's requests) keys each
+//! verdict by the policy in force too: the same bytes under another route's policy miss.
 
 mod support;
 
@@ -74,6 +77,13 @@ fn world() -> &'static World {
             "/lists/photo-small.jpg",
             Resource::bytes("image/jpeg", reencoded),
         );
+        // Bytes no other test requests, so that the verdict cache starts empty for them.
+        let drawing = image::load_from_memory(&bytes_of(&fixtures, "/drawing.png")).unwrap();
+        let mut unique = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut unique, 91)
+            .encode_image(&drawing.to_rgb8())
+            .unwrap();
+        fixtures.insert("/cached/drawing.jpg", Resource::bytes("image/jpeg", unique));
         for name in ["drawing.png", "rocket.png"] {
             let served = fixtures[format!("/{name}").as_str()].clone();
             for prefix in ["/lists", "/broken-lists"] {
@@ -533,4 +543,35 @@ fn a_malformed_list_is_logged_and_ignored() {
         output.contains("PDQ list \"lists\"/\"broken\" ignored: line 1 is not"),
         "{output}"
     );
+}
+
+#[test]
+fn another_policy_misses_the_verdict_cache_by_construction() {
+    let service = &world().service;
+    let path = "/cached/drawing.jpg";
+    let under_partner = [("Host", "partner.example")];
+    // Judged, then remembered, under the default policy: blocked.
+    let first = service.get(path);
+    let again = service.get(path);
+    for (reply, cache) in [(&first, "miss"), (&again, "hit")] {
+        assert_eq!(
+            (reply.status, reply.header(headers::CACHE)),
+            (451, Some(cache))
+        );
+    }
+    // The same bytes under the partner's policy (no rules): its own verdict, not the
+    // remembered block, then remembered in turn.
+    let first = service.request("GET", path, &under_partner);
+    let again = service.request("GET", path, &under_partner);
+    for (reply, cache) in [(&first, "miss"), (&again, "hit")] {
+        assert_eq!(reply.header(headers::ROUTE), Some("partner"));
+        assert_eq!(
+            (reply.status, reply.header(headers::CACHE)),
+            (200, Some(cache))
+        );
+        assert_eq!(reply.verdict(), Some("pass"));
+        assert_eq!(reply.body, image(path));
+    }
+    // And the default policy's verdict is still there.
+    assert_eq!(service.get(path).header(headers::CACHE), Some("hit"));
 }
